@@ -1,0 +1,862 @@
+//! `Centering<F>`: the public operations. Shapes and parameters are checked
+//! here; arithmetic lives in `state` and `kernels`.
+
+use ndarray::{Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Axis, Data, DataMut, Dimension, IxDyn, ShapeBuilder};
+
+use crate::Element;
+use crate::error::{CenteringError, Result};
+use crate::kernels;
+use crate::params::{CenteringParams, EmaStart, Mode, ValidParams};
+use crate::state::{Ema, Sums};
+
+/// Learns one mean per feature (the last axis) and subtracts it.
+///
+/// See the [crate documentation](crate) for the modes and conventions.
+///
+/// # Examples
+///
+/// ```
+/// use centering::Centering;
+/// use ndarray::array;
+///
+/// let mut c = Centering::<f64>::new();
+/// c.partial_fit(&array![[1.0, 10.0], [3.0, 30.0]])?;
+/// c.partial_fit(&array![[5.0, 50.0]])?;
+/// assert_eq!(c.mean().unwrap(), array![3.0, 30.0]);
+/// let y = c.transform(&array![[4.0, 40.0]])?;
+/// assert_eq!(y, array![[1.0, 10.0]]);
+/// # Ok::<(), centering::CenteringError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Centering<F> {
+    pub(crate) params: ValidParams,
+    pub(crate) fitted: Option<Fitted<F>>,
+}
+
+/// The learned state: present once a non-empty batch was fitted.
+#[derive(Debug, Clone)]
+pub(crate) struct Fitted<F> {
+    pub(crate) n_samples: u64,
+    pub(crate) n_batches: u64,
+    pub(crate) acc: Accumulator<F>,
+    /// Derived from `acc` after every update (not part of equality).
+    pub(crate) mean: Vec<F>,
+}
+
+/// What each mode accumulates, per feature.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Accumulator<F> {
+    Cumulative(Sums<F>),
+    Moving(Vec<Ema<F>>),
+}
+
+impl<F: PartialEq> PartialEq for Fitted<F> {
+    fn eq(&self, other: &Self) -> bool {
+        self.n_samples == other.n_samples && self.n_batches == other.n_batches && self.acc == other.acc
+    }
+}
+
+impl<F: PartialEq> PartialEq for Centering<F> {
+    /// Same parameters and same learned state (bit for bit, up to the sign
+    /// of zero).
+    fn eq(&self, other: &Self) -> bool {
+        self.params == other.params && self.fitted == other.fitted
+    }
+}
+
+impl<F: Element> Default for Centering<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The momentum (weight of the old value) the moving accumulator uses.
+fn beta_of(mode: Mode) -> f64 {
+    match mode {
+        Mode::MovingAverage { momentum, .. } => momentum,
+        _ => 1.0,
+    }
+}
+
+fn start_of(mode: Mode) -> EmaStart {
+    match mode {
+        Mode::MovingAverage { start, .. } => start,
+        _ => EmaStart::Debiased,
+    }
+}
+
+impl<F: Element> Fitted<F> {
+    fn refresh(&mut self, mode: Mode) {
+        self.mean = match &self.acc {
+            Accumulator::Cumulative(s) => s.means(),
+            Accumulator::Moving(e) => e.iter().map(|e| e.value(start_of(mode))).collect(),
+        };
+    }
+
+    pub(crate) fn n_features(&self) -> usize {
+        self.mean.len()
+    }
+}
+
+impl<F: Element> Centering<F> {
+    /// An unfitted estimator of the exact cumulative mean (the default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = centering::Centering::<f32>::new();
+    /// assert!(!c.is_fitted());
+    /// ```
+    pub fn new() -> Self {
+        Self::with_params(ValidParams::default())
+    }
+
+    /// An unfitted estimator with checked parameters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::{Centering, CenteringParams};
+    /// let p = CenteringParams::new().moving_average(0.9).check()?;
+    /// let c = Centering::<f64>::with_params(p);
+    /// assert_eq!(c.params().momentum(), Some(0.9));
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn with_params(params: ValidParams) -> Self {
+        Centering { params, fitted: None }
+    }
+
+    /// The unchecked parameter builder (same as [`CenteringParams::new`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = centering::Centering::<f64>::builder().batch_average().build::<f64>()?;
+    /// assert_eq!(c.params().mode(), centering::Mode::BatchAverage);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn builder() -> CenteringParams {
+        CenteringParams::new()
+    }
+
+    /// The parameters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = centering::Centering::<f64>::new();
+    /// assert_eq!(c.params().mode(), centering::Mode::Cumulative);
+    /// ```
+    pub fn params(&self) -> &ValidParams {
+        &self.params
+    }
+
+    /// Whether a non-empty batch has been fitted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.partial_fit(&ndarray::Array2::<f64>::zeros((0, 3)))?; // empty: a no-op
+    /// assert!(!c.is_fitted());
+    /// c.partial_fit(&ndarray::array![1.0, 2.0, 3.0])?; // one sample
+    /// assert!(c.is_fitted());
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn is_fitted(&self) -> bool {
+        self.fitted.is_some()
+    }
+
+    /// The learned mean, one value per feature; `None` before any fit.
+    ///
+    /// Under [`NanPolicy::Ignore`], a feature with no observed value yet has
+    /// a NaN mean (as in scikit-learn and `numpy.nanmean`); so has every
+    /// feature of a [`EmaStart::FirstBatch`] or [`EmaStart::Debiased`] moving
+    /// average that has not taken a step, while [`EmaStart::Zero`] reports 0
+    /// (Keras's and PyTorch's initial moving mean).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// assert!(c.mean().is_none());
+    /// c.fit(&ndarray::array![[1.0], [2.0]])?;
+    /// assert_eq!(c.mean().unwrap()[0], 1.5);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn mean(&self) -> Option<ArrayView1<'_, F>> {
+        self.fitted.as_ref().map(|f| ArrayView1::from(&f.mean[..]))
+    }
+
+    /// The number of features `D`, once fitted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f32>::new();
+    /// c.fit(&ndarray::Array3::<f32>::ones((2, 4, 3)))?;
+    /// assert_eq!(c.n_features(), Some(3));
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn n_features(&self) -> Option<usize> {
+        self.fitted.as_ref().map(Fitted::n_features)
+    }
+
+    /// The number of samples in all fitted batches (whatever their weights
+    /// or missing values), as scikit-learn's `n_samples_seen_` without
+    /// weights.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.partial_fit(&ndarray::Array3::<f64>::zeros((2, 5, 3)))?;
+    /// assert_eq!(c.n_samples_seen(), 10);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn n_samples_seen(&self) -> u64 {
+        self.fitted.as_ref().map_or(0, |f| f.n_samples)
+    }
+
+    /// The number of fitted non-empty batches: the moving average's step
+    /// count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.partial_fit(&ndarray::array![[1.0]])?;
+    /// c.partial_fit(&ndarray::array![[2.0], [3.0]])?;
+    /// assert_eq!(c.n_batches(), 2);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn n_batches(&self) -> u64 {
+        self.fitted.as_ref().map_or(0, |f| f.n_batches)
+    }
+
+    /// Per feature, the total weight of the observed values: the count of
+    /// non-missing values without weights. `None` before any fit and in the
+    /// moving-average modes (which weigh batches, not samples).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::{Centering, CenteringParams, NanPolicy};
+    /// let mut c: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+    /// c.fit(&ndarray::array![[1.0, f64::NAN], [3.0, 4.0]])?;
+    /// assert_eq!(c.weight_sums().unwrap(), ndarray::array![2.0, 1.0]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn weight_sums(&self) -> Option<Array1<F>> {
+        match &self.fitted.as_ref()?.acc {
+            Accumulator::Cumulative(s) => Some(s.weight.iter().map(|w| w.value()).collect()),
+            Accumulator::Moving(_) => None,
+        }
+    }
+
+    /// Forgets everything learned; the parameters stay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.fit(&ndarray::array![[1.0]])?;
+    /// c.reset();
+    /// assert!(!c.is_fitted());
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn reset(&mut self) {
+        self.fitted = None;
+    }
+
+    /// Folds the batch `x` (shape `(samples…, D)`, or `(D,)` for one sample)
+    /// into the estimate. A batch with no samples is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::ZeroDimensional`], [`CenteringError::NoFeatures`],
+    /// [`CenteringError::FeatureMismatch`] (a `D` other than the fitted
+    /// one), [`CenteringError::NonFinite`] (a value the
+    /// [`NanPolicy`] rejects), [`CenteringError::WeightOverflow`]. On error
+    /// the estimator is unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::{Centering, CenteringError};
+    /// use ndarray::array;
+    ///
+    /// let mut c = Centering::<f64>::new();
+    /// c.partial_fit(&array![[1.0, 2.0]])?;
+    /// let err = c.partial_fit(&array![[f64::NAN, 0.0]]).unwrap_err();
+    /// assert!(matches!(err, CenteringError::NonFinite { .. }));
+    /// assert_eq!(c.n_samples_seen(), 1); // unchanged
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn partial_fit<S, D>(&mut self, x: &ArrayBase<S, D>) -> Result<&mut Self>
+    where
+        S: Data<Elem = F>,
+        D: Dimension,
+    {
+        let x = x.view().into_dyn();
+        self.fold(&x, None)?;
+        Ok(self)
+    }
+
+    /// [`partial_fit`](Self::partial_fit) with one non-negative weight per
+    /// sample, shaped like the sample axes (`x.shape()[..ndim − 1]`); for an
+    /// input of 3 or more dimensions, a 1-D weight of length `x.shape()[0]`
+    /// is also accepted and applies to every sample under that index (one
+    /// weight per image, say). A batch whose weights sum to 0 is a no-op.
+    /// In the moving-average modes, weights weigh the batch mean.
+    ///
+    /// # Errors
+    ///
+    /// As [`partial_fit`](Self::partial_fit), and
+    /// [`CenteringError::WeightShape`], [`CenteringError::InvalidWeight`]
+    /// (negative, NaN or infinite).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.partial_fit_weighted(&array![[1.0], [4.0]], &array![2.0, 1.0])?;
+    /// assert_eq!(c.mean().unwrap()[0], 2.0); // (2·1 + 1·4) / 3
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn partial_fit_weighted<S, D, SW, DW>(
+        &mut self,
+        x: &ArrayBase<S, D>,
+        weights: &ArrayBase<SW, DW>,
+    ) -> Result<&mut Self>
+    where
+        S: Data<Elem = F>,
+        D: Dimension,
+        SW: Data<Elem = F>,
+        DW: Dimension,
+    {
+        let x = x.view().into_dyn();
+        let w = weights.view().into_dyn();
+        self.fold(&x, Some(&w))?;
+        Ok(self)
+    }
+
+    /// Forgets everything, then [`partial_fit`](Self::partial_fit)s `x`.
+    /// On error the previous state is kept.
+    ///
+    /// # Errors
+    ///
+    /// As [`partial_fit`](Self::partial_fit), except that a `D` different
+    /// from a previous fit is allowed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.fit(&ndarray::array![[1.0, 2.0]])?;
+    /// c.fit(&ndarray::array![[5.0]])?; // a new D is fine: everything was forgotten
+    /// assert_eq!(c.mean().unwrap(), ndarray::array![5.0]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn fit<S, D>(&mut self, x: &ArrayBase<S, D>) -> Result<&mut Self>
+    where
+        S: Data<Elem = F>,
+        D: Dimension,
+    {
+        let mut fresh = Self::with_params(self.params);
+        fresh.partial_fit(x)?;
+        *self = fresh;
+        Ok(self)
+    }
+
+    /// Forgets everything, then
+    /// [`partial_fit_weighted`](Self::partial_fit_weighted)s `x`.
+    ///
+    /// # Errors
+    ///
+    /// As [`partial_fit_weighted`](Self::partial_fit_weighted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.fit_weighted(&ndarray::array![[0.0], [10.0]], &ndarray::array![3.0, 1.0])?;
+    /// assert_eq!(c.mean().unwrap()[0], 2.5);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn fit_weighted<S, D, SW, DW>(&mut self, x: &ArrayBase<S, D>, weights: &ArrayBase<SW, DW>) -> Result<&mut Self>
+    where
+        S: Data<Elem = F>,
+        D: Dimension,
+        SW: Data<Elem = F>,
+        DW: Dimension,
+    {
+        let mut fresh = Self::with_params(self.params);
+        fresh.partial_fit_weighted(x, weights)?;
+        *self = fresh;
+        Ok(self)
+    }
+
+    /// `fit(x)` then `transform(x)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`fit`](Self::fit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// let y = c.fit_transform(&ndarray::array![[1.0], [3.0]])?;
+    /// assert_eq!(y, ndarray::array![[-1.0], [1.0]]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn fit_transform<S, D>(&mut self, x: &ArrayBase<S, D>) -> Result<Array<F, D>>
+    where
+        S: Data<Elem = F>,
+        D: Dimension,
+    {
+        self.fit(x)?;
+        self.transform(x)
+    }
+
+    /// Batch centering, the training mode of a normalisation layer: returns
+    /// `x − mean(x)` with the batch's *own* mean, and folds the batch into
+    /// the estimate (the layer's moving mean). An empty batch gives an empty
+    /// result and changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`partial_fit`](Self::partial_fit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::CenteringParams;
+    /// use ndarray::array;
+    ///
+    /// let mut layer = CenteringParams::new().moving_average(0.9).build::<f64>()?;
+    /// let y = layer.center_batch(&array![[1.0], [3.0]])?;
+    /// assert_eq!(y, array![[-1.0], [1.0]]); // centred on the batch mean, 2
+    /// assert_eq!(layer.mean().unwrap()[0], 2.0); // debiased moving mean after one step
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn center_batch<S, D>(&mut self, x: &ArrayBase<S, D>) -> Result<Array<F, D>>
+    where
+        S: Data<Elem = F>,
+        D: Dimension,
+    {
+        let xd = x.view().into_dyn();
+        let batch_mean = self.fold(&xd, None)?;
+        let mut out = alloc_like(x);
+        if let Some(m) = batch_mean {
+            kernels::apply(xd, out.view_mut().into_dyn(), &m, false);
+        }
+        Ok(out)
+    }
+
+    /// In-place [`center_batch`](Self::center_batch).
+    ///
+    /// # Errors
+    ///
+    /// As [`partial_fit`](Self::partial_fit); on error `x` is untouched.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f32>::new();
+    /// let mut x = ndarray::array![[1.0f32, 0.0], [3.0, 2.0]];
+    /// c.center_batch_inplace(&mut x)?;
+    /// assert_eq!(x, ndarray::array![[-1.0, -1.0], [1.0, 1.0]]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn center_batch_inplace<S, D>(&mut self, x: &mut ArrayBase<S, D>) -> Result<()>
+    where
+        S: DataMut<Elem = F>,
+        D: Dimension,
+    {
+        let batch_mean = self.fold(&x.view().into_dyn(), None)?;
+        if let Some(m) = batch_mean {
+            kernels::apply_inplace(x.view_mut().into_dyn(), &m, false);
+        }
+        Ok(())
+    }
+
+    /// `x − mean`, broadcast along the last axis, as a new array of the same
+    /// shape (and the same memory order for Fortran-ordered input).
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::NotFitted`], [`CenteringError::ZeroDimensional`],
+    /// [`CenteringError::NoFeatures`], [`CenteringError::FeatureMismatch`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// assert!(c.transform(&ndarray::array![[1.0]]).is_err()); // not fitted
+    /// c.fit(&ndarray::array![[1.0, 2.0], [3.0, 4.0]])?;
+    /// let y = c.transform(&ndarray::array![[2.0, 3.0]])?;
+    /// assert_eq!(y, ndarray::array![[0.0, 0.0]]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn transform<S, D>(&self, x: &ArrayBase<S, D>) -> Result<Array<F, D>>
+    where
+        S: Data<Elem = F>,
+        D: Dimension,
+    {
+        self.apply_new(x, false)
+    }
+
+    /// `y + mean`: undoes [`transform`](Self::transform).
+    ///
+    /// # Errors
+    ///
+    /// As [`transform`](Self::transform).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.fit(&ndarray::array![[1.0], [3.0]])?;
+    /// let x = ndarray::array![[7.0]];
+    /// assert_eq!(c.inverse_transform(&c.transform(&x)?)?, x);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn inverse_transform<S, D>(&self, y: &ArrayBase<S, D>) -> Result<Array<F, D>>
+    where
+        S: Data<Elem = F>,
+        D: Dimension,
+    {
+        self.apply_new(y, true)
+    }
+
+    /// [`transform`](Self::transform) into the caller's buffer `out` (same
+    /// shape as `x`, any layout): no allocation.
+    ///
+    /// # Errors
+    ///
+    /// As [`transform`](Self::transform), and [`CenteringError::OutputShape`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.fit(&ndarray::array![[1.0], [3.0]])?;
+    /// let mut out = ndarray::Array2::zeros((1, 1));
+    /// c.transform_into(&ndarray::array![[5.0]], &mut out)?;
+    /// assert_eq!(out[[0, 0]], 3.0);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn transform_into<S, D, SO>(&self, x: &ArrayBase<S, D>, out: &mut ArrayBase<SO, D>) -> Result<()>
+    where
+        S: Data<Elem = F>,
+        SO: DataMut<Elem = F>,
+        D: Dimension,
+    {
+        self.apply_into(x, out, false)
+    }
+
+    /// [`inverse_transform`](Self::inverse_transform) into the caller's
+    /// buffer.
+    ///
+    /// # Errors
+    ///
+    /// As [`transform_into`](Self::transform_into).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.fit(&ndarray::array![[1.0], [3.0]])?;
+    /// let mut out = ndarray::Array2::zeros((1, 1));
+    /// c.inverse_transform_into(&ndarray::array![[1.0]], &mut out)?;
+    /// assert_eq!(out[[0, 0]], 3.0);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn inverse_transform_into<S, D, SO>(&self, y: &ArrayBase<S, D>, out: &mut ArrayBase<SO, D>) -> Result<()>
+    where
+        S: Data<Elem = F>,
+        SO: DataMut<Elem = F>,
+        D: Dimension,
+    {
+        self.apply_into(y, out, true)
+    }
+
+    /// [`transform`](Self::transform) in place: `x −= mean`.
+    ///
+    /// # Errors
+    ///
+    /// As [`transform`](Self::transform); on error `x` is untouched.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.fit(&ndarray::array![[2.0]])?;
+    /// let mut x = ndarray::array![[5.0], [6.0]];
+    /// c.transform_inplace(&mut x)?;
+    /// assert_eq!(x, ndarray::array![[3.0], [4.0]]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn transform_inplace<S, D>(&self, x: &mut ArrayBase<S, D>) -> Result<()>
+    where
+        S: DataMut<Elem = F>,
+        D: Dimension,
+    {
+        let mean = self.checked_mean(x.shape())?;
+        kernels::apply_inplace(x.view_mut().into_dyn(), mean, false);
+        Ok(())
+    }
+
+    /// [`inverse_transform`](Self::inverse_transform) in place: `y += mean`.
+    ///
+    /// # Errors
+    ///
+    /// As [`transform`](Self::transform); on error `y` is untouched.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.fit(&ndarray::array![[2.0]])?;
+    /// let mut y = ndarray::array![[1.0]];
+    /// c.inverse_transform_inplace(&mut y)?;
+    /// assert_eq!(y, ndarray::array![[3.0]]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn inverse_transform_inplace<S, D>(&self, y: &mut ArrayBase<S, D>) -> Result<()>
+    where
+        S: DataMut<Elem = F>,
+        D: Dimension,
+    {
+        let mean = self.checked_mean(y.shape())?;
+        kernels::apply_inplace(y.view_mut().into_dyn(), mean, true);
+        Ok(())
+    }
+
+    /// Folds `other`'s learned state into `self`.
+    ///
+    /// - Cumulative: the result is what one estimator fed both inputs holds
+    ///   (weights and per-feature missing counts included); commutative.
+    /// - Moving averages: `other`'s batches *follow* `self`'s, as if fed after
+    ///   them; ordered, not commutative. A segment of batches acts as
+    ///   `m ↦ d·m + c` with `d = momentumᵗ`, and segments compose. This lets
+    ///   a time-ordered stream be fitted in shards and merged in order.
+    ///
+    /// An unfitted side is the identity.
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::IncompatibleMerge`] for a different mode, momentum,
+    /// start or NaN policy; [`CenteringError::FeatureMismatch`] for a
+    /// different `D`; [`CenteringError::WeightOverflow`]. On error `self` is
+    /// unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// let (mut a, mut b) = (centering::Centering::<f64>::new(), centering::Centering::new());
+    /// a.fit(&array![[1.0], [2.0]])?;
+    /// b.fit(&array![[6.0]])?;
+    /// a.merge(&b)?;
+    /// assert_eq!(a.mean().unwrap()[0], 3.0);
+    /// assert_eq!(a.n_samples_seen(), 3);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn merge(&mut self, other: &Self) -> Result<&mut Self> {
+        if self.params.mode() != other.params.mode() {
+            return Err(CenteringError::IncompatibleMerge {
+                what: "mode",
+                this: self.params.mode().to_string(),
+                other: other.params.mode().to_string(),
+            });
+        }
+        if self.params.nan_policy() != other.params.nan_policy() {
+            return Err(CenteringError::IncompatibleMerge {
+                what: "NaN policy",
+                this: format!("{:?}", self.params.nan_policy()),
+                other: format!("{:?}", other.params.nan_policy()),
+            });
+        }
+        let Some(theirs) = &other.fitted else {
+            return Ok(self);
+        };
+        let Some(ours) = &self.fitted else {
+            self.fitted = Some(theirs.clone());
+            return Ok(self);
+        };
+        if ours.n_features() != theirs.n_features() {
+            return Err(CenteringError::FeatureMismatch {
+                expected: ours.n_features(),
+                found: theirs.n_features(),
+            });
+        }
+        let acc = match (&ours.acc, &theirs.acc) {
+            (Accumulator::Cumulative(a), Accumulator::Cumulative(b)) => {
+                let mut s = a.clone();
+                s.merge(b)
+                    .map_err(|feature| CenteringError::WeightOverflow { feature })?;
+                Accumulator::Cumulative(s)
+            }
+            (Accumulator::Moving(a), Accumulator::Moving(b)) => {
+                Accumulator::Moving(a.iter().zip(b).map(|(a, b)| a.then(b)).collect())
+            }
+            _ => unreachable!("the mode decides the accumulator"),
+        };
+        let mut merged = Fitted {
+            n_samples: ours.n_samples + theirs.n_samples,
+            n_batches: ours.n_batches + theirs.n_batches,
+            acc,
+            mean: Vec::new(),
+        };
+        merged.refresh(self.params.mode());
+        self.fitted = Some(merged);
+        Ok(self)
+    }
+
+    /// Checks `x`'s shape against the state: `(d, n)`.
+    fn check_shape(&self, shape: &[usize]) -> Result<(usize, usize)> {
+        let (&d, samples) = shape.split_last().ok_or(CenteringError::ZeroDimensional)?;
+        if d == 0 {
+            return Err(CenteringError::NoFeatures);
+        }
+        if let Some(expected) = self.n_features() {
+            if expected != d {
+                return Err(CenteringError::FeatureMismatch { expected, found: d });
+            }
+        }
+        Ok((d, samples.iter().product()))
+    }
+
+    fn checked_mean(&self, shape: &[usize]) -> Result<&[F]> {
+        self.check_shape(shape)?;
+        Ok(&self.fitted.as_ref().ok_or(CenteringError::NotFitted)?.mean)
+    }
+
+    fn apply_new<S, D>(&self, x: &ArrayBase<S, D>, add: bool) -> Result<Array<F, D>>
+    where
+        S: Data<Elem = F>,
+        D: Dimension,
+    {
+        let mean = self.checked_mean(x.shape())?;
+        let mut out = alloc_like(x);
+        kernels::apply(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add);
+        Ok(out)
+    }
+
+    fn apply_into<S, D, SO>(&self, x: &ArrayBase<S, D>, out: &mut ArrayBase<SO, D>, add: bool) -> Result<()>
+    where
+        S: Data<Elem = F>,
+        SO: DataMut<Elem = F>,
+        D: Dimension,
+    {
+        let mean = self.checked_mean(x.shape())?;
+        if out.shape() != x.shape() {
+            return Err(CenteringError::OutputShape {
+                expected: x.shape().to_vec(),
+                found: out.shape().to_vec(),
+            });
+        }
+        kernels::apply(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add);
+        Ok(())
+    }
+
+    /// Folds a batch in, all or nothing. Returns the batch's own mean when
+    /// it had samples (`None` for a no-op).
+    fn fold(&mut self, x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>) -> Result<Option<Vec<F>>> {
+        let (d, n) = self.check_shape(x.shape())?;
+        let column = match w {
+            Some(w) => Some(weights_for(x, w)?),
+            None => None,
+        };
+        let samples = IxDyn(&x.shape()[..x.ndim() - 1]);
+        let w = match &column {
+            Some(c) => Some(c.broadcast(samples).ok_or_else(|| CenteringError::WeightShape {
+                expected: x.shape()[..x.ndim() - 1].to_vec(),
+                found: c.shape().to_vec(),
+            })?),
+            None => None,
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(w) = &w {
+            if let Some((index, weight)) = kernels::general::first_bad_weight(w) {
+                return Err(CenteringError::InvalidWeight {
+                    index,
+                    weight: weight.to_f64().unwrap_or(f64::NAN),
+                });
+            }
+        }
+        let batch = kernels::reduce(x, w.as_ref(), self.params.nan_policy())?;
+        if batch.is_empty() {
+            // Zero total weight, or every value missing: nothing to learn.
+            return Ok(Some(batch.means()));
+        }
+        let batch_mean = batch.means();
+        let mode = self.params.mode();
+        let mut next = match &self.fitted {
+            Some(f) => f.clone(),
+            None => Fitted {
+                n_samples: 0,
+                n_batches: 0,
+                acc: match mode {
+                    Mode::Cumulative => Accumulator::Cumulative(Sums::zeros(d)),
+                    _ => Accumulator::Moving(vec![Ema::new(); d]),
+                },
+                mean: Vec::new(),
+            },
+        };
+        match &mut next.acc {
+            Accumulator::Cumulative(s) => {
+                s.merge(&batch)
+                    .map_err(|feature| CenteringError::WeightOverflow { feature })?;
+            }
+            Accumulator::Moving(e) => {
+                let beta = F::from(beta_of(mode)).unwrap_or_else(F::one);
+                for ((e, &b), w) in e.iter_mut().zip(&batch_mean).zip(&batch.weight) {
+                    if !w.is_zero() {
+                        e.step(beta, b);
+                    }
+                }
+            }
+        }
+        next.n_samples += n as u64;
+        next.n_batches += 1;
+        next.refresh(mode);
+        self.fitted = Some(next);
+        Ok(Some(batch_mean))
+    }
+}
+
+/// A zeroed array shaped like `x`, in Fortran order when `x` is.
+///
+/// Zeroed memory from the allocator is fresh, untouched pages: the first
+/// write (done in parallel by the kernels) is what faults them in.
+fn alloc_like<F: Element, S: Data<Elem = F>, D: Dimension>(x: &ArrayBase<S, D>) -> Array<F, D> {
+    let fortran = x.ndim() > 1 && !x.is_standard_layout() && x.t().is_standard_layout();
+    Array::zeros(x.raw_dim().set_f(fortran))
+}
+
+/// The weights as a view that broadcasts to the sample axes of `x`: either
+/// exactly that shape, or `(n, 1, …, 1)` from a 1-D weight per first index.
+fn weights_for<'a, F: Element>(x: &ArrayViewD<'_, F>, w: &ArrayViewD<'a, F>) -> Result<ArrayViewD<'a, F>> {
+    let samples = &x.shape()[..x.ndim() - 1];
+    if w.shape() == samples {
+        return Ok(w.clone());
+    }
+    if samples.len() >= 2 && w.ndim() == 1 && w.len() == samples[0] {
+        let mut v = w.clone();
+        for ax in 1..samples.len() {
+            v = v.insert_axis(Axis(ax));
+        }
+        return Ok(v);
+    }
+    Err(CenteringError::WeightShape {
+        expected: samples.to_vec(),
+        found: w.shape().to_vec(),
+    })
+}

@@ -1,0 +1,139 @@
+//! The always-correct paths: any strides, sample weights, missing values,
+//! and the rare re-summation of a batch whose sums would overflow. Every
+//! fast path is tested against these.
+
+use ndarray::{ArrayViewD, Axis, Dimension, Zip};
+use num_traits::Float;
+
+use crate::NanPolicy;
+use crate::state::{Dd, SCALE_STEP, Sums, ldexp, two_sum};
+
+/// Adds one sample (`lane`, `d` values) with weight `w` into `sums`.
+///
+/// The product `w·x` is split exactly with an FMA (`w·x = p + e`) so that the
+/// weighted sum is as exact as the unweighted one. Under `Ignore`, NaN values
+/// are skipped and contribute no weight.
+#[inline]
+fn push_lane<F: Float>(
+    sums: &mut Sums<F>,
+    lane: ndarray::ArrayView1<'_, F>,
+    w: Option<F>,
+    policy: NanPolicy,
+    scale: &[i32],
+) {
+    for (j, &x) in lane.iter().enumerate() {
+        if policy == NanPolicy::Ignore && x.is_nan() {
+            continue;
+        }
+        let x = if scale.is_empty() { x } else { ldexp(x, -scale[j]) };
+        let acc = &mut sums.sum[j];
+        match w {
+            None => {
+                let (s, e) = two_sum(acc.hi, x);
+                acc.hi = s;
+                acc.lo = acc.lo + e;
+                let (s, e) = two_sum(sums.weight[j].hi, F::one());
+                sums.weight[j].hi = s;
+                sums.weight[j].lo = sums.weight[j].lo + e;
+            }
+            Some(w) => {
+                let p = w * x;
+                let pe = w.mul_add(x, -p);
+                let (s, e) = two_sum(acc.hi, p);
+                acc.hi = s;
+                acc.lo = acc.lo + (e + pe);
+                let (s, e) = two_sum(sums.weight[j].hi, w);
+                sums.weight[j].hi = s;
+                sums.weight[j].lo = sums.weight[j].lo + e;
+            }
+        }
+    }
+}
+
+/// Sums a `(samples…, D)` view of any layout, with optional weights shaped
+/// like the sample axes. `scale` (empty, or one exponent per feature) divides
+/// every value by `2^scale[j]` first.
+pub(crate) fn sum_lanes<F: Float>(
+    x: &ArrayViewD<'_, F>,
+    w: Option<&ArrayViewD<'_, F>>,
+    policy: NanPolicy,
+    scale: &[i32],
+) -> Sums<F> {
+    let last = x.ndim() - 1;
+    let d = x.len_of(Axis(last));
+    let mut sums = Sums::zeros(d);
+    match w {
+        None => {
+            for lane in x.lanes(Axis(last)) {
+                push_lane(&mut sums, lane, None, policy, scale);
+            }
+        }
+        Some(w) => {
+            Zip::from(x.lanes(Axis(last)))
+                .and(w)
+                .for_each(|lane, &wi| push_lane(&mut sums, lane, Some(wi), policy, scale));
+        }
+    }
+    if !scale.is_empty() {
+        sums.scale = scale.to_vec();
+    }
+    // Normalise the pairs so that they merge like kernel results.
+    for s in sums.sum.iter_mut().chain(sums.weight.iter_mut()) {
+        *s = Dd::zero().add(*s);
+    }
+    sums
+}
+
+/// The first element (in logical order) that `policy` does not accept.
+pub(crate) fn first_rejected<F: Float>(x: &ArrayViewD<'_, F>, policy: NanPolicy) -> Option<(Vec<usize>, F)> {
+    x.indexed_iter()
+        .find(|(_, v)| match policy {
+            NanPolicy::Reject => !v.is_finite(),
+            NanPolicy::Ignore => v.is_infinite(),
+        })
+        .map(|(i, &v)| (i.slice().to_vec(), v))
+}
+
+/// The first weight that is negative, NaN or infinite.
+pub(crate) fn first_bad_weight<F: Float>(w: &ArrayViewD<'_, F>) -> Option<(Vec<usize>, F)> {
+    w.indexed_iter()
+        .find(|(_, v)| !(v.is_finite() && **v >= F::zero()))
+        .map(|(i, &v)| (i.slice().to_vec(), v))
+}
+
+/// `⌊log₂|x|⌋` for finite non-zero `x` (subnormals included).
+fn ilogb<F: Float>(x: F) -> i32 {
+    let (m, e, _) = x.integer_decode();
+    e as i32 + 63 - m.leading_zeros() as i32
+}
+
+/// Re-sums a batch whose ordinary sums overflowed: each feature is scaled
+/// down by a power of two chosen from its largest `|w·x|`, so that the sum of
+/// up to 2⁶⁴ such terms stays finite. Values that become subnormal after
+/// scaling lose bits, but they are smaller than the largest term by more than
+/// `F`'s whole exponent range, so the mean does not see it.
+pub(crate) fn sum_scaled<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums<F> {
+    let last = x.ndim() - 1;
+    let d = x.len_of(Axis(last));
+    let max_exp = ilogb(F::max_value());
+    let mut top = vec![i32::MIN; d];
+    let mut see = |lane: ndarray::ArrayView1<'_, F>, wi: F| {
+        for (j, &v) in lane.iter().enumerate() {
+            if v.is_finite() && v != F::zero() && wi != F::zero() {
+                top[j] = top[j].max(ilogb(v) + ilogb(wi));
+            }
+        }
+    };
+    match w {
+        None => x.lanes(Axis(last)).into_iter().for_each(|l| see(l, F::one())),
+        Some(w) => Zip::from(x.lanes(Axis(last))).and(w).for_each(|l, &wi| see(l, wi)),
+    }
+    let scale: Vec<i32> = top
+        .iter()
+        .map(|&t| {
+            let need = t.saturating_add(SCALE_STEP + 2) - max_exp;
+            need.max(0)
+        })
+        .collect();
+    sum_lanes(x, w, policy, &scale)
+}

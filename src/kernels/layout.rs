@@ -1,0 +1,127 @@
+//! Layout classification: a view of shape `(samples…, D)` is rearranged,
+//! without copying, into one of three plans. Only axis order, direction and
+//! merging change; which element is which feature never does.
+//!
+//! 1. Sample axes of length 1 are dropped and negative strides flipped
+//!    (summation order over samples does not change the mean beyond rounding,
+//!    and is fixed by the layout, so results stay deterministic).
+//! 2. Sample axes are sorted by decreasing stride and merged where memory
+//!    allows, so that the innermost axis is as long and contiguous as possible.
+//! 3. The plan is chosen by where the unit stride lies.
+
+use ndarray::{ArrayViewD, Axis};
+
+/// How a batch will be traversed.
+pub(crate) enum Plan<'a, F> {
+    /// The last axis is contiguous and its length is a multiple of `d`; element
+    /// `i` of every lane is feature `i mod d`. Other axes index lanes.
+    /// C order, images (NHWC), one feature (`d = 1`), row-sliced views.
+    Rows { view: ArrayViewD<'a, F>, d: usize },
+    /// Axis 0 is the feature axis; the last axis is contiguous and indexes
+    /// samples. Fortran order and feature-sliced Fortran views.
+    Columns(ArrayViewD<'a, F>),
+    /// Anything else: the original axes, `(samples…, D)`.
+    Strided(ArrayViewD<'a, F>),
+}
+
+/// A layout plan, and whether the feature axis was reversed (then every
+/// per-feature result must be read back in reverse order).
+pub(crate) struct Planned<'a, F> {
+    pub(crate) plan: Plan<'a, F>,
+    pub(crate) reversed: bool,
+}
+
+/// Classifies `x` (ndim ≥ 1, last axis = features, no zero-length axis).
+pub(crate) fn plan<F>(x: ArrayViewD<'_, F>) -> Planned<'_, F> {
+    let mut v = x;
+    let mut reversed = false;
+    let last = v.ndim() - 1;
+    let d = v.len_of(Axis(last));
+    if v.strides()[last] < 0 && d > 1 {
+        v.invert_axis(Axis(last));
+        reversed = true;
+    }
+    // Drop length-1 sample axes, flip negative sample strides.
+    for ax in (0..last).rev() {
+        if v.len_of(Axis(ax)) == 1 {
+            v = v.index_axis_move(Axis(ax), 0);
+        } else if v.strides()[ax] < 0 {
+            v.invert_axis(Axis(ax));
+        }
+    }
+    let last = v.ndim() - 1;
+    if d == 1 {
+        // One feature: a pure reduction over the sample axes.
+        let mut s = v.index_axis_move(Axis(last), 0);
+        if s.ndim() == 0 {
+            s = s.insert_axis(Axis(0));
+        }
+        let s = merge_inward(sort_axes(s, 0), 0);
+        let n = s.ndim();
+        let plan = if s.strides()[n - 1] == 1 {
+            Plan::Rows { view: s, d: 1 }
+        } else {
+            Plan::Strided(s.insert_axis(Axis(n)))
+        };
+        return Planned { plan, reversed };
+    }
+    if v.strides()[last] == 1 {
+        // Features contiguous: sort the sample axes, then merge the inner ones
+        // into the feature axis as long as memory allows.
+        let n = v.ndim();
+        let mut axes: Vec<usize> = (0..n - 1).collect();
+        axes.sort_by_key(|&a| std::cmp::Reverse(v.strides()[a]));
+        axes.push(n - 1);
+        let v = merge_inward(v.permuted_axes(axes), 0);
+        return Planned {
+            plan: Plan::Rows { view: v, d },
+            reversed,
+        };
+    }
+    if (0..last).any(|ax| v.strides()[ax] == 1) {
+        // Fortran-like: features first, then samples sorted and merged inward.
+        let mut axes: Vec<usize> = vec![last];
+        axes.extend(0..last);
+        let w = merge_inward(sort_axes(v.clone().permuted_axes(axes), 1), 1);
+        if w.ndim() >= 2 && w.strides()[w.ndim() - 1] == 1 {
+            return Planned {
+                plan: Plan::Columns(w),
+                reversed,
+            };
+        }
+    }
+    Planned {
+        plan: Plan::Strided(v),
+        reversed,
+    }
+}
+
+/// Sorts the axes from `from` on by decreasing stride.
+fn sort_axes<F>(v: ArrayViewD<'_, F>, from: usize) -> ArrayViewD<'_, F> {
+    let mut axes: Vec<usize> = (from..v.ndim()).collect();
+    axes.sort_by_key(|&a| std::cmp::Reverse(v.strides()[a]));
+    let mut all: Vec<usize> = (0..from).collect();
+    all.extend(axes);
+    v.permuted_axes(all)
+}
+
+/// Merges axes into the last one, innermost first, while memory allows (and
+/// never axes before `keep`, which stay as they are), then drops the
+/// length-1 axes this leaves behind.
+fn merge_inward<F>(mut v: ArrayViewD<'_, F>, keep: usize) -> ArrayViewD<'_, F> {
+    let last = v.ndim() - 1;
+    for ax in (keep.min(last)..last).rev() {
+        if !v.merge_axes(Axis(ax), Axis(last)) {
+            break;
+        }
+    }
+    let mut ax = keep.min(last);
+    while ax + 1 < v.ndim() {
+        if v.len_of(Axis(ax)) == 1 {
+            v = v.index_axis_move(Axis(ax), 0);
+        } else {
+            ax += 1;
+        }
+    }
+    v
+}

@@ -1,0 +1,326 @@
+//! Reduction (`reduce`: a batch → its per-feature sums) and application
+//! (`apply`: `x ∓ mean`) over any layout.
+//!
+//! # Layouts
+//!
+//! [`layout::plan`] classifies a view once, without copying:
+//!
+//! | plan | layouts | kernel |
+//! |---|---|---|
+//! | `Rows` | C order, NHWC images, one feature, row-sliced views | [`contiguous`]: lanes of `p` accumulators, feature = `i mod d` |
+//! | `Columns` | Fortran order, column-sliced Fortran views | [`contiguous`] with `d = 1`, feature by feature |
+//! | `Strided` | everything else (steps on the unit-stride axis, broadcast) | [`general`]: one sample at a time |
+//!
+//! Weighted batches and `NanPolicy::Ignore` take the general path too.
+//!
+//! # Determinism
+//!
+//! A batch is cut into leaves by recursive halving of its outermost axis
+//! until a leaf holds at most [`LEAF`] elements; leaves are reduced into
+//! per-feature double-words and merged pairwise in the tree's fixed shape.
+//! The tree depends only on the batch's shape and layout — rayon merely runs
+//! the two halves of a node on different threads when the node is larger
+//! than [`PARALLEL_MIN`] — so the result is bit-identical for any thread
+//! count, and with the `rayon` feature off.
+
+pub(crate) mod contiguous;
+pub(crate) mod general;
+pub(crate) mod layout;
+
+use ndarray::{ArrayViewD, ArrayViewMutD, Axis};
+
+use crate::error::{CenteringError, Result};
+use crate::state::{Dd, Sums};
+use crate::{Element, NanPolicy};
+use contiguous::RowAcc;
+use layout::{Plan, plan};
+
+/// The most elements a leaf of the reduction tree holds.
+pub(crate) const LEAF: usize = 1 << 15;
+
+/// Nodes at least this large run their halves in parallel.
+pub(crate) const PARALLEL_MIN: usize = 1 << 17;
+
+/// Runs `a` and `b`, in parallel when `parallel` and rayon is on.
+fn join<A, B, RA, RB>(parallel: bool, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    #[cfg(feature = "rayon")]
+    if parallel {
+        return rayon::join(a, b);
+    }
+    let _ = parallel;
+    (a(), b())
+}
+
+/// Splits a view in two halves along its longest outer axis, or — when only
+/// the last axis is long — at a whole row (multiple of `unit`) of it.
+fn halves<'a, F>(v: ArrayViewD<'a, F>, unit: usize) -> Option<(ArrayViewD<'a, F>, ArrayViewD<'a, F>)> {
+    let last = v.ndim() - 1;
+    let outer = (0..last).max_by_key(|&a| (v.len_of(Axis(a)), std::cmp::Reverse(a)));
+    if let Some(ax) = outer.filter(|&a| v.len_of(Axis(a)) > 1) {
+        let mid = v.len_of(Axis(ax)) / 2;
+        return Some(v.split_at(Axis(ax), mid));
+    }
+    let rows = v.len_of(Axis(last)) / unit;
+    if rows < 2 {
+        return None;
+    }
+    let mid = rows / 2 * unit;
+    Some(v.split_at(Axis(last), mid))
+}
+
+/// Reduces `v` by the fixed halving tree: `leaf` on the leaves, `merge` on
+/// the way up.
+fn tree<'a, F, R>(
+    v: ArrayViewD<'a, F>,
+    unit: usize,
+    leaf: &(impl Fn(ArrayViewD<'a, F>) -> R + Sync),
+    merge: &(impl Fn(R, R) -> R + Sync),
+) -> R
+where
+    F: Sync,
+    R: Send,
+{
+    let len = v.len();
+    if len > LEAF {
+        if let Some((a, b)) = halves(v.clone(), unit) {
+            let (ra, rb) = join(
+                len >= PARALLEL_MIN,
+                || tree(a, unit, leaf, merge),
+                || tree(b, unit, leaf, merge),
+            );
+            return merge(ra, rb);
+        }
+    }
+    leaf(v)
+}
+
+fn merge_dd<F: Element>(mut a: Vec<Dd<F>>, b: Vec<Dd<F>>) -> Vec<Dd<F>> {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.add(y);
+    }
+    a
+}
+
+/// Sums of a `Rows` view: lanes of whole rows of `d` features.
+fn sum_rows<F: Element>(v: ArrayViewD<'_, F>, d: usize) -> Vec<Dd<F>> {
+    let leaf = |v: ArrayViewD<'_, F>| {
+        let mut acc = RowAcc::new(d);
+        let last = v.ndim() - 1;
+        for lane in v.lanes(Axis(last)) {
+            acc.push(lane.to_slice().expect("Rows lanes are contiguous"));
+        }
+        let mut out = vec![Dd::zero(); d];
+        acc.finish(&mut out);
+        out
+    };
+    tree(v, d, &leaf, &merge_dd)
+}
+
+/// The unweighted sums of a batch under `Reject`, by the fast kernels. A sum
+/// comes back non-finite iff an input is non-finite or the sum overflowed.
+fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<F>> {
+    let d = x.len_of(Axis(x.ndim() - 1));
+    let planned = plan(x.view());
+    let mut sums = match planned.plan {
+        Plan::Rows { view, d } => sum_rows(view, d),
+        Plan::Columns(view) => (0..d).map(|f| sum_rows(view.index_axis(Axis(0), f), 1)[0]).collect(),
+        Plan::Strided(view) => {
+            let leaf = |v: ArrayViewD<'_, F>| general::sum_lanes(&v, None, NanPolicy::Reject, &[]).sum;
+            // Halve sample axes only: the whole last (feature) axis is one unit.
+            let unit = view.len_of(Axis(view.ndim() - 1));
+            tree(view, unit, &leaf, &merge_dd)
+        }
+    };
+    if planned.reversed {
+        sums.reverse();
+    }
+    sums
+}
+
+/// The per-feature sums of a batch of `n ≥ 1` samples.
+///
+/// # Errors
+///
+/// [`CenteringError::NonFinite`] for a value `policy` rejects,
+/// [`CenteringError::WeightOverflow`] if a feature's weight sum overflows.
+pub(crate) fn reduce<F: Element>(
+    x: &ArrayViewD<'_, F>,
+    w: Option<&ArrayViewD<'_, F>>,
+    policy: NanPolicy,
+) -> Result<Sums<F>> {
+    let last = x.ndim() - 1;
+    let d = x.len_of(Axis(last));
+    let n = x.len() / d;
+    let sums = if w.is_none() && policy == NanPolicy::Reject {
+        let sum = fast_sums(x);
+        let count: Dd<F> = Dd::from_f64(n as f64);
+        let count = if count.value().to_f64() == Some(n as f64) {
+            count
+        } else {
+            // More samples than F can count exactly in one word.
+            Dd::from_f(F::from(n).unwrap_or_else(F::infinity))
+        };
+        Sums {
+            sum,
+            scale: vec![0; d],
+            weight: vec![count; d],
+        }
+    } else {
+        sum_general(x, w, policy)
+    };
+    if sums.sum.iter().all(Dd::is_finite) {
+        return check_weights(sums);
+    }
+    if let Some((index, v)) = general::first_rejected(x, policy) {
+        return Err(CenteringError::NonFinite {
+            index,
+            value: v.to_f64().unwrap_or(f64::NAN),
+        });
+    }
+    check_weights(general::sum_scaled(x, w, policy))
+}
+
+fn check_weights<F: Element>(sums: Sums<F>) -> Result<Sums<F>> {
+    match sums.weight.iter().position(|w| !w.is_finite()) {
+        Some(feature) => Err(CenteringError::WeightOverflow { feature }),
+        None => Ok(sums),
+    }
+}
+
+/// Weighted and/or NaN-skipping sums, by the general kernel, in the same
+/// fixed tree over the sample axes.
+fn sum_general<F: Element>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums<F> {
+    let leaf = |(x, w): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| general::sum_lanes(&x, w.as_ref(), policy, &[]);
+    let merge = |mut a: Sums<F>, b: Sums<F>| {
+        // Weight overflow is reported by the caller from the non-finite sum.
+        let _ = a.merge(&b);
+        a
+    };
+    paired_tree((x.view(), w.map(|w| w.view())), &leaf, &merge)
+}
+
+type Pair<'a, F> = (ArrayViewD<'a, F>, Option<ArrayViewD<'a, F>>);
+
+/// [`tree`] over a batch and its weights, halving sample axes together.
+fn paired_tree<'a, F: Element, R: Send>(
+    p: Pair<'a, F>,
+    leaf: &(impl Fn(Pair<'a, F>) -> R + Sync),
+    merge: &(impl Fn(R, R) -> R + Sync),
+) -> R {
+    let (x, w) = p;
+    let len = x.len();
+    let last = x.ndim() - 1;
+    if len > LEAF {
+        let ax = (0..last).max_by_key(|&a| (x.len_of(Axis(a)), std::cmp::Reverse(a)));
+        if let Some(ax) = ax.filter(|&a| x.len_of(Axis(a)) > 1) {
+            let mid = x.len_of(Axis(ax)) / 2;
+            let (xa, xb) = x.split_at(Axis(ax), mid);
+            let (wa, wb) = match w {
+                Some(w) => {
+                    let (a, b) = w.split_at(Axis(ax), mid);
+                    (Some(a), Some(b))
+                }
+                None => (None, None),
+            };
+            let (ra, rb) = join(
+                len >= PARALLEL_MIN,
+                || paired_tree((xa, wa), leaf, merge),
+                || paired_tree((xb, wb), leaf, merge),
+            );
+            return merge(ra, rb);
+        }
+    }
+    leaf((x, w))
+}
+
+/// `out = x − mean` (or `+` when `add`), for any layouts of `x` and `out`
+/// (same shape, checked by the caller).
+pub(crate) fn apply<F: Element>(x: ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
+    let d = mean.len();
+    if let (Some(xs), Some(os)) = (x.as_slice(), out.as_slice_mut()) {
+        let pat = contiguous::pattern(mean);
+        let chunk = rows_chunk(d, pat.len());
+        for_chunks(xs, os, chunk, &|x, o| contiguous::apply_rows(x, o, &pat, add));
+        return;
+    }
+    let fortran = x.strides() == out.strides() && x.ndim() > 1 && x.t().is_standard_layout();
+    if fortran {
+        if let (Some(xs), Some(os)) = (x.as_slice_memory_order(), out.as_slice_memory_order_mut()) {
+            // Fortran order: feature j is the j-th run of n samples.
+            let n = xs.len() / d;
+            apply_columns(xs, os, n, mean, add);
+            return;
+        }
+    }
+    let last = x.ndim() - 1;
+    let mean = ndarray::ArrayView1::from(mean);
+    ndarray::Zip::from(out.lanes_mut(Axis(last)))
+        .and(x.lanes(Axis(last)))
+        .for_each(|mut o, i| {
+            ndarray::Zip::from(&mut o).and(&i).and(&mean).for_each(|o, &i, &m| {
+                *o = if add { i + m } else { i - m };
+            })
+        });
+}
+
+/// In-place `x ∓= mean`.
+pub(crate) fn apply_inplace<F: Element>(mut x: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
+    let d = mean.len();
+    if let Some(xs) = x.as_slice_mut() {
+        let pat = contiguous::pattern(mean);
+        let chunk = rows_chunk(d, pat.len());
+        for_chunks_mut(xs, chunk, &|x| contiguous::update_rows(x, &pat, add));
+        return;
+    }
+    let last = x.ndim() - 1;
+    let mean = ndarray::ArrayView1::from(mean);
+    ndarray::Zip::from(x.lanes_mut(Axis(last))).for_each(|mut o| {
+        ndarray::Zip::from(&mut o).and(&mean).for_each(|o, &m| {
+            *o = if add { *o + m } else { *o - m };
+        })
+    });
+}
+
+fn apply_columns<F: Element>(xs: &[F], os: &mut [F], n: usize, mean: &[F], add: bool) {
+    for ((xc, oc), &m) in xs.chunks(n).zip(os.chunks_mut(n)).zip(mean) {
+        let pat = [m; 64];
+        let chunk = rows_chunk(1, 64);
+        for_chunks(xc, oc, chunk, &|x, o| contiguous::apply_rows(x, o, &pat, add));
+    }
+}
+
+/// A chunk length for parallel application: whole patterns, about a leaf.
+fn rows_chunk(d: usize, p: usize) -> usize {
+    let _ = d;
+    (LEAF / p).max(1) * p
+}
+
+fn for_chunks<F: Element>(x: &[F], o: &mut [F], chunk: usize, f: &(impl Fn(&[F], &mut [F]) + Sync)) {
+    #[cfg(feature = "rayon")]
+    if x.len() >= PARALLEL_MIN {
+        use rayon::prelude::*;
+        o.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(o, x)| f(x, o));
+        return;
+    }
+    for (o, x) in o.chunks_mut(chunk).zip(x.chunks(chunk)) {
+        f(x, o);
+    }
+}
+
+fn for_chunks_mut<F: Element>(x: &mut [F], chunk: usize, f: &(impl Fn(&mut [F]) + Sync)) {
+    #[cfg(feature = "rayon")]
+    if x.len() >= PARALLEL_MIN {
+        use rayon::prelude::*;
+        x.par_chunks_mut(chunk).for_each(f);
+        return;
+    }
+    x.chunks_mut(chunk).for_each(f);
+}

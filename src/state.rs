@@ -1,0 +1,328 @@
+//! Per-feature accumulator algebra on slices: push a batch, merge two
+//! states, read the mean. No ndarray, no rayon: the kernels hand in batch
+//! sums as values and the estimator merges them here.
+//!
+//! # Exact sums
+//!
+//! A sum is kept as an unevaluated pair `hi + lo` (a double-word number,
+//! "double-double" for `f64`) scaled by a power of two:
+//!
+//! ```text
+//! Σ wᵢ·xᵢ = (hi + lo)·2^scale          |lo| ≤ ulp(hi)/2 after normalisation
+//! ```
+//!
+//! Pairs are added with Knuth's branch-free TwoSum, which returns the exact
+//! rounding error of every addition (Ogita, Rump & Oishi 2005, "Accurate sum
+//! and dot product", algorithm Sum2). The error of a double-word sum is
+//! `ε·|S| + O(n²ε²)·Σ|xᵢ|` where `n` is the length of one accumulation chain;
+//! the kernels keep chains short (fixed leaves of at most 2¹⁶ elements,
+//! merged pairwise in a tree), so the mean is within one ulp of the exact
+//! mean rounded to `F` for well-conditioned data. Kahan's compensated sum was
+//! rejected: its bound is `2ε·Σ|xᵢ|`, two ulps, not one.
+//!
+//! `scale` is 0 unless a sum would overflow `F` (values near `F::MAX`): then
+//! the batch is re-summed scaled down by `2^-scale` (see
+//! `kernels::reduce_scaled`), so the mean of finite inputs is always finite.
+
+use num_traits::Float;
+
+/// `a + b = s + e` exactly (Knuth's TwoSum; no branch, no magnitude order).
+#[inline(always)]
+pub(crate) fn two_sum<F: Float>(a: F, b: F) -> (F, F) {
+    let s = a + b;
+    let bb = s - a;
+    let e = (a - (s - bb)) + (b - bb);
+    (s, e)
+}
+
+/// `a + b = s + e` exactly when `|a| ≥ |b|` (Dekker's Fast2Sum).
+#[inline(always)]
+fn fast_two_sum<F: Float>(a: F, b: F) -> (F, F) {
+    let s = a + b;
+    let e = b - (s - a);
+    (s, e)
+}
+
+/// Multiplies by `2^k` without intermediate overflow or underflow of the
+/// factor itself (steps of at most `2^±60`, exact for normal results).
+pub(crate) fn ldexp<F: Float>(x: F, k: i32) -> F {
+    let step = 60;
+    let mut x = x;
+    let mut k = k;
+    let up = F::from(2.0f64.powi(step)).expect("2^60 fits every float type");
+    let down = F::from(2.0f64.powi(-step)).expect("2^-60 fits every float type");
+    while k >= step {
+        x = x * up;
+        k -= step;
+    }
+    while k <= -step {
+        x = x * down;
+        k += step;
+    }
+    x * F::from(2.0f64.powi(k)).expect("2^k with |k| < 60 fits every float type")
+}
+
+/// A double-word number `hi + lo`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Dd<F> {
+    pub(crate) hi: F,
+    pub(crate) lo: F,
+}
+
+impl<F: Float> Dd<F> {
+    pub(crate) fn zero() -> Self {
+        Dd {
+            hi: F::zero(),
+            lo: F::zero(),
+        }
+    }
+
+    pub(crate) fn from_f(x: F) -> Self {
+        Dd { hi: x, lo: F::zero() }
+    }
+
+    /// The normalised double-word of `x`, from a wider float (`f64` partial
+    /// sums of `f32` data): `hi` is `x` rounded, `lo` the rounded rest.
+    pub(crate) fn from_f64(x: f64) -> Self {
+        let hi = F::from(x).unwrap_or_else(F::nan);
+        let rest = x - hi.to_f64().unwrap_or(f64::NAN);
+        Dd {
+            hi,
+            lo: F::from(rest).unwrap_or_else(F::nan),
+        }
+    }
+
+    /// Adds the pair `other` (normalised result).
+    #[inline]
+    pub(crate) fn add(self, other: Self) -> Self {
+        let (s, e) = two_sum(self.hi, other.hi);
+        let e = e + (self.lo + other.lo);
+        let (hi, lo) = fast_two_sum(s, e);
+        Dd { hi, lo }
+    }
+
+    pub(crate) fn is_finite(&self) -> bool {
+        self.hi.is_finite() && self.lo.is_finite()
+    }
+
+    pub(crate) fn is_zero(&self) -> bool {
+        self.hi == F::zero() && self.lo == F::zero()
+    }
+
+    pub(crate) fn value(&self) -> F {
+        self.hi + self.lo
+    }
+
+    pub(crate) fn scaled(self, k: i32) -> Self {
+        if k == 0 {
+            return self;
+        }
+        Dd {
+            hi: ldexp(self.hi, k),
+            lo: ldexp(self.lo, k),
+        }
+    }
+
+    /// `self / w`, nearly correctly rounded: one division and one
+    /// correction step with an FMA-exact remainder.
+    pub(crate) fn div(self, w: Self) -> F {
+        let q1 = self.hi / w.hi;
+        if !q1.is_finite() || q1 == F::zero() {
+            return (self.hi + self.lo) / (w.hi + w.lo);
+        }
+        let p = q1 * w.hi;
+        let pe = q1.mul_add(w.hi, -p);
+        let r = (((self.hi - p) - pe) + self.lo) - q1 * w.lo;
+        q1 + r / w.hi
+    }
+}
+
+/// The sums of one batch (or one leaf of a batch), feature by feature:
+/// `Σ wᵢ·xᵢ = sum·2^scale` and `Σ wᵢ = weight` over the observed values.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sums<F> {
+    pub(crate) sum: Vec<Dd<F>>,
+    pub(crate) scale: Vec<i32>,
+    pub(crate) weight: Vec<Dd<F>>,
+}
+
+/// The power-of-two step by which a sum is scaled down when it would overflow.
+pub(crate) const SCALE_STEP: i32 = 64;
+
+impl<F: Float> Sums<F> {
+    pub(crate) fn zeros(d: usize) -> Self {
+        Sums {
+            sum: vec![Dd::zero(); d],
+            scale: vec![0; d],
+            weight: vec![Dd::zero(); d],
+        }
+    }
+
+    /// Whether no feature has any weight (nothing was observed).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.weight.iter().all(Dd::is_zero)
+    }
+
+    /// Folds `other` into `self`, feature by feature. Exact up to the
+    /// double-word rounding; commutative up to that rounding.
+    ///
+    /// Returns the first feature whose weight overflowed, if any; `self` is
+    /// then partly updated, so callers merge into a copy.
+    pub(crate) fn merge(&mut self, other: &Self) -> Result<(), usize> {
+        for j in 0..self.sum.len() {
+            let (s, k) = add_scaled(self.sum[j], self.scale[j], other.sum[j], other.scale[j]);
+            self.sum[j] = s;
+            self.scale[j] = k;
+            let w = self.weight[j].add(other.weight[j]);
+            if !w.is_finite() {
+                return Err(j);
+            }
+            self.weight[j] = w;
+        }
+        Ok(())
+    }
+
+    /// The mean of feature `j`: NaN if nothing was observed.
+    pub(crate) fn mean_of(&self, j: usize) -> F {
+        let w = self.weight[j];
+        if w.is_zero() {
+            return F::nan();
+        }
+        ldexp(self.sum[j].div(w), self.scale[j])
+    }
+
+    pub(crate) fn means(&self) -> Vec<F> {
+        (0..self.sum.len()).map(|j| self.mean_of(j)).collect()
+    }
+}
+
+/// `a·2^ka + b·2^kb` as a pair and a scale, rescaling further when the sum
+/// would overflow.
+fn add_scaled<F: Float>(a: Dd<F>, ka: i32, b: Dd<F>, kb: i32) -> (Dd<F>, i32) {
+    let mut k = ka.max(kb);
+    loop {
+        let s = a.scaled(ka - k).add(b.scaled(kb - k));
+        if s.is_finite() || !(a.is_finite() && b.is_finite()) {
+            return (s, k);
+        }
+        k += SCALE_STEP;
+    }
+}
+
+/// The moving-average state of one feature.
+///
+/// With `β` the momentum and `t` the steps taken:
+/// `decay = βᵗ`, `zero` = the Keras/PyTorch zero-started estimate
+/// `(1 − β)·Σ βᵗ⁻ⁱ bᵢ`, `norm = Σ βᵗ⁻ⁱ` (the debiasing denominator),
+/// `debiased = Σ βᵗ⁻ⁱ bᵢ / norm`, `first` = the first batch mean.
+///
+/// A segment of batches acts on an earlier estimate as `m ↦ decay·m + zero`;
+/// two segments compose as `(d_a·d_b, d_b·c_a + c_b)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Ema<F> {
+    pub(crate) steps: u64,
+    pub(crate) decay: F,
+    pub(crate) zero: F,
+    pub(crate) norm: F,
+    pub(crate) debiased: F,
+    pub(crate) first: F,
+}
+
+impl<F: Float> Ema<F> {
+    pub(crate) fn new() -> Self {
+        Ema {
+            steps: 0,
+            decay: F::one(),
+            zero: F::zero(),
+            norm: F::zero(),
+            debiased: F::zero(),
+            first: F::zero(),
+        }
+    }
+
+    /// One step with batch mean `b`.
+    pub(crate) fn step(&mut self, beta: F, b: F) {
+        let one = F::one();
+        self.zero = beta * self.zero + (one - beta) * b;
+        let norm = beta * self.norm + one;
+        self.debiased = if self.steps == 0 {
+            b
+        } else {
+            // A convex combination: never overflows, even for means near F::MAX.
+            self.debiased * (beta * self.norm / norm) + b * (one / norm)
+        };
+        self.norm = norm;
+        if self.steps == 0 {
+            self.first = b;
+        }
+        self.decay = self.decay * beta;
+        self.steps += 1;
+    }
+
+    /// `self`'s batches followed by `later`'s.
+    pub(crate) fn then(&self, later: &Self) -> Self {
+        if self.steps == 0 {
+            return *later;
+        }
+        if later.steps == 0 {
+            return *self;
+        }
+        let norm = later.decay * self.norm + later.norm;
+        Ema {
+            steps: self.steps + later.steps,
+            decay: self.decay * later.decay,
+            zero: later.decay * self.zero + later.zero,
+            norm,
+            debiased: self.debiased * (later.decay * self.norm / norm) + later.debiased * (later.norm / norm),
+            first: self.first,
+        }
+    }
+
+    /// The estimate for the given start: NaN if no step was taken (except
+    /// `Zero`, which is 0 before any step, as in Keras and PyTorch).
+    pub(crate) fn value(&self, start: crate::EmaStart) -> F {
+        use crate::EmaStart::*;
+        match start {
+            Zero => self.zero,
+            _ if self.steps == 0 => F::nan(),
+            Debiased => self.debiased,
+            // m_t = β^(t-1)·b₁ + Σ_{i≥2}(1−β)βᵗ⁻ⁱbᵢ = βᵗ·b₁ + zero.
+            FirstBatch => self.decay * self.first + self.zero,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_sum_is_exact() {
+        let (s, e) = two_sum(1.0f64, 1e-20);
+        assert_eq!(s, 1.0);
+        assert_eq!(e, 1e-20);
+    }
+
+    #[test]
+    fn ldexp_crosses_the_range() {
+        assert_eq!(ldexp(1.0f64, 1000), 2f64.powi(1000));
+        assert_eq!(ldexp(f64::MAX, -1023), f64::MAX / 2f64.powi(1023));
+        assert_eq!(ldexp(3.0f32, -130), 3.0 * 2f32.powi(-130));
+    }
+
+    #[test]
+    fn scaled_add_does_not_overflow() {
+        let a = Dd::from_f(f64::MAX);
+        let (s, k) = add_scaled(a, 0, a, 0);
+        assert!(s.is_finite());
+        assert_eq!(k, SCALE_STEP);
+        assert_eq!(ldexp(s.hi, k - 1), f64::MAX);
+    }
+
+    #[test]
+    fn division_is_correctly_rounded_on_thirds() {
+        let s = Dd::from_f(1.0f64);
+        let w = Dd::from_f(3.0f64);
+        assert_eq!(s.div(w), 1.0 / 3.0);
+    }
+}
