@@ -768,6 +768,9 @@ impl<F: Element> Centering<F> {
     /// it had samples (`None` for a no-op).
     fn fold(&mut self, x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>) -> Result<Option<Vec<F>>> {
         let (d, n) = self.check_shape(x.shape())?;
+        // Bad weights are reported in the weights' own axes, not in the
+        // broadcast view's (a `(n0,)` weight names `[i]`, not `[i, 0, …]`).
+        let given = w;
         let column = match w {
             Some(w) => Some(weights_for(x, w)?),
             None => None,
@@ -783,13 +786,13 @@ impl<F: Element> Centering<F> {
         if n == 0 {
             return Ok(None);
         }
-        if let Some(w) = &w {
-            if let Some((index, weight)) = kernels::general::first_bad_weight(w) {
-                return Err(CenteringError::InvalidWeight {
-                    index,
-                    weight: weight.to_f64().unwrap_or(f64::NAN),
-                });
-            }
+        if let Some(given) = given
+            && let Some((index, weight)) = kernels::general::first_bad_weight(given)
+        {
+            return Err(CenteringError::InvalidWeight {
+                index,
+                weight: weight.to_f64().unwrap_or(f64::NAN),
+            });
         }
         let batch = kernels::reduce(x, w.as_ref(), self.params.nan_policy())?;
         if batch.is_empty() {
