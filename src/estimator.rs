@@ -86,7 +86,7 @@ fn start_of(mode: Mode) -> EmaStart {
 }
 
 impl<F: Element> Fitted<F> {
-    fn refresh(&mut self, mode: Mode) {
+    pub(crate) fn refresh(&mut self, mode: Mode) {
         self.mean = match &self.acc {
             Accumulator::Cumulative(s) => s.means(),
             Accumulator::Moving(e) => e.iter().map(|e| e.value(start_of(mode))).collect(),
@@ -169,7 +169,7 @@ impl<F: Element> Centering<F> {
 
     /// The learned mean, one value per feature; `None` before any fit.
     ///
-    /// Under [`NanPolicy::Ignore`], a feature with no observed value yet has
+    /// Under [`NanPolicy::Ignore`](crate::NanPolicy::Ignore), a feature with no observed value yet has
     /// a NaN mean (as in scikit-learn and `numpy.nanmean`); so has every
     /// feature of a [`EmaStart::FirstBatch`] or [`EmaStart::Debiased`] moving
     /// average that has not taken a step, while [`EmaStart::Zero`] reports 0
@@ -277,7 +277,7 @@ impl<F: Element> Centering<F> {
     /// [`CenteringError::ZeroDimensional`], [`CenteringError::NoFeatures`],
     /// [`CenteringError::FeatureMismatch`] (a `D` other than the fitted
     /// one), [`CenteringError::NonFinite`] (a value the
-    /// [`NanPolicy`] rejects), [`CenteringError::WeightOverflow`]. On error
+    /// [`NanPolicy`](crate::NanPolicy) rejects), [`CenteringError::WeightOverflow`]. On error
     /// the estimator is unchanged.
     ///
     /// # Examples
@@ -723,10 +723,10 @@ impl<F: Element> Centering<F> {
         if d == 0 {
             return Err(CenteringError::NoFeatures);
         }
-        if let Some(expected) = self.n_features() {
-            if expected != d {
-                return Err(CenteringError::FeatureMismatch { expected, found: d });
-            }
+        if let Some(expected) = self.n_features()
+            && expected != d
+        {
+            return Err(CenteringError::FeatureMismatch { expected, found: d });
         }
         Ok((d, samples.iter().product()))
     }
@@ -835,13 +835,26 @@ impl<F: Element> Centering<F> {
     }
 }
 
-/// A zeroed array shaped like `x`, in Fortran order when `x` is.
-///
-/// Zeroed memory from the allocator is fresh, untouched pages: the first
-/// write (done in parallel by the kernels) is what faults them in.
+/// A zeroed array shaped like `x`, with `x`'s memory order when `x` is
+/// contiguous with non-negative strides (so that both are walked in one
+/// linear pass), C order otherwise.
 fn alloc_like<F: Element, S: Data<Elem = F>, D: Dimension>(x: &ArrayBase<S, D>) -> Array<F, D> {
-    let fortran = x.ndim() > 1 && !x.is_standard_layout() && x.t().is_standard_layout();
-    Array::zeros(x.raw_dim().set_f(fortran))
+    let buf = kernels::alloc::zeroed(x.len());
+    let same = !x.is_standard_layout()
+        && !x.is_empty()
+        && x.as_slice_memory_order().is_some()
+        && x.strides().iter().all(|&s| s >= 0);
+    if same {
+        let mut strides = x.raw_dim();
+        for (t, &s) in strides.slice_mut().iter_mut().zip(x.strides()) {
+            *t = s as usize;
+        }
+        // Cannot fail for the strides of a contiguous, non-negative view of
+        // the same shape; if it ever did, C order is still correct.
+        return Array::from_shape_vec(x.raw_dim().strides(strides), buf)
+            .unwrap_or_else(|_| Array::from_shape_vec(x.raw_dim(), kernels::alloc::zeroed(x.len())).expect("C order"));
+    }
+    Array::from_shape_vec(x.raw_dim(), buf).expect("a buffer of x.len() elements fits x's shape")
 }
 
 /// The weights as a view that broadcasts to the sample axes of `x`: either

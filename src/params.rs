@@ -42,17 +42,19 @@ pub enum NanPolicy {
     /// NaN marks a missing value: it is skipped, feature by feature, with
     /// per-feature counts (as scikit-learn does). ±∞ is still an error.
     /// `transform` leaves NaN where it was. A feature that has never had an
-    /// observed value has a NaN mean, so `transform` gives NaN for it.
+    /// observed value has a NaN mean, so `transform` gives NaN for it
+    /// (except under [`EmaStart::Zero`], whose mean starts at 0).
     Ignore,
 }
 
 /// The estimation mode.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Mode {
     /// The exact mean of every sample seen so far, `Σ wᵢ xᵢ / Σ wᵢ`,
     /// independent of how the data was cut into batches
     /// (scikit-learn's `StandardScaler(with_std=False).partial_fit`).
+    #[default]
     Cumulative,
     /// Exponential moving average of batch means, Keras's convention:
     /// `m ← momentum·m + (1 − momentum)·mean(batch)` for each non-empty
@@ -68,12 +70,6 @@ pub enum Mode {
     /// non-empty batch counted once whatever its size. Equals
     /// [`Mode::Cumulative`] only when all batches have the same size.
     BatchAverage,
-}
-
-impl Default for Mode {
-    fn default() -> Self {
-        Mode::Cumulative
-    }
 }
 
 impl fmt::Display for Mode {
@@ -196,10 +192,10 @@ impl CenteringParams {
     pub fn check(&self) -> Result<ValidParams> {
         let mode = match self.mode {
             Mode::MovingAverage { momentum, start } => {
-                if let Some(torch) = self.torch {
-                    if !(0.0..=1.0).contains(&torch) {
-                        return Err(CenteringError::InvalidMomentum { momentum: torch });
-                    }
+                if let Some(torch) = self.torch
+                    && !(0.0..=1.0).contains(&torch)
+                {
+                    return Err(CenteringError::InvalidMomentum { momentum: torch });
                 }
                 if !(0.0..=1.0).contains(&momentum) {
                     return Err(CenteringError::InvalidMomentum { momentum });

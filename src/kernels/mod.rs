@@ -23,6 +23,7 @@
 //! than [`PARALLEL_MIN`] — so the result is bit-identical for any thread
 //! count, and with the `rayon` feature off.
 
+pub(crate) mod alloc;
 pub(crate) mod contiguous;
 pub(crate) mod general;
 pub(crate) mod layout;
@@ -37,6 +38,9 @@ use layout::{Plan, plan};
 
 /// The most elements a leaf of the reduction tree holds.
 pub(crate) const LEAF: usize = 1 << 15;
+
+/// Elements per parallel task of `apply` (whole patterns of means).
+const APPLY_CHUNK: usize = 1 << 17;
 
 /// Nodes at least this large run their halves in parallel.
 pub(crate) const PARALLEL_MIN: usize = 1 << 17;
@@ -79,6 +83,7 @@ fn halves<'a, F>(v: ArrayViewD<'a, F>, unit: usize) -> Option<(ArrayViewD<'a, F>
 fn tree<'a, F, R>(
     v: ArrayViewD<'a, F>,
     unit: usize,
+    leaf_len: usize,
     leaf: &(impl Fn(ArrayViewD<'a, F>) -> R + Sync),
     merge: &(impl Fn(R, R) -> R + Sync),
 ) -> R
@@ -87,15 +92,15 @@ where
     R: Send,
 {
     let len = v.len();
-    if len > LEAF {
-        if let Some((a, b)) = halves(v.clone(), unit) {
-            let (ra, rb) = join(
-                len >= PARALLEL_MIN,
-                || tree(a, unit, leaf, merge),
-                || tree(b, unit, leaf, merge),
-            );
-            return merge(ra, rb);
-        }
+    if len > leaf_len
+        && let Some((a, b)) = halves(v.clone(), unit)
+    {
+        let (ra, rb) = join(
+            len >= PARALLEL_MIN,
+            || tree(a, unit, leaf_len, leaf, merge),
+            || tree(b, unit, leaf_len, leaf, merge),
+        );
+        return merge(ra, rb);
     }
     leaf(v)
 }
@@ -119,7 +124,14 @@ fn sum_rows<F: Element>(v: ArrayViewD<'_, F>, d: usize) -> Vec<Dd<F>> {
         acc.finish(&mut out);
         out
     };
-    tree(v, d, &leaf, &merge_dd)
+    tree(v, d, leaf_len(d), &leaf, &merge_dd)
+}
+
+/// The leaf length for rows of `d` features: [`LEAF`], or more for wide rows
+/// so that setting up and folding the `period(d)` lane accumulators stays a
+/// small fraction (≤ 1/64) of a leaf's work.
+fn leaf_len(d: usize) -> usize {
+    LEAF.max(64 * contiguous::period(d))
 }
 
 /// The unweighted sums of a batch under `Reject`, by the fast kernels. A sum
@@ -134,7 +146,7 @@ fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<F>> {
             let leaf = |v: ArrayViewD<'_, F>| general::sum_lanes(&v, None, NanPolicy::Reject, &[]).sum;
             // Halve sample axes only: the whole last (feature) axis is one unit.
             let unit = view.len_of(Axis(view.ndim() - 1));
-            tree(view, unit, &leaf, &merge_dd)
+            tree(view, unit, leaf_len(unit), &leaf, &merge_dd)
         }
     };
     if planned.reversed {
@@ -239,22 +251,88 @@ fn paired_tree<'a, F: Element, R: Send>(
     leaf((x, w))
 }
 
+/// Where a contiguous buffer keeps its features: element `i` of the buffer
+/// in memory order is feature `(i / stride) mod d` (reversed when the
+/// feature axis runs backwards).
+struct MemoryOrder {
+    d: usize,
+    stride: usize,
+    reversed: bool,
+}
+
+impl MemoryOrder {
+    fn of<F>(x: &ArrayViewD<'_, F>) -> Self {
+        let last = x.ndim() - 1;
+        let d = x.len_of(Axis(last));
+        let s = x.strides()[last];
+        MemoryOrder {
+            d,
+            stride: if d == 1 { 1 } else { s.unsigned_abs().max(1) },
+            reversed: s < 0 && d > 1,
+        }
+    }
+
+    fn mean<F: Copy>(&self, mean: &[F]) -> Vec<F> {
+        let mut m = mean.to_vec();
+        if self.reversed {
+            m.reverse();
+        }
+        m
+    }
+}
+
+/// `o = x ∓ mean` on two buffers laid out alike in memory.
+fn apply_memory<F: Element>(xs: &[F], os: &mut [F], order: &MemoryOrder, mean: &[F], add: bool) {
+    let mean = order.mean(mean);
+    if order.stride == 1 {
+        let pat = contiguous::pattern(&mean);
+        let chunk = (APPLY_CHUNK / pat.len()).max(1) * pat.len();
+        for_chunks(xs, os, chunk, &|x, o| contiguous::apply_rows(x, o, &pat, add));
+    } else {
+        for_chunks_at(xs, os, APPLY_CHUNK, &|start, x, o| {
+            runs(start, x.len(), order, |a, b, f| {
+                contiguous::apply_scalar(&x[a..b], &mut o[a..b], mean[f], add)
+            })
+        });
+    }
+}
+
+/// In-place twin of [`apply_memory`].
+fn update_memory<F: Element>(xs: &mut [F], order: &MemoryOrder, mean: &[F], add: bool) {
+    let mean = order.mean(mean);
+    if order.stride == 1 {
+        let pat = contiguous::pattern(&mean);
+        let chunk = (APPLY_CHUNK / pat.len()).max(1) * pat.len();
+        for_chunks_mut(xs, chunk, &|x| contiguous::update_rows(x, &pat, add));
+    } else {
+        for_chunks_mut_at(xs, APPLY_CHUNK, &|start, x| {
+            runs(start, x.len(), order, |a, b, f| {
+                contiguous::update_scalar(&mut x[a..b], mean[f], add)
+            })
+        });
+    }
+}
+
+/// Calls `f(a, b, feature)` for each run of one feature within the chunk
+/// `[start, start + len)` of a memory-ordered buffer (chunk-relative `a..b`).
+fn runs(start: usize, len: usize, order: &MemoryOrder, mut f: impl FnMut(usize, usize, usize)) {
+    let mut p = start;
+    let end = start + len;
+    while p < end {
+        let run = p / order.stride;
+        let stop = ((run + 1) * order.stride).min(end);
+        f(p - start, stop - start, run % order.d);
+        p = stop;
+    }
+}
+
 /// `out = x − mean` (or `+` when `add`), for any layouts of `x` and `out`
 /// (same shape, checked by the caller).
 pub(crate) fn apply<F: Element>(x: ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
-    let d = mean.len();
-    if let (Some(xs), Some(os)) = (x.as_slice(), out.as_slice_mut()) {
-        let pat = contiguous::pattern(mean);
-        let chunk = rows_chunk(d, pat.len());
-        for_chunks(xs, os, chunk, &|x, o| contiguous::apply_rows(x, o, &pat, add));
-        return;
-    }
-    let fortran = x.strides() == out.strides() && x.ndim() > 1 && x.t().is_standard_layout();
-    if fortran {
+    if x.strides() == out.strides() {
+        let order = MemoryOrder::of(&x);
         if let (Some(xs), Some(os)) = (x.as_slice_memory_order(), out.as_slice_memory_order_mut()) {
-            // Fortran order: feature j is the j-th run of n samples.
-            let n = xs.len() / d;
-            apply_columns(xs, os, n, mean, add);
+            apply_memory(xs, os, &order, mean, add);
             return;
         }
     }
@@ -271,11 +349,9 @@ pub(crate) fn apply<F: Element>(x: ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_,
 
 /// In-place `x ∓= mean`.
 pub(crate) fn apply_inplace<F: Element>(mut x: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
-    let d = mean.len();
-    if let Some(xs) = x.as_slice_mut() {
-        let pat = contiguous::pattern(mean);
-        let chunk = rows_chunk(d, pat.len());
-        for_chunks_mut(xs, chunk, &|x| contiguous::update_rows(x, &pat, add));
+    let order = MemoryOrder::of(&x.view());
+    if let Some(xs) = x.as_slice_memory_order_mut() {
+        update_memory(xs, &order, mean, add);
         return;
     }
     let last = x.ndim() - 1;
@@ -287,40 +363,39 @@ pub(crate) fn apply_inplace<F: Element>(mut x: ArrayViewMutD<'_, F>, mean: &[F],
     });
 }
 
-fn apply_columns<F: Element>(xs: &[F], os: &mut [F], n: usize, mean: &[F], add: bool) {
-    for ((xc, oc), &m) in xs.chunks(n).zip(os.chunks_mut(n)).zip(mean) {
-        let pat = [m; 64];
-        let chunk = rows_chunk(1, 64);
-        for_chunks(xc, oc, chunk, &|x, o| contiguous::apply_rows(x, o, &pat, add));
-    }
-}
-
-/// A chunk length for parallel application: whole patterns, about a leaf.
-fn rows_chunk(d: usize, p: usize) -> usize {
-    let _ = d;
-    (LEAF / p).max(1) * p
-}
-
 fn for_chunks<F: Element>(x: &[F], o: &mut [F], chunk: usize, f: &(impl Fn(&[F], &mut [F]) + Sync)) {
+    for_chunks_at(x, o, chunk, &|_, x, o| f(x, o))
+}
+
+/// Calls `f(start, x_chunk, o_chunk)` on fixed chunks, in parallel when large.
+fn for_chunks_at<F: Element>(x: &[F], o: &mut [F], chunk: usize, f: &(impl Fn(usize, &[F], &mut [F]) + Sync)) {
     #[cfg(feature = "rayon")]
     if x.len() >= PARALLEL_MIN {
         use rayon::prelude::*;
         o.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
-            .for_each(|(o, x)| f(x, o));
+            .enumerate()
+            .for_each(|(i, (o, x))| f(i * chunk, x, o));
         return;
     }
-    for (o, x) in o.chunks_mut(chunk).zip(x.chunks(chunk)) {
-        f(x, o);
+    for (i, (o, x)) in o.chunks_mut(chunk).zip(x.chunks(chunk)).enumerate() {
+        f(i * chunk, x, o);
     }
 }
 
 fn for_chunks_mut<F: Element>(x: &mut [F], chunk: usize, f: &(impl Fn(&mut [F]) + Sync)) {
+    for_chunks_mut_at(x, chunk, &|_, x| f(x))
+}
+
+/// In-place twin of [`for_chunks_at`].
+fn for_chunks_mut_at<F: Element>(x: &mut [F], chunk: usize, f: &(impl Fn(usize, &mut [F]) + Sync)) {
     #[cfg(feature = "rayon")]
     if x.len() >= PARALLEL_MIN {
         use rayon::prelude::*;
-        x.par_chunks_mut(chunk).for_each(f);
+        x.par_chunks_mut(chunk).enumerate().for_each(|(i, x)| f(i * chunk, x));
         return;
     }
-    x.chunks_mut(chunk).for_each(f);
+    for (i, x) in x.chunks_mut(chunk).enumerate() {
+        f(i * chunk, x);
+    }
 }

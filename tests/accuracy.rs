@@ -1,0 +1,195 @@
+//! Accuracy on adversarial data against an exact reference: the learned
+//! mean is within 1 ulp of the exact mean rounded to `F` for
+//! well-conditioned data, stays finite near `F::MAX`, handles subnormals,
+//! and under cancellation stays within a small multiple of `ε·mean(|x|)`.
+
+use centering::Centering;
+use ndarray::{Array1, Array2, Axis};
+
+/// Shewchuk's exact summation (Python's `math.fsum`): the sum of the inputs
+/// as non-overlapping `f64` partials, exact as long as nothing overflows.
+#[derive(Default)]
+struct Exact {
+    partials: Vec<f64>,
+}
+
+impl Exact {
+    fn add(&mut self, mut x: f64) {
+        let mut i = 0;
+        for j in 0..self.partials.len() {
+            let mut y = self.partials[j];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                self.partials[i] = lo;
+                i += 1;
+            }
+            x = hi;
+        }
+        self.partials.truncate(i);
+        self.partials.push(x);
+    }
+
+    /// The sum rounded to nearest (partials are non-overlapping, so
+    /// summing from the largest is exact up to the last step; ties are
+    /// irrelevant for these tests).
+    fn value(&self) -> f64 {
+        let mut s = 0.0;
+        for &p in self.partials.iter().rev() {
+            s += p;
+        }
+        s
+    }
+
+    /// `Σ/n` rounded to nearest: a first quotient, then the exact remainder.
+    fn mean(&self, n: f64) -> f64 {
+        let q = self.value() / n;
+        let mut r = Exact {
+            partials: self.partials.clone(),
+        };
+        let p = q * n;
+        r.add(-p);
+        r.add(-q.mul_add(n, -p));
+        q + r.value() / n
+    }
+}
+
+fn ulp64(x: f64) -> f64 {
+    let x = x.abs();
+    if x == 0.0 {
+        return f64::from_bits(1);
+    }
+    f64::from_bits(x.to_bits() + 1) - x
+}
+
+fn ulp32(x: f32) -> f32 {
+    let x = x.abs();
+    if x == 0.0 {
+        return f32::from_bits(1);
+    }
+    f32::from_bits(x.to_bits() + 1) - x
+}
+
+/// A deterministic stream of values in [-1, 1).
+fn noise(seed: u64) -> impl FnMut() -> f64 {
+    let mut z = seed | 1;
+    move || {
+        z ^= z << 13;
+        z ^= z >> 7;
+        z ^= z << 17;
+        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+fn exact_means(x: &Array2<f64>) -> Vec<f64> {
+    let n = x.nrows() as f64;
+    x.axis_iter(Axis(1))
+        .map(|col| {
+            let mut e = Exact::default();
+            col.iter().for_each(|&v| e.add(v));
+            e.mean(n)
+        })
+        .collect()
+}
+
+/// Fits in batches of the given sizes (cycled) and returns the mean.
+fn fit_split<F: centering::Element>(x: &Array2<F>, sizes: &[usize]) -> Array1<F> {
+    let mut c = Centering::<F>::new();
+    let (mut start, mut k) = (0, 0);
+    while start < x.nrows() {
+        let end = (start + sizes[k % sizes.len()]).min(x.nrows());
+        c.partial_fit(&x.slice(ndarray::s![start..end, ..])).unwrap();
+        start = end;
+        k += 1;
+    }
+    c.mean().unwrap().to_owned()
+}
+
+const SPLITS: [&[usize]; 4] = [&[usize::MAX], &[1], &[1000, 7, 33_333], &[4096]];
+
+#[test]
+fn f64_large_offset_within_one_ulp() {
+    let mut r = noise(1);
+    let x = Array2::from_shape_fn((200_000, 3), |(_, j)| 1e9 * (j + 1) as f64 + r());
+    let want = exact_means(&x);
+    for split in SPLITS {
+        let got = fit_split(&x, split);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= ulp64(*w), "split {split:?}: got {g:e}, exact {w:e}");
+        }
+    }
+}
+
+#[test]
+fn f32_large_offset_within_one_ulp() {
+    let mut r = noise(2);
+    let x = Array2::from_shape_fn((300_000, 3), |(_, j)| (1e4 * (j + 1) as f64 + r()) as f32);
+    // f32 values are exact in f64: the exact mean, rounded to f32.
+    let want: Vec<f32> = exact_means(&x.mapv(f64::from)).iter().map(|&m| m as f32).collect();
+    for split in SPLITS {
+        let got = fit_split(&x, split);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= ulp32(*w), "split {split:?}: got {g:e}, exact {w:e}");
+        }
+    }
+}
+
+#[test]
+fn near_max_stays_finite_and_exact() {
+    let mut r = noise(3);
+    let x = Array2::from_shape_fn((10_000, 2), |(_, j)| {
+        f64::MAX * (0.75 + 0.25 * r()) * if j == 0 { 1.0 } else { -1.0 }
+    });
+    // Reference on the data scaled by 2^-64 (exact), scaled back.
+    let s = 2f64.powi(64);
+    let want: Vec<f64> = exact_means(&x.mapv(|v| v / s)).iter().map(|m| m * s).collect();
+    for split in SPLITS {
+        let got = fit_split(&x, split);
+        for (g, w) in got.iter().zip(&want) {
+            assert!(g.is_finite());
+            assert!((g - w).abs() <= ulp64(*w), "got {g:e}, exact {w:e}");
+        }
+    }
+    let x32 = Array2::from_elem((1000, 2), f32::MAX);
+    assert_eq!(fit_split(&x32, &[usize::MAX]), Array1::from_elem(2, f32::MAX));
+    let big = Array2::from_elem((1000, 1), f64::MAX);
+    assert_eq!(fit_split(&big, &[3, 1000])[0], f64::MAX);
+}
+
+#[test]
+fn subnormals_are_exact() {
+    let tiny = f64::from_bits(1);
+    let x = Array2::from_shape_fn((1001, 2), |(i, j)| tiny * (i % 10 + j) as f64);
+    let want = exact_means(&x);
+    for split in SPLITS {
+        let got = fit_split(&x, split);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= tiny, "got {g:e}, exact {w:e}");
+        }
+    }
+    let x32 = Array2::from_elem((77, 1), f32::from_bits(3));
+    assert_eq!(fit_split(&x32, &[5])[0], f32::from_bits(3));
+}
+
+#[test]
+fn cancellation_stays_within_a_small_multiple_of_eps_mean_abs() {
+    // ±1e16 pairs hide a small signal: the naive sum loses it entirely.
+    let mut r = noise(4);
+    let x = Array2::from_shape_fn((100_000, 1), |(i, _)| {
+        let big = if i % 2 == 0 { 1e16 } else { -1e16 };
+        big + r()
+    });
+    let want = exact_means(&x);
+    let mean_abs = x.iter().map(|v| v.abs()).sum::<f64>() / x.len() as f64;
+    for split in SPLITS {
+        let got = fit_split(&x, split)[0];
+        assert!(
+            (got - want[0]).abs() <= 2.0 * f64::EPSILON * mean_abs,
+            "got {got:e}, exact {:e}",
+            want[0]
+        );
+    }
+}

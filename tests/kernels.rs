@@ -1,0 +1,262 @@
+//! Every kernel path against a naive reference: each layout class (rows,
+//! columns, strided, broadcast), each class of `d` (1, 3, lane period,
+//! wide, tiled), sequential and parallel sizes, f32 and f64; plus
+//! bit-for-bit determinism across thread counts.
+
+use centering::{Centering, CenteringParams, NanPolicy};
+use ndarray::{Array, ArrayD, ArrayViewD, Axis, IxDyn, ShapeBuilder, Slice};
+use proptest::prelude::*;
+
+/// The mean of each feature, summed in `f64` with Neumaier compensation.
+fn naive_mean(x: &ArrayViewD<'_, f64>) -> Vec<f64> {
+    let last = x.ndim() - 1;
+    let d = x.len_of(Axis(last));
+    let (mut s, mut c, mut n) = (vec![0.0f64; d], vec![0.0f64; d], 0usize);
+    for lane in x.lanes(Axis(last)) {
+        for (j, &v) in lane.iter().enumerate() {
+            let t = s[j] + v;
+            c[j] += if s[j].abs() >= v.abs() {
+                (s[j] - t) + v
+            } else {
+                (v - t) + s[j]
+            };
+            s[j] = t;
+        }
+        n += 1;
+    }
+    (0..d).map(|j| (s[j] + c[j]) / n as f64).collect()
+}
+
+/// Deterministic pseudo-random values with a per-feature offset.
+fn data(len: usize, seed: u64) -> Vec<f64> {
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|i| {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            (z >> 11) as f64 / (1u64 << 53) as f64 * 10.0 - 5.0 + (i % 7) as f64 * 100.0
+        })
+        .collect()
+}
+
+/// Values are in [-5, 605): the mean of n of them is exact to a few ulps of 605.
+fn assert_close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= 1e-12 * 605.0, "got {g}, want {w}");
+    }
+}
+
+fn fit_f64(x: &ArrayViewD<'_, f64>) -> Vec<f64> {
+    let mut c = Centering::<f64>::new();
+    c.fit(x).unwrap();
+    c.mean().unwrap().to_vec()
+}
+
+fn fit_f32(x: &ArrayViewD<'_, f64>) -> Vec<f64> {
+    let x32 = x.mapv(|v| v as f32);
+    let mut c = Centering::<f32>::new();
+    c.fit(&x32).unwrap();
+    c.mean().unwrap().iter().map(|&v| v as f64).collect()
+}
+
+/// Checks fit, transform and in-place against the reference on one view.
+fn check_view(x: ArrayViewD<'_, f64>) {
+    let want = naive_mean(&x);
+    assert_close(&fit_f64(&x), &want);
+    // f32: the inputs are rounded to f32 first; compare with their mean.
+    let x32 = x.mapv(|v| v as f32 as f64);
+    let want32 = naive_mean(&x32.view());
+    for (g, w) in fit_f32(&x).iter().zip(&want32) {
+        assert!((g - w).abs() <= 605.0 * f32::EPSILON as f64, "f32: got {g}, want {w}");
+    }
+    let mut c = Centering::<f64>::new();
+    c.fit(&x).unwrap();
+    let m = c.mean().unwrap().to_owned();
+    let y = c.transform(&x).unwrap();
+    let expect = &x - &m;
+    assert_eq!(y, expect);
+    let mut z = x.to_owned();
+    c.transform_inplace(&mut z).unwrap();
+    assert_eq!(z, expect);
+    // Into a Fortran-ordered buffer (a layout different from most inputs).
+    let mut out = Array::zeros(IxDyn(x.shape()).f());
+    c.transform_into(&x, &mut out).unwrap();
+    assert_eq!(out, expect);
+    let back = c.inverse_transform(&y).unwrap();
+    for (a, b) in back.iter().zip(x.iter()) {
+        assert!((a - b).abs() <= 1e-12 * 605.0);
+    }
+}
+
+fn shaped(shape: &[usize], seed: u64) -> ArrayD<f64> {
+    ArrayD::from_shape_vec(IxDyn(shape), data(shape.iter().product(), seed)).unwrap()
+}
+
+#[test]
+fn rows_for_every_class_of_d() {
+    // 1: pure reduction; 3: images; 64: a period; 300: p = d; 1100: tiled.
+    for &d in &[1usize, 3, 5, 16, 64, 100, 300, 1100] {
+        for &n in &[1usize, 2, 7, 129] {
+            check_view(shaped(&[n, d], d as u64 * 31 + n as u64).view());
+        }
+    }
+}
+
+#[test]
+fn columns_fortran_order() {
+    for &d in &[2usize, 3, 64] {
+        let x = shaped(&[257, d], 7);
+        let f = {
+            let mut f = Array::zeros(IxDyn(&[257, d]).f());
+            f.assign(&x);
+            f
+        };
+        assert!(f.as_slice_memory_order().is_some() && !f.is_standard_layout());
+        check_view(f.view());
+    }
+}
+
+#[test]
+fn strided_reversed_and_broadcast() {
+    let x = shaped(&[40, 6, 9], 3);
+    check_view(x.slice_axis(Axis(2), Slice::new(0, None, 2)).into_dyn()); // step on features
+    check_view(x.slice_axis(Axis(0), Slice::new(0, None, -3)).into_dyn()); // reversed samples
+    check_view(x.slice_axis(Axis(2), Slice::new(0, None, -1)).into_dyn()); // reversed features
+    check_view(x.view().permuted_axes(vec![1, 0, 2]).into_dyn()); // permuted samples
+    let row = shaped(&[5], 9);
+    check_view(row.broadcast(IxDyn(&[33, 5])).unwrap()); // broadcast samples
+}
+
+#[test]
+fn parallel_sizes_every_layout() {
+    // Above the parallel threshold (2^17 elements) and the leaf (2^15).
+    let x = shaped(&[70_000, 3], 11);
+    check_view(x.view());
+    check_view(x.slice_axis(Axis(0), Slice::new(1, None, 2)).into_dyn());
+    let mut f = Array::zeros(IxDyn(&[70_000, 3]).f());
+    f.assign(&x);
+    check_view(f.view());
+    check_view(shaped(&[300_000, 1], 12).view());
+    check_view(shaped(&[40, 3000], 13).view());
+}
+
+fn bits(c: &Centering<f64>) -> Vec<u64> {
+    c.mean().unwrap().iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn bit_identical_for_any_thread_count() {
+    let x = shaped(&[50_000, 7], 21);
+    let f = {
+        let mut f = Array::zeros(IxDyn(&[50_000, 7]).f());
+        f.assign(&x);
+        f
+    };
+    let views = [
+        x.view(),
+        f.view(),
+        x.slice_axis(Axis(1), Slice::new(0, None, 2)).into_dyn(),
+    ];
+    for v in views {
+        let mut results = Vec::new();
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let c = pool.install(|| {
+                let mut c = Centering::<f64>::new();
+                for chunk in v.axis_chunks_iter(Axis(0), 20_000) {
+                    c.partial_fit(&chunk).unwrap();
+                }
+                c
+            });
+            results.push((bits(&c), c));
+        }
+        assert_eq!(results[0].0, results[1].0);
+        assert_eq!(results[0].0, results[2].0);
+        assert_eq!(results[0].1, results[1].1);
+        assert_eq!(results[0].1, results[2].1);
+    }
+}
+
+#[test]
+fn calls_from_inside_a_rayon_pool() {
+    let x = shaped(&[200_000, 2], 5);
+    let want = naive_mean(&x.view());
+    let got: Vec<Vec<f64>> = {
+        use rayon::prelude::*;
+        (0..4).into_par_iter().map(|_| fit_f64(&x.view())).collect()
+    };
+    for g in got {
+        assert_close(&g, &want);
+    }
+}
+
+/// Weighted and NaN-ignoring batches take the general path: check it on
+/// every layout and at parallel sizes.
+#[test]
+fn general_path_weights_and_missing() {
+    let x = shaped(&[70_000, 3], 17);
+    let w = Array::from_shape_fn(70_000, |i| (i % 3) as f64);
+    let mut c = Centering::<f64>::new();
+    c.fit_weighted(&x, &w).unwrap();
+    // The reference: rows repeated by their integer weight.
+    let (mut s, mut tot) = (vec![0.0f64; 3], 0.0);
+    for (row, &wi) in x.lanes(Axis(1)).into_iter().zip(w.iter()) {
+        for j in 0..3 {
+            s[j] += wi * row[j];
+        }
+        tot += wi;
+    }
+    let want: Vec<f64> = s.iter().map(|v| v / tot).collect();
+    assert_close(c.mean().unwrap().as_slice().unwrap(), &want);
+
+    let mut xn = x.clone();
+    for (i, v) in xn.iter_mut().enumerate() {
+        if i % 5 == 0 {
+            *v = f64::NAN;
+        }
+    }
+    let mut c: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build().unwrap();
+    c.fit(&xn).unwrap();
+    for j in 0..3 {
+        let col: Vec<f64> = xn
+            .index_axis(Axis(1), j)
+            .iter()
+            .copied()
+            .filter(|v| !v.is_nan())
+            .collect();
+        let want = col.iter().sum::<f64>() / col.len() as f64;
+        assert!((c.mean().unwrap()[j] - want).abs() <= 1e-12 * 605.0);
+    }
+}
+
+fn layouts() -> impl Strategy<Value = (Vec<usize>, u8, u64)> {
+    (prop::collection::vec(1usize..9, 1..5), 0u8..5, any::<u64>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random shapes and one of five layouts: every plan the kernels know.
+    #[test]
+    fn any_layout_matches_the_reference((shape, layout, seed) in layouts()) {
+        let x = shaped(&shape, seed);
+        let last = shape.len() - 1;
+        match layout {
+            0 => check_view(x.view()),
+            1 => {
+                let mut f = Array::zeros(IxDyn(&shape).f());
+                f.assign(&x);
+                check_view(f.view());
+            }
+            2 => check_view(x.slice_axis(Axis(0), Slice::new(0, None, -1)).into_dyn()),
+            3 => check_view(x.slice_axis(Axis(last), Slice::new(0, None, 2)).into_dyn()),
+            _ => {
+                let mut axes: Vec<usize> = (0..last).rev().collect();
+                axes.push(last);
+                check_view(x.view().permuted_axes(axes));
+            }
+        }
+    }
+}
