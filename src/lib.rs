@@ -1,4 +1,575 @@
-//! Learn the per-feature mean of numeric arrays and subtract it.
+//! Learn one mean per feature of [`ndarray`] arrays and subtract it
+//! ("centering"): scikit-learn's `StandardScaler(with_std=False)`, and the
+//! moving mean of Keras's and PyTorch's batch normalisation without the
+//! division by the variance.
+//!
+//! # Overview
+//!
+//! [`Centering<F>`](Centering) is the estimator, for `f32`, `f64` or any
+//! [`Element`]. Its hyper-parameters are set on a [`CenteringParams`] builder
+//! and validated once into [`ValidParams`]; [`CenteringParams::build`] does
+//! both and returns an unfitted estimator.
+//!
+//! - **Feature axis**: the last axis, of length `D ≥ 1`. Every other axis
+//!   indexes samples: a batch of shape `(n₀, …, n_k, D)` holds
+//!   `n = n₀·…·n_k` samples, so images `(N, H, W, C)` give one mean per
+//!   channel. A 1-D array of length `D` is one sample; a 0-D array, or
+//!   `D = 0`, is an error. A batch with no samples is a no-op.
+//! - **Any layout, no copy**: C or Fortran order, sliced, strided, reversed
+//!   (negative strides), permuted or broadcast views, any number of
+//!   dimensions ([`IxDyn`](type@ndarray::IxDyn) included).
+//! - **Modes** ([`Mode`]): the exact cumulative mean (the default), an
+//!   exponential moving average in Keras's convention with three starts
+//!   ([`EmaStart`]), and PyTorch's `momentum=None` average of batch means.
+//! - **Sample weights**, **missing values** ([`NanPolicy`]), **merge** of
+//!   two estimators, and **batch centering** (a normalisation layer's
+//!   training mode).
+//!
+//! | operation | meaning |
+//! |---|---|
+//! | [`partial_fit`](Centering::partial_fit), [`partial_fit_weighted`](Centering::partial_fit_weighted) | fold a batch into the estimate |
+//! | [`fit`](Centering::fit), [`fit_weighted`](Centering::fit_weighted) | forget everything, then `partial_fit` |
+//! | [`transform`](Centering::transform) | `x − m`, broadcast along the last axis, as a new array |
+//! | [`inverse_transform`](Centering::inverse_transform) | `y + m` |
+//! | [`fit_transform`](Centering::fit_transform) | `fit(x)` then `transform(x)` |
+//! | `_inplace` and `_into` variants | the same into the caller's array, or into a caller's output buffer: no allocation |
+//! | [`center_batch`](Centering::center_batch), [`center_batch_inplace`](Centering::center_batch_inplace) | `x − mean(x)` with the batch's *own* mean, and fold the batch in |
+//! | [`merge`](Centering::merge) | combine two estimators (see [Merge](#merge)) |
+//! | [`mean`](Centering::mean), [`n_samples_seen`](Centering::n_samples_seen), [`n_batches`](Centering::n_batches), [`weight_sums`](Centering::weight_sums), [`n_features`](Centering::n_features) | the learned state, read-only |
+//! | [`reset`](Centering::reset) | back to unfitted, parameters kept |
+//!
+//! Every error is a [`CenteringError`] that names what was expected and what
+//! was found, and a fitting method that fails leaves the estimator exactly as
+//! it was: an update is all or nothing.
+//!
+//! # Examples
+//!
+//! ## Fit a stream chunk by chunk, then centre new data
+//!
+//! The cumulative mean does not depend on how the data was cut into batches.
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::{Array2, Axis, array, s};
+//!
+//! // 1,000 readings of 3 sensors with offsets 20, −5 and 1000.
+//! let x = Array2::from_shape_fn((1000, 3), |(i, j)| {
+//!     [20.0, -5.0, 1000.0][j] + ((i * 37 + j * 11) % 21) as f64 - 10.0
+//! });
+//!
+//! let mut scaler = Centering::<f64>::new();
+//! for (start, end) in [(0, 1), (1, 250), (250, 999), (999, 1000)] {
+//!     scaler.partial_fit(&x.slice(s![start..end, ..]))?;
+//! }
+//! let mut once = Centering::<f64>::new();
+//! once.fit(&x)?;
+//! assert_eq!(scaler.mean(), once.mean());
+//! assert_eq!(scaler.n_samples_seen(), 1000);
+//!
+//! // Centred data has a zero mean (up to rounding).
+//! let centred = scaler.transform(&x)?;
+//! let m = centred.mean_axis(Axis(0)).unwrap();
+//! assert!(m.iter().all(|v| v.abs() < 1e-12));
+//! assert_eq!(scaler.transform(&array![[20.0, -5.0, 1000.0]])?.shape(), &[1, 3]);
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! ## Images: one mean per channel
+//!
+//! Channels last (`NHWC`, Keras's default) needs nothing special.
+//! Channels first (`NCHW`, PyTorch's) becomes channels last through a
+//! permuted *view*: nothing is copied.
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::Array4;
+//!
+//! // 8 images of 4×4 pixels, 3 channels: channel c holds c·10 + the pixel index.
+//! let nchw = Array4::from_shape_fn((8, 3, 4, 4), |(_, c, h, w)| (c * 10 + h * 4 + w) as f32);
+//! let nhwc = nchw.view().permuted_axes([0, 2, 3, 1]); // (8, 4, 4, 3)
+//!
+//! let mut c = Centering::<f32>::new();
+//! c.fit(&nhwc)?;
+//! assert_eq!(c.mean().unwrap().to_vec(), vec![7.5, 17.5, 27.5]);
+//! let y = c.transform(&nhwc)?; // same shape and axes as the input
+//! assert_eq!(y.shape(), &[8, 4, 4, 3]);
+//! assert_eq!(y[[0, 0, 0, 2]], 20.0 - 27.5);
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! ## A batch-normalisation layer without the variance
+//!
+//! In training, a layer centres each batch with the batch's own mean and
+//! updates its moving mean ([`center_batch`](Centering::center_batch)); at
+//! inference (Keras's `training=False`, PyTorch's `model.eval()`) it
+//! subtracts the moving mean ([`transform`](Centering::transform)), which
+//! changes nothing.
+//!
+//! ```
+//! use centering::{CenteringParams, EmaStart};
+//! use ndarray::array;
+//!
+//! // PyTorch's BatchNorm defaults: momentum 0.1 on the new value, running mean starting at 0.
+//! let mut layer = CenteringParams::new().torch_momentum(0.1).start(EmaStart::Zero).build::<f64>()?;
+//! assert_eq!(layer.params().momentum(), Some(0.9)); // Keras's convention: 1 − 0.1
+//!
+//! let y = layer.center_batch(&array![[1.0, 10.0], [3.0, 30.0]])?; // training step
+//! assert_eq!(y, array![[-1.0, -10.0], [1.0, 10.0]]); // the batch's own mean, (2, 20)
+//! let m = layer.mean().unwrap();
+//! assert!((m[0] - 0.2).abs() < 1e-12 && (m[1] - 2.0).abs() < 1e-12); // 0.9·0 + 0.1·(2, 20)
+//!
+//! let z = layer.transform(&array![[0.2, 2.0]])?; // inference
+//! assert!(z.iter().all(|v| v.abs() < 1e-12));
+//! assert_eq!(layer.n_batches(), 1); // PyTorch's num_batches_tracked
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! ## Fit shards on threads and merge
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::{Array2, Axis};
+//!
+//! let x = Array2::from_shape_fn((10_000, 4), |(i, j)| (i % 97) as f64 + 1000.0 * j as f64);
+//! let shards: Vec<_> = x.axis_chunks_iter(Axis(0), 3_000).collect(); // views, no copies
+//!
+//! let fitted: Vec<Centering<f64>> = std::thread::scope(|s| {
+//!     let handles: Vec<_> = shards
+//!         .iter()
+//!         .map(|shard| {
+//!             s.spawn(move || -> centering::Result<Centering<f64>> {
+//!                 let mut c = Centering::<f64>::new();
+//!                 c.fit(shard)?;
+//!                 Ok(c)
+//!             })
+//!         })
+//!         .collect();
+//!     handles.into_iter().map(|h| h.join().unwrap()).collect::<Result<_, _>>()
+//! })?;
+//!
+//! let mut merged = Centering::<f64>::new(); // unfitted: the identity of merge
+//! for c in &fitted {
+//!     merged.merge(c)?;
+//! }
+//! let mut whole = Centering::<f64>::new();
+//! whole.fit(&x)?;
+//! assert_eq!(merged.mean(), whole.mean());
+//! assert_eq!(merged.n_samples_seen(), 10_000);
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! ## Missing values
+//!
+//! ```
+//! use centering::{Centering, CenteringError, CenteringParams, NanPolicy};
+//! use ndarray::array;
+//!
+//! let x = array![[1.0, f64::NAN], [3.0, 4.0], [f64::NAN, 8.0]];
+//!
+//! // The default policy rejects the batch, names the first NaN, and changes nothing.
+//! let mut strict = Centering::<f64>::new();
+//! let err = strict.partial_fit(&x).unwrap_err();
+//! assert!(matches!(err, CenteringError::NonFinite { ref index, .. } if index == &[0, 1]));
+//! assert!(!strict.is_fitted());
+//!
+//! // `Ignore` skips NaN feature by feature, as scikit-learn does.
+//! let mut lenient: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+//! lenient.partial_fit(&x)?;
+//! assert_eq!(lenient.mean().unwrap(), array![2.0, 6.0]);
+//! assert_eq!(lenient.weight_sums().unwrap(), array![2.0, 2.0]); // per-feature counts
+//! assert_eq!(lenient.n_samples_seen(), 3);
+//! let y = lenient.transform(&x)?; // NaN stays where it was
+//! assert!(y[[0, 1]].is_nan() && y[[2, 0]].is_nan());
+//! assert_eq!(y[[1, 1]], -2.0);
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! # Conventions
+//!
+//! ## Keras ↔ PyTorch ↔ scikit-learn
+//!
+//! | concept | Keras `BatchNormalization` | PyTorch `BatchNorm*d` | scikit-learn `StandardScaler(with_std=False)` | `centering` |
+//! |---|---|---|---|---|
+//! | learned mean | `moving_mean` | `running_mean` | `mean_` | [`mean()`](Centering::mean) |
+//! | update rule | `m ← β·m + (1 − β)·b` | `m ← (1 − μ)·m + μ·b` | exact mean of all samples | [`Mode`] |
+//! | momentum | `momentum = β = 0.99`, weight of the **old** value | `momentum = μ = 0.1`, weight of the **new** value | — | [`moving_average(β)`](CenteringParams::moving_average), [`torch_momentum(μ)`](CenteringParams::torch_momentum): `β = 1 − μ` |
+//! | initial value | zeros | zeros | — | [`EmaStart::Zero`] (the default is [`EmaStart::Debiased`]) |
+//! | average of batch means | — | `momentum=None` | — | [`Mode::BatchAverage`] ([`batch_average()`](CenteringParams::batch_average)) |
+//! | steps taken | — | `num_batches_tracked` | — | [`n_batches()`](Centering::n_batches) |
+//! | training: centre on the batch mean, update | `layer(x, training=True)` | `model.train()`, forward | — | [`center_batch`](Centering::center_batch) |
+//! | inference: subtract the learned mean | `layer(x, training=False)`, or `trainable=False` | `model.eval()`, forward | `transform` | [`transform`](Centering::transform) |
+//! | streaming fit | — | — | `partial_fit` | [`partial_fit`](Centering::partial_fit) |
+//! | samples seen | — | — | `n_samples_seen_` | [`n_samples_seen()`](Centering::n_samples_seen); per feature with NaN or weights: [`weight_sums()`](Centering::weight_sums) |
+//! | sample weights | — | — | `sample_weight` | [`partial_fit_weighted`](Centering::partial_fit_weighted) |
+//! | NaN in fit | propagates | propagates | ignored per feature, kept by `transform` | [`NanPolicy::Reject`] (default) or [`NanPolicy::Ignore`] (scikit-learn's behaviour) |
+//! | feature axis | `axis=-1` | axis 1 (`NCHW`) | columns | the last axis (permute a view for `NCHW`) |
+//!
+//! **Mind the momentum convention.** A Keras momentum of `0.01` keeps only
+//! 1% of the old value at each step: the estimate is essentially the last
+//! batch's mean. That is PyTorch's `0.99`, and it is almost never what was
+//! meant; a PyTorch `momentum=0.1` is [`torch_momentum(0.1)`](CenteringParams::torch_momentum)
+//! or `moving_average(0.9)`.
+//!
+//! The worked examples below use three batches of one feature:
+//!
+//! ```text
+//! batch 1: [1, 3]       b₁ = 2
+//! batch 2: [10]         b₂ = 10
+//! batch 3: [4, 4, 7]    b₃ = 5
+//! ```
+//!
+//! ## Cumulative (the default)
+//!
+//! ```text
+//!      Σᵢ wᵢ·xᵢ
+//! m = ――――――――      over every sample seen (wᵢ = 1 without weights)
+//!       Σᵢ wᵢ
+//! ```
+//!
+//! The result depends neither on the batch split nor on the number of
+//! threads, beyond rounding (see [Numerics](#numerics)).
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::array;
+//!
+//! let mut c = Centering::<f64>::new();
+//! c.partial_fit(&array![[1.0], [3.0]])?;
+//! c.partial_fit(&array![[10.0]])?;
+//! c.partial_fit(&array![[4.0], [4.0], [7.0]])?;
+//! assert_eq!(c.mean().unwrap()[0], 29.0 / 6.0); // (1 + 3 + 10 + 4 + 4 + 7) / 6
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! ## Moving average
+//!
+//! One step per non-empty batch, with `β` = Keras's momentum and `bᵢ` the
+//! mean of batch `i`. The three starts ([`EmaStart`]) give, after `t` steps:
+//!
+//! ```text
+//! Zero:        m₀ = 0,   mₜ = β·mₜ₋₁ + (1 − β)·bₜ  =  (1 − β)·Σᵢ βᵗ⁻ⁱ·bᵢ      Keras, PyTorch
+//! FirstBatch:  m₁ = b₁,  mₜ = β·mₜ₋₁ + (1 − β)·bₜ                         pandas ewm(adjust=False), river EWMean
+//!
+//!                             Σᵢ βᵗ⁻ⁱ·bᵢ      Zero's mₜ
+//! Debiased:              mₜ = ――――――――――  =  ―――――――――                     pandas ewm(adjust=True), the default
+//!                              Σᵢ βᵗ⁻ⁱ         1 − βᵗ
+//! ```
+//!
+//! `Zero` is biased towards 0 for the first `~1/(1 − β)` batches (100 with
+//! Keras's 0.99): use it to reproduce Keras or PyTorch exactly. `Debiased`
+//! and `FirstBatch` both equal `b₁` after one step and differ afterwards:
+//! `Debiased` is the normalised weighted average of all batch means, while
+//! `FirstBatch` keeps `b₁` with the weight `βᵗ⁻¹` that the zero start had
+//! given to 0. With `β = 0.9`:
+//!
+//! ```text
+//!               t = 1    t = 2                     t = 3
+//! Zero          0.2      0.9·0.2 + 0.1·10 = 1.18   0.9·1.18 + 0.1·5 = 1.562
+//! FirstBatch    2        0.9·2 + 0.1·10 = 2.8      0.9·2.8 + 0.1·5 = 3.02
+//! Debiased      2        1.18 / 0.19 = 6.2105…     1.562 / 0.271 = 5.7638…
+//! ```
+//!
+//! ```
+//! use centering::{Centering, CenteringParams, EmaStart};
+//! use ndarray::array;
+//!
+//! let batches = [array![[1.0], [3.0]], array![[10.0]], array![[4.0], [4.0], [7.0]]];
+//! let expected = [
+//!     (EmaStart::Zero, [0.2, 1.18, 1.562]),
+//!     (EmaStart::FirstBatch, [2.0, 2.8, 3.02]),
+//!     (EmaStart::Debiased, [2.0, 1.18 / 0.19, 1.562 / 0.271]),
+//! ];
+//! for (start, means) in expected {
+//!     let mut c: Centering<f64> = CenteringParams::new().moving_average(0.9).start(start).build()?;
+//!     for (batch, want) in batches.iter().zip(means) {
+//!         c.partial_fit(batch)?;
+//!         assert!((c.mean().unwrap()[0] - want).abs() < 1e-12, "{start:?}");
+//!     }
+//! }
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! The batch size does not matter: each non-empty batch is one step. A batch
+//! with no samples (or zero total weight) is no step at all.
+//!
+//! ## Batch average (PyTorch's `momentum=None`)
+//!
+//! ```text
+//!       1   t
+//! mₜ = ―――  Σ  bᵢ      each non-empty batch counted once, whatever its size
+//!       t  i=1
+//! ```
+//!
+//! It equals the cumulative mean only when all batches have the same size;
+//! with the batches above, `(2 + 10 + 5) / 3 = 17/3`, not `29/6`.
+//!
+//! ```
+//! use centering::{Centering, CenteringParams};
+//! use ndarray::array;
+//!
+//! let mut c: Centering<f64> = CenteringParams::new().batch_average().build()?;
+//! c.partial_fit(&array![[1.0], [3.0]])?;
+//! c.partial_fit(&array![[10.0]])?;
+//! assert_eq!(c.mean().unwrap()[0], 6.0); // (2 + 10) / 2
+//! c.partial_fit(&array![[4.0], [4.0], [7.0]])?;
+//! assert!((c.mean().unwrap()[0] - 17.0 / 3.0).abs() < 1e-12);
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! ## Sample weights
+//!
+//! [`partial_fit_weighted`](Centering::partial_fit_weighted) takes one
+//! finite, non-negative weight per sample, shaped like the sample axes
+//! (`x.shape()[..ndim − 1]`; for 3-D and larger inputs a 1-D weight per
+//! first index is also accepted, e.g. one weight per image). Integer weights
+//! are the same as repeating rows. In the cumulative mode the weights enter
+//! `Σ wᵢ·xᵢ / Σ wᵢ` directly; in the moving-average and batch-average
+//! modes they weigh the batch mean `bₜ`, and each batch is still one step. A
+//! batch whose weights sum to 0 is a no-op; a negative, NaN or infinite
+//! weight is [`CenteringError::InvalidWeight`], a wrong shape
+//! [`CenteringError::WeightShape`].
+//!
+//! ```
+//! use centering::{Centering, CenteringError, CenteringParams, EmaStart};
+//! use ndarray::array;
+//!
+//! let mut weighted = Centering::<f64>::new();
+//! weighted.partial_fit_weighted(&array![[1.0], [4.0]], &array![2.0, 1.0])?;
+//! let mut repeated = Centering::<f64>::new();
+//! repeated.partial_fit(&array![[1.0], [1.0], [4.0]])?;
+//! assert_eq!(weighted.mean(), repeated.mean()); // (2·1 + 1·4) / 3 = 2
+//! assert_eq!(weighted.weight_sums().unwrap()[0], 3.0);
+//! assert_eq!(weighted.n_samples_seen(), 2); // samples, whatever their weights
+//!
+//! // A moving average takes one step with the weighted batch mean.
+//! let mut ema: Centering<f64> = CenteringParams::new().moving_average(0.5).start(EmaStart::Zero).build()?;
+//! ema.partial_fit_weighted(&array![[0.0], [4.0]], &array![1.0, 3.0])?; // b = 3
+//! assert_eq!(ema.mean().unwrap()[0], 1.5); // 0.5·0 + 0.5·3
+//!
+//! let err = ema.partial_fit_weighted(&array![[1.0]], &array![-1.0]).unwrap_err();
+//! assert!(matches!(err, CenteringError::InvalidWeight { .. }));
+//! ema.partial_fit_weighted(&array![[1.0]], &array![0.0])?; // zero total weight: a no-op
+//! assert_eq!(ema.n_batches(), 1);
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! ## Missing values
+//!
+//! Under [`NanPolicy::Reject`] (the default) a NaN or ±∞ anywhere in a batch
+//! given to a fitting method is [`CenteringError::NonFinite`], with its
+//! index. Under [`NanPolicy::Ignore`], NaN is a missing value: each feature
+//! is fitted on its own observed values (per-feature weight sums, as
+//! scikit-learn's per-feature `n_samples_seen_`), `transform` leaves NaN
+//! where it was, and ±∞ is still rejected. In the moving-average modes a
+//! batch in which a feature has no observed value is no step for that
+//! feature.
+//!
+//! A feature with no observed value yet has no mean. What the estimator
+//! gives for it, once fitted (before any fit, [`mean`](Centering::mean) is
+//! `None` and [`transform`](Centering::transform) is
+//! [`CenteringError::NotFitted`] in every mode):
+//!
+//! | mode | `mean()[j]` | `transform` of feature `j` |
+//! |---|---|---|
+//! | [`Mode::Cumulative`], [`Mode::BatchAverage`], [`EmaStart::FirstBatch`], [`EmaStart::Debiased`] | NaN (as `numpy.nanmean`, scikit-learn's `mean_`) | NaN |
+//! | [`EmaStart::Zero`] | 0 (Keras's and PyTorch's initial moving mean) | the input, unchanged |
+//!
+//! The feature learns from the first values that arrive later, however many
+//! batches it missed.
+//!
+//! ```
+//! use centering::{Centering, CenteringParams, NanPolicy};
+//! use ndarray::array;
+//!
+//! let mut c: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+//! c.partial_fit(&array![[1.0, f64::NAN], [3.0, f64::NAN]])?;
+//! assert!(c.mean().unwrap()[1].is_nan()); // never observed
+//! let y = c.transform(&array![[2.0, 5.0]])?;
+//! assert_eq!(y[[0, 0]], 0.0);
+//! assert!(y[[0, 1]].is_nan());
+//!
+//! c.partial_fit(&array![[f64::NAN, 7.0]])?; // feature 1 arrives
+//! assert_eq!(c.mean().unwrap(), array![2.0, 7.0]);
+//! assert_eq!(c.weight_sums().unwrap(), array![2.0, 1.0]);
+//! assert!(c.partial_fit(&array![[f64::INFINITY, 0.0]]).is_err()); // ±∞ is never missing
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! ## Merge
+//!
+//! [`merge`](Centering::merge) is how states combine, for parallel and
+//! distributed fitting.
+//!
+//! - **Cumulative**: `a.merge(&b)` is the estimate of the union of both
+//!   inputs, exactly what one estimator fed all the data would hold
+//!   (weights and per-feature missing counts included). It is commutative.
+//! - **Moving average and batch average**: `a.merge(&b)` continues `a`'s
+//!   batches with `b`'s, as if `b`'s batches had been fed after `a`'s. It is
+//!   ordered, *not* commutative: merge time-ordered segments in time order.
+//!   A segment of `t` batches acts on the estimate before it as an affine
+//!   map, and segments compose:
+//!
+//!   ```text
+//!   segment:   m ↦ d·m + c,    d = βᵗ,   c = (1 − β)·Σᵢ βᵗ⁻ⁱ·bᵢ   (the segment's own zero-start estimate)
+//!   a then b:  (d, c) = (d_a·d_b,  d_b·c_a + c_b)
+//!   ```
+//!
+//!   The merged estimate equals one pass over all batches up to rounding (a
+//!   few ulp: the one-pass recursion rounds at every step too).
+//!
+//! An unfitted side is the identity. A different mode, momentum, start or
+//! NaN policy is [`CenteringError::IncompatibleMerge`]; a different `D` is
+//! [`CenteringError::FeatureMismatch`].
+//!
+//! ```
+//! use centering::{Centering, CenteringError, CenteringParams, EmaStart};
+//! use ndarray::array;
+//!
+//! let p = CenteringParams::new().moving_average(0.9).start(EmaStart::Zero).check()?;
+//! let (mut early, mut late, mut all) =
+//!     (Centering::<f64>::with_params(p), Centering::with_params(p), Centering::with_params(p));
+//! early.partial_fit(&array![[1.0], [3.0]])?; // b₁ = 2
+//! late.partial_fit(&array![[10.0]])?; // b₂ = 10
+//! late.partial_fit(&array![[4.0], [4.0], [7.0]])?; // b₃ = 5
+//! for b in [array![[1.0], [3.0]], array![[10.0]], array![[4.0], [4.0], [7.0]]] {
+//!     all.partial_fit(&b)?;
+//! }
+//!
+//! let mut in_order = early.clone();
+//! in_order.merge(&late)?;
+//! assert!((in_order.mean().unwrap()[0] - all.mean().unwrap()[0]).abs() < 1e-12); // 1.562
+//! let mut backwards = late.clone();
+//! backwards.merge(&early)?; // b₂, b₃, then b₁: another history
+//! assert!((backwards.mean().unwrap()[0] - 1.562).abs() > 0.1);
+//!
+//! let cumulative = Centering::<f64>::new();
+//! assert!(matches!(in_order.merge(&cumulative), Err(CenteringError::IncompatibleMerge { .. })));
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! ## Batch centering
+//!
+//! [`center_batch`](Centering::center_batch) is a normalisation layer's
+//! training mode in one call: it returns `x − mean(x)` with the batch's *own*
+//! mean (not the learned one), and folds the batch into the estimate like
+//! [`partial_fit`](Centering::partial_fit). An empty batch gives an empty
+//! result and changes nothing.
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::array;
+//!
+//! let mut c = Centering::<f64>::new();
+//! c.fit(&array![[100.0]])?;
+//! let y = c.center_batch(&array![[1.0], [3.0]])?;
+//! assert_eq!(y, array![[-1.0], [1.0]]); // the batch's mean, 2, not the learned one
+//! assert_eq!(c.mean().unwrap()[0], 104.0 / 3.0); // and the batch was folded in
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! # Numerics
+//!
+//! Sums are kept per feature as unevaluated double-word pairs `hi + lo`,
+//! built with TwoSum (Ogita, Rump & Oishi 2005, "Accurate sum and dot
+//! product", `Sum2`) along short accumulation chains of at most `L`
+//! elements, merged in a fixed tree. With `u` the unit roundoff of the
+//! accumulator and `m` the exact mean of the inputs:
+//!
+//! ```text
+//! |Ŝ − S| ≤ u·|S| + (L·u)²·Σ|xᵢ|            one batch sum (Sum2's bound)
+//!
+//! |m̂ − m| ≤ 1 ulp(m) + (L·u)²·mean(|x|)     the learned mean, any batch split, n ≤ 2³²
+//! ```
+//!
+//! `(L·u)²` is far below `F`'s epsilon `ε`, so for well-conditioned data
+//! (`mean(|x|)` not much larger than `|m|`) the learned mean is within one
+//! ulp of the exact mean rounded to `F`, however the data was cut into
+//! batches. Where cancellation makes one ulp impossible, the error stays a
+//! fraction of `ε·mean(|x|)`. A plain per-feature sum (as `mean_axis`) has
+//! a bound growing like `n·ε·mean(|x|)`, and a running `m += (x − m)/n`
+//! drifts further.
+//!
+//! - **No overflow**: the mean of finite inputs is finite, even for values
+//!   near `F::MAX` (a sum that would overflow is rescaled by a power of two);
+//!   subnormal inputs are handled.
+//! - **Deterministic**: the reduction tree depends only on the batch's shape
+//!   and layout, so the same input with the same batch split gives a
+//!   bit-identical state whatever the thread count and whether the `rayon`
+//!   feature is on.
+//! - The moving averages are recurrences in `F` that round at every step,
+//!   like their Keras and PyTorch counterparts; the batch means they are fed
+//!   are accurate as above.
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::array;
+//!
+//! let mut c = Centering::<f64>::new();
+//! c.fit(&array![[f64::MAX, -f64::MAX], [f64::MAX, f64::MAX], [f64::MAX, f64::MAX]])?;
+//! assert_eq!(c.mean().unwrap()[0], f64::MAX);
+//! assert_eq!(c.mean().unwrap()[1], f64::MAX / 3.0);
+//!
+//! // Catastrophic cancellation: the exact mean is (2 + 4) / 4.
+//! c.fit(&array![[1e16 + 2.0], [1e16 + 4.0], [-1e16], [-1e16]])?;
+//! assert_eq!(c.mean().unwrap()[0], 1.5);
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! # Threads and memory
+//!
+//! [`Centering<F>`](Centering) is `Send + Sync + Clone + Debug + PartialEq`.
+//! [`transform`](Centering::transform) and its variants take `&self` and may
+//! run from many threads at once; the fitting methods take `&mut self`. With
+//! the `rayon` feature, large inputs are split across rayon's global pool
+//! (calls from inside a rayon pool work); small ones run inline, without
+//! touching the pool. Fitting never copies the input, whatever its layout:
+//! the extra memory is a few vectors of length `D` per level of the
+//! reduction tree. [`transform`](Centering::transform)
+//! allocates its output and nothing else; the `_inplace` and `_into`
+//! variants allocate nothing.
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::{Array2, array};
+//!
+//! fn shareable<T: Send + Sync + Clone + std::fmt::Debug + PartialEq>(_: &T) {}
+//!
+//! let mut c = Centering::<f32>::new();
+//! c.fit(&array![[1.0f32, 2.0], [3.0, 4.0]])?;
+//! shareable(&c);
+//! let x = Array2::<f32>::ones((1000, 2));
+//! std::thread::scope(|s| {
+//!     for _ in 0..4 {
+//!         s.spawn(|| assert_eq!(c.transform(&x).unwrap()[[0, 0]], -1.0));
+//!     }
+//! });
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! # Why use this crate?
+//!
+//! - **Exact streaming mean.** The mean is within one ulp of the exact one
+//!   however the stream is chunked, where a running `m += (x − m)/n` drifts
+//!   by tens of ulp over a million samples.
+//! - **The conventions you know, spelled out.** Keras's and PyTorch's moving
+//!   means are reproduced exactly (zero start, either momentum convention),
+//!   PyTorch's `momentum=None` has its own mode, and scikit-learn's NaN and
+//!   sample-weight behaviour is one setting away.
+//! - **Any array, no copy.** Any number of dimensions and any memory layout,
+//!   including Fortran order, negative strides and permuted `NCHW` views.
+//! - **Parallel and distributed.** Bit-identical results for any thread
+//!   count, and [`merge`](Centering::merge) to combine shards fitted
+//!   anywhere — in time order for moving averages.
+//! - **Fast.** Each element is read once, by kernels chosen for the layout,
+//!   with SIMD picked at run time for `f32` and `f64`; see the README's
+//!   Performance section for measurements.
+//!
+//! # Crate features
+//!
+//! - **`rayon`** (default): splits large inputs across rayon's global pool.
+//!   Results are bit-identical without it.
+//! - **`serde`** (default): `Serialize`/`Deserialize` for the parameter types
+//!   and versioned, validated persistence of the fitted state.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
