@@ -286,6 +286,9 @@ impl<F: Float> Ema<F> {
             Zero => self.zero,
             _ if self.steps == 0 => F::nan(),
             Debiased => self.debiased,
+            // After one step the estimate *is* the first batch mean; the
+            // general form below would round β·b₁ + (1 − β)·b₁ instead.
+            FirstBatch if self.steps == 1 => self.first,
             // m_t = β^(t-1)·b₁ + Σ_{i≥2}(1−β)βᵗ⁻ⁱbᵢ = βᵗ·b₁ + zero.
             FirstBatch => self.decay * self.first + self.zero,
         }
