@@ -481,13 +481,21 @@
 //! |m̂ − m| ≤ 1 ulp(m) + (L·u)²·mean(|x|)     the learned mean, any batch split, n ≤ 2³²
 //! ```
 //!
-//! `(L·u)²` is far below `F`'s epsilon `ε`, so for well-conditioned data
-//! (`mean(|x|)` not much larger than `|m|`) the learned mean is within one
-//! ulp of the exact mean rounded to `F`, however the data was cut into
-//! batches. Where cancellation makes one ulp impossible, the error stays a
-//! fraction of `ε·mean(|x|)`. A plain per-feature sum (as `mean_axis`) has
-//! a bound growing like `n·ε·mean(|x|)`, and a running `m += (x − m)/n`
-//! drifts further.
+//! Chains hold at most `L = 2¹⁵` elements. The accumulator is `f64` pairs
+//! for `f64` data, and a plain `f64` sum for `f32` data on contiguous
+//! layouts (`u = 2⁻⁵³`); there the extra term, `(L·u)²` for pairs and
+//! `L·u` for the plain sum, is at most `2⁻³⁸`, far below `F`'s epsilon
+//! `ε`. So for well-conditioned data (`mean(|x|)` not much larger
+//! than `|m|`) the learned mean is within one ulp of the exact mean rounded
+//! to `F`, however the data was cut into batches, and where cancellation
+//! makes one ulp impossible the error stays a small fraction of
+//! `ε·mean(|x|)`. `f32` data that is weighted, fitted under
+//! [`NanPolicy::Ignore`], or in a strided layout is summed in `f32` pairs
+//! (`u = 2⁻²⁴`), whose worst-case term is `2⁻¹⁸·mean(|x|) = 32·ε·mean(|x|)`:
+//! random data stays within half an ulp there too, but adversarial rounding
+//! patterns are only bounded by that term. A plain per-feature sum (as
+//! `mean_axis`) has a bound growing like `n·ε·mean(|x|)`, and a running
+//! `m += (x − m)/n` drifts further.
 //!
 //! - **No overflow**: the mean of finite inputs is finite, even for values
 //!   near `F::MAX` (a sum that would overflow is rescaled by a power of two);
