@@ -28,6 +28,15 @@ use crate::state::{Ema, Sums};
 /// # Ok::<(), centering::CenteringError>(())
 /// ```
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(
+        try_from = "crate::persist::CenteringState",
+        into = "crate::persist::CenteringState",
+        bound = "F: crate::Element"
+    )
+)]
 pub struct Centering<F> {
     pub(crate) params: ValidParams,
     pub(crate) fitted: Option<Fitted<F>>,

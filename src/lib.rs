@@ -587,11 +587,15 @@ mod estimator;
 #[allow(unsafe_code)]
 mod kernels;
 mod params;
+#[cfg(feature = "serde")]
+mod persist;
 mod state;
 
 pub use error::{CenteringError, Result};
 pub use estimator::Centering;
 pub use params::{CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, ValidParams};
+#[cfg(feature = "serde")]
+pub use persist::STATE_FORMAT_VERSION;
 
 /// The element types `Centering` works with: any [`num_traits::Float`] that
 /// can cross threads. `f32` and `f64` get SIMD kernels dispatched at run time;
