@@ -77,6 +77,7 @@ impl<F: Float> Dd<F> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn from_f(x: F) -> Self {
         Dd { hi: x, lo: F::zero() }
     }
@@ -84,8 +85,15 @@ impl<F: Float> Dd<F> {
     /// The normalised double-word of `x`, from a wider float (`f64` partial
     /// sums of `f32` data): `hi` is `x` rounded, `lo` the rounded rest.
     pub(crate) fn from_f64(x: f64) -> Self {
-        let hi = F::from(x).unwrap_or_else(F::nan);
-        let rest = x - hi.to_f64().unwrap_or(f64::NAN);
+        Self::from_wide(Dd { hi: x, lo: 0.0 })
+    }
+
+    /// The double-word in `F` nearest to an `f64` double-word (normalised;
+    /// exact when `F` is `f64`).
+    pub(crate) fn from_wide(x: Dd<f64>) -> Self {
+        let x = Dd::zero().add(x);
+        let hi = F::from(x.hi).unwrap_or_else(F::nan);
+        let rest = (x.hi - hi.to_f64().unwrap_or(f64::NAN)) + x.lo;
         Dd {
             hi,
             lo: F::from(rest).unwrap_or_else(F::nan),
@@ -255,8 +263,12 @@ impl<F: Float> Ema<F> {
         if self.steps == 0 {
             self.first = b;
         }
-        self.decay = self.decay * beta;
         self.steps += 1;
+        // βᵗ by repeated squaring: O(log t) roundings instead of t.
+        self.decay = match i32::try_from(self.steps) {
+            Ok(t) => beta.powi(t),
+            Err(_) => self.decay * beta,
+        };
     }
 
     /// `self`'s batches followed by `later`'s.

@@ -193,3 +193,29 @@ fn cancellation_stays_within_a_small_multiple_of_eps_mean_abs() {
         );
     }
 }
+
+/// The general path (weights, missing values, gaps in the layout) keeps the
+/// same bound: it sums in `f64` double-words whatever the element type.
+#[test]
+fn f32_general_paths_within_one_ulp() {
+    use centering::{CenteringParams, NanPolicy};
+    let mut r = noise(5);
+    let x = Array2::from_shape_fn((120_000, 4), |(_, j)| (1e4 * (j + 1) as f64 + r()) as f32);
+    let want: Vec<f32> = exact_means(&x.mapv(f64::from)).iter().map(|&m| m as f32).collect();
+    let check = |got: ndarray::ArrayView1<'_, f32>, what: &str| {
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= ulp32(*w), "{what}: got {g:e}, exact {w:e}");
+        }
+    };
+    let mut c = Centering::<f32>::new();
+    c.fit_weighted(&x, &Array1::from_elem(x.nrows(), 1.0f32)).unwrap();
+    check(c.mean().unwrap(), "weighted");
+    let mut c: Centering<f32> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build().unwrap();
+    c.fit(&x).unwrap();
+    check(c.mean().unwrap(), "ignore");
+    // Every other column of a wider array: a strided layout.
+    let wide = Array2::from_shape_fn((x.nrows(), 8), |(i, j)| if j % 2 == 0 { x[[i, j / 2]] } else { 0.0 });
+    let mut c = Centering::<f32>::new();
+    c.fit(&wide.slice(ndarray::s![.., ..;2])).unwrap();
+    check(c.mean().unwrap(), "strided");
+}

@@ -10,12 +10,15 @@ use crate::state::{Dd, SCALE_STEP, Sums, ldexp, two_sum};
 
 /// Adds one sample (`lane`, `d` values) with weight `w` into `sums`.
 ///
-/// The product `w·x` is split exactly with an FMA (`w·x = p + e`) so that the
+/// Accumulation is in `f64` double-words whatever `F` is: exact products and
+/// far more precision than `f32` needs (chains of up to a leaf of `f32` pairs
+/// would not keep the one-ulp bound), and identical to `F` for `f64`. The
+/// product `w·x` is split exactly with an FMA (`w·x = p + e`) so that the
 /// weighted sum is as exact as the unweighted one. Under `Ignore`, NaN values
 /// are skipped and contribute no weight.
 #[inline]
 fn push_lane<F: Float>(
-    sums: &mut Sums<F>,
+    sums: &mut Sums<f64>,
     lane: ndarray::ArrayView1<'_, F>,
     w: Option<F>,
     policy: NanPolicy,
@@ -26,25 +29,26 @@ fn push_lane<F: Float>(
             continue;
         }
         let x = if scale.is_empty() { x } else { ldexp(x, -scale[j]) };
+        let x = x.to_f64().unwrap_or(f64::NAN);
         let acc = &mut sums.sum[j];
-        match w {
+        match w.map(|w| w.to_f64().unwrap_or(f64::NAN)) {
             None => {
                 let (s, e) = two_sum(acc.hi, x);
                 acc.hi = s;
-                acc.lo = acc.lo + e;
-                let (s, e) = two_sum(sums.weight[j].hi, F::one());
+                acc.lo += e;
+                let (s, e) = two_sum(sums.weight[j].hi, 1.0);
                 sums.weight[j].hi = s;
-                sums.weight[j].lo = sums.weight[j].lo + e;
+                sums.weight[j].lo += e;
             }
             Some(w) => {
                 let p = w * x;
                 let pe = w.mul_add(x, -p);
                 let (s, e) = two_sum(acc.hi, p);
                 acc.hi = s;
-                acc.lo = acc.lo + (e + pe);
+                acc.lo += e + pe;
                 let (s, e) = two_sum(sums.weight[j].hi, w);
                 sums.weight[j].hi = s;
-                sums.weight[j].lo = sums.weight[j].lo + e;
+                sums.weight[j].lo += e;
             }
         }
     }
@@ -61,7 +65,7 @@ pub(crate) fn sum_lanes<F: Float>(
 ) -> Sums<F> {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
-    let mut sums = Sums::zeros(d);
+    let mut sums = Sums::<f64>::zeros(d);
     match w {
         None => {
             for lane in x.lanes(Axis(last)) {
@@ -74,14 +78,11 @@ pub(crate) fn sum_lanes<F: Float>(
                 .for_each(|lane, &wi| push_lane(&mut sums, lane, Some(wi), policy, scale));
         }
     }
-    if !scale.is_empty() {
-        sums.scale = scale.to_vec();
+    Sums {
+        sum: sums.sum.iter().map(|s| Dd::from_wide(*s)).collect(),
+        scale: if scale.is_empty() { vec![0; d] } else { scale.to_vec() },
+        weight: sums.weight.iter().map(|w| Dd::from_wide(*w)).collect(),
     }
-    // Normalise the pairs so that they merge like kernel results.
-    for s in sums.sum.iter_mut().chain(sums.weight.iter_mut()) {
-        *s = Dd::zero().add(*s);
-    }
-    sums
 }
 
 /// The first element (in logical order) that `policy` does not accept.

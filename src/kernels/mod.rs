@@ -39,6 +39,9 @@ use layout::{Plan, plan};
 /// The most elements a leaf of the reduction tree holds.
 pub(crate) const LEAF: usize = 1 << 15;
 
+/// The most elements a block of the general `apply` walks at once.
+const BLOCK: usize = 1 << 12;
+
 /// Elements per parallel task of `apply` (whole patterns of means).
 const APPLY_CHUNK: usize = 1 << 17;
 
@@ -171,13 +174,8 @@ pub(crate) fn reduce<F: Element>(
     let n = x.len() / d;
     let sums = if w.is_none() && policy == NanPolicy::Reject {
         let sum = fast_sums(x);
+        // Exact: a double-word holds integers up to 2^48 even for f32.
         let count: Dd<F> = Dd::from_f64(n as f64);
-        let count = if count.value().to_f64() == Some(n as f64) {
-            count
-        } else {
-            // More samples than F can count exactly in one word.
-            Dd::from_f(F::from(n).unwrap_or_else(F::infinity))
-        };
         Sums {
             sum,
             scale: vec![0; d],
@@ -336,15 +334,63 @@ pub(crate) fn apply<F: Element>(x: ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_,
             return;
         }
     }
+    apply_blocks(x, out, mean, add);
+}
+
+/// The fallback of [`apply`] for layouts that differ or have gaps: blocks of
+/// at most [`BLOCK`] elements (halving the longest sample axis), each walked
+/// by `Zip` in the order that suits both views. Blocks keep a transposing
+/// walk (Fortran input, C output) inside the cache.
+fn apply_blocks<F: Element>(x: ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
+    let len = x.len();
     let last = x.ndim() - 1;
-    let mean = ndarray::ArrayView1::from(mean);
+    let ax = (0..last).max_by_key(|&a| x.len_of(Axis(a)));
+    if len > BLOCK
+        && let Some(ax) = ax.filter(|&a| x.len_of(Axis(a)) > 1)
+    {
+        let mid = x.len_of(Axis(ax)) / 2;
+        let (xa, xb) = x.split_at(Axis(ax), mid);
+        let (oa, ob) = out.split_at(Axis(ax), mid);
+        join(
+            len >= PARALLEL_MIN,
+            || apply_blocks(xa, oa, mean, add),
+            || apply_blocks(xb, ob, mean, add),
+        );
+        return;
+    }
+    let m = ndarray::ArrayView1::from(mean);
     ndarray::Zip::from(out.lanes_mut(Axis(last)))
         .and(x.lanes(Axis(last)))
-        .for_each(|mut o, i| {
-            ndarray::Zip::from(&mut o).and(&i).and(&mean).for_each(|o, &i, &m| {
+        .for_each(|o, i| {
+            ndarray::Zip::from(o).and(i).and(m).for_each(|o, &i, &m| {
                 *o = if add { i + m } else { i - m };
             })
         });
+}
+
+/// In-place twin of [`apply_blocks`].
+fn update_blocks<F: Element>(mut x: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
+    let len = x.len();
+    let last = x.ndim() - 1;
+    let ax = (0..last).max_by_key(|&a| x.len_of(Axis(a)));
+    if len > BLOCK
+        && let Some(ax) = ax.filter(|&a| x.len_of(Axis(a)) > 1)
+    {
+        let mid = x.len_of(Axis(ax)) / 2;
+        let (xa, xb) = x.split_at(Axis(ax), mid);
+        join(
+            len >= PARALLEL_MIN,
+            || update_blocks(xa, mean, add),
+            || update_blocks(xb, mean, add),
+        );
+        return;
+    }
+    let m = ndarray::ArrayView1::from(mean);
+    ndarray::Zip::from(x.lanes_mut(Axis(last))).for_each(|o| {
+        ndarray::Zip::from(o).and(m).for_each(|o, &m| {
+            *o = if add { *o + m } else { *o - m };
+        })
+    });
 }
 
 /// In-place `x ∓= mean`.
@@ -354,13 +400,7 @@ pub(crate) fn apply_inplace<F: Element>(mut x: ArrayViewMutD<'_, F>, mean: &[F],
         update_memory(xs, &order, mean, add);
         return;
     }
-    let last = x.ndim() - 1;
-    let mean = ndarray::ArrayView1::from(mean);
-    ndarray::Zip::from(x.lanes_mut(Axis(last))).for_each(|mut o| {
-        ndarray::Zip::from(&mut o).and(&mean).for_each(|o, &m| {
-            *o = if add { *o + m } else { *o - m };
-        })
-    });
+    update_blocks(x, mean, add);
 }
 
 fn for_chunks<F: Element>(x: &[F], o: &mut [F], chunk: usize, f: &(impl Fn(&[F], &mut [F]) + Sync)) {
