@@ -716,8 +716,9 @@ impl<F: Element> Centering<F> {
             _ => unreachable!("the mode decides the accumulator"),
         };
         let mut merged = Fitted {
-            n_samples: ours.n_samples + theirs.n_samples,
-            n_batches: ours.n_batches + theirs.n_batches,
+            // Counts saturate: a loaded state may sit near u64::MAX.
+            n_samples: ours.n_samples.saturating_add(theirs.n_samples),
+            n_batches: ours.n_batches.saturating_add(theirs.n_batches),
             acc,
             mean: Vec::new(),
         };
@@ -836,8 +837,8 @@ impl<F: Element> Centering<F> {
                 }
             }
         }
-        next.n_samples += n as u64;
-        next.n_batches += 1;
+        next.n_samples = next.n_samples.saturating_add(n as u64);
+        next.n_batches = next.n_batches.saturating_add(1);
         next.refresh(mode);
         self.fitted = Some(next);
         Ok(Some(batch_mean))

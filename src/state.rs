@@ -263,7 +263,7 @@ impl<F: Float> Ema<F> {
         if self.steps == 0 {
             self.first = b;
         }
-        self.steps += 1;
+        self.steps = self.steps.saturating_add(1);
         // βᵗ by repeated squaring: O(log t) roundings instead of t.
         self.decay = match i32::try_from(self.steps) {
             Ok(t) => beta.powi(t),
@@ -281,7 +281,7 @@ impl<F: Float> Ema<F> {
         }
         let norm = later.decay * self.norm + later.norm;
         Ema {
-            steps: self.steps + later.steps,
+            steps: self.steps.saturating_add(later.steps),
             decay: self.decay * later.decay,
             zero: later.decay * self.zero + later.zero,
             norm,

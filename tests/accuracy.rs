@@ -219,3 +219,19 @@ fn f32_general_paths_within_one_ulp() {
     c.fit(&wide.slice(ndarray::s![.., ..;2])).unwrap();
     check(c.mean().unwrap(), "strided");
 }
+
+/// A weighted batch whose sums overflow while another feature has no
+/// non-zero term: the overflow re-summation scales only what needs it.
+#[test]
+fn overflow_next_to_an_all_zero_feature() {
+    let mut c = Centering::<f64>::new();
+    c.partial_fit_weighted(
+        &ndarray::array![[0.0, f64::MAX], [0.0, f64::MAX]],
+        &ndarray::array![7.0, 3.0],
+    )
+    .unwrap();
+    assert_eq!(c.mean().unwrap(), ndarray::array![0.0, f64::MAX]);
+    c.partial_fit(&ndarray::array![[2.0, f64::MAX]]).unwrap();
+    assert_eq!(c.mean().unwrap()[1], f64::MAX);
+    assert!((c.mean().unwrap()[0] - 2.0 / 11.0).abs() <= ulp64(2.0 / 11.0));
+}

@@ -332,7 +332,7 @@ impl Val {
                 if neg { -v } else { v }
             }
             Val::NegZero => -F::zero(),
-            Val::Huge(u) => F::max_value() / F::from(64.0).unwrap() * F::from(u).unwrap(),
+            Val::Huge(u) => F::max_value() * F::from(u).unwrap(),
             Val::Missing if ignore => F::nan(),
             Val::Missing => F::one(),
         }

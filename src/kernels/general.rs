@@ -131,10 +131,8 @@ pub(crate) fn sum_scaled<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<
     }
     let scale: Vec<i32> = top
         .iter()
-        .map(|&t| {
-            let need = t.saturating_add(SCALE_STEP + 2) - max_exp;
-            need.max(0)
-        })
+        // A feature with no non-zero term (top = i32::MIN) needs no scaling.
+        .map(|&t| t.saturating_add(SCALE_STEP + 2).saturating_sub(max_exp).max(0))
         .collect();
     sum_lanes(x, w, policy, &scale)
 }
