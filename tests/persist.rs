@@ -1084,3 +1084,21 @@ proptest! {
         if let Ok(c) = serde_json::from_value::<Centering<f32>>(v) { exercise(c); }
     }
 }
+
+/// Counts read back near `u64::MAX` saturate when fitting or merging goes
+/// on: never a panic, never a wrapped count.
+#[test]
+fn counts_near_u64_max_saturate_after_load() {
+    for c in [cumulative_f64(), moving_f64(EmaStart::Debiased, NanPolicy::Reject)] {
+        let mut v = value_of(&c);
+        v["state"]["n_samples"] = serde_json::json!(u64::MAX - 1);
+        let mut loaded: Centering<f64> = serde_json::from_value(v).expect("a large count is valid");
+        let other = loaded.clone();
+        let row = ndarray::Array2::from_elem((1, c.n_features().unwrap()), 1.5);
+        loaded.partial_fit(&row).unwrap();
+        assert_eq!(loaded.n_samples_seen(), u64::MAX);
+        loaded.merge(&other).unwrap();
+        assert_eq!(loaded.n_samples_seen(), u64::MAX);
+        assert!(loaded.mean().unwrap().iter().all(|m| m.is_finite()));
+    }
+}
