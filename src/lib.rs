@@ -584,7 +584,6 @@
 
 mod error;
 mod estimator;
-#[allow(unsafe_code)]
 mod kernels;
 mod params;
 #[cfg(feature = "serde")]

@@ -121,13 +121,12 @@ macro_rules! dispatch {
     ($f:ident($($a:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F, checked just above.
+            if simd::has_avx512() {
+                // SAFETY: the CPU has every feature `avx512` is compiled
+                // with (AVX-512F, AVX-512VL, AVX2, FMA), checked just above.
                 unsafe { simd::$f::avx512($($a),*) }
-            } else if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            } else if simd::has_avx2() {
+                // SAFETY: the CPU has AVX2 and FMA, checked just above.
                 unsafe { simd::$f::avx2($($a),*) }
             } else {
                 $f($($a),*)
@@ -250,12 +249,6 @@ fn update_pattern<F: num_traits::Float, const ADD: bool>(x: &mut [F], pattern: &
     }
 }
 
-/// The means repeated into a block of `period(d)` elements.
-pub(crate) fn pattern<F: Copy>(mean: &[F]) -> Vec<F> {
-    let p = period(mean.len());
-    (0..p).map(|j| mean[j % mean.len()]).collect()
-}
-
 /// `out = x ∓ mean` on contiguous rows (`x.len() % d == 0`, `pattern` from
 /// [`pattern`]).
 pub(crate) fn apply_rows<F: Element>(x: &[F], out: &mut [F], pattern: &[F], add: bool) {
@@ -336,6 +329,16 @@ fn update_sub<F: num_traits::Float>(x: &mut [F], pattern: &[F]) {
 /// The same bodies compiled with wider instruction sets.
 #[cfg(target_arch = "x86_64")]
 mod simd {
+    /// Every feature the `avx512` versions are compiled with.
+    pub(super) fn has_avx512() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") && has_avx2()
+    }
+
+    /// Every feature the `avx2` versions are compiled with.
+    pub(super) fn has_avx2() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
     macro_rules! versions {
         ($name:ident, <$($g:ident),*>, ($($a:ident: $t:ty),*)) => {
             pub(super) mod $name {
@@ -402,5 +405,83 @@ mod tests {
         sum_wide(&z, &mut f);
         dispatch!(sum_wide_tiled(&z, &mut g));
         assert_eq!(f, g);
+    }
+
+    /// Every compiled version of every kernel, called directly (not only the
+    /// one dispatch picks on this machine), gives the baseline's bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_compiled_version_agrees_bit_for_bit() {
+        type Versions<A> = Vec<(&'static str, A)>;
+        type SumDd = fn(&[f64], &mut [f64], &mut [f64]);
+        type SumWide = fn(&[f32], &mut [f64]);
+        type Apply = fn(&[f32], &mut [f32], &[f32]);
+        type Update = fn(&mut [f64], &[f64]);
+        let x: Vec<f64> = (0..6007).map(|i| (i as f64 * 0.37).sin() * 1e3 + 1e6).collect();
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let pat: Vec<f64> = (0..64).map(|j| j as f64 * 0.5 - 3.0).collect();
+        let pat32: Vec<f32> = pat.iter().map(|&v| v as f32).collect();
+
+        let mut sums: Versions<SumDd> = vec![("baseline", sum_dd_tiled::<f64>)];
+        let mut wides: Versions<SumWide> = vec![("baseline", sum_wide_tiled)];
+        let mut applies: Versions<Apply> = vec![("baseline add", apply_add::<f32>), ("baseline sub", apply_sub::<f32>)];
+        let mut updates: Versions<Update> =
+            vec![("baseline add", update_add::<f64>), ("baseline sub", update_sub::<f64>)];
+        // SAFETY (all closures below): each is called only after the
+        // matching feature check just before it is pushed.
+        if simd::has_avx2() {
+            sums.push(("avx2", |x, h, l| unsafe { simd::sum_dd_tiled::avx2(x, h, l) }));
+            wides.push(("avx2", |x, a| unsafe { simd::sum_wide_tiled::avx2(x, a) }));
+            applies.push(("avx2 add", |x, o, p| unsafe { simd::apply_add::avx2(x, o, p) }));
+            applies.push(("avx2 sub", |x, o, p| unsafe { simd::apply_sub::avx2(x, o, p) }));
+            updates.push(("avx2 add", |x, p| unsafe { simd::update_add::avx2(x, p) }));
+            updates.push(("avx2 sub", |x, p| unsafe { simd::update_sub::avx2(x, p) }));
+        }
+        if simd::has_avx512() {
+            sums.push(("avx512", |x, h, l| unsafe { simd::sum_dd_tiled::avx512(x, h, l) }));
+            wides.push(("avx512", |x, a| unsafe { simd::sum_wide_tiled::avx512(x, a) }));
+            applies.push(("avx512 add", |x, o, p| unsafe { simd::apply_add::avx512(x, o, p) }));
+            applies.push(("avx512 sub", |x, o, p| unsafe { simd::apply_sub::avx512(x, o, p) }));
+            updates.push(("avx512 add", |x, p| unsafe { simd::update_add::avx512(x, p) }));
+            updates.push(("avx512 sub", |x, p| unsafe { simd::update_sub::avx512(x, p) }));
+        }
+        for lanes in [64usize, 600] {
+            let run = |f: SumDd| {
+                let (mut h, mut l) = (vec![0.0; lanes], vec![0.0; lanes]);
+                f(&x[..x.len() / lanes * lanes], &mut h, &mut l);
+                (h, l)
+            };
+            let want = run(sums[0].1);
+            for (name, f) in &sums {
+                assert_eq!(run(*f), want, "sum_dd_tiled {name}, {lanes} lanes");
+            }
+            let run = |f: SumWide| {
+                let mut a = vec![0.0; lanes];
+                f(&x32[..x32.len() / lanes * lanes], &mut a);
+                a
+            };
+            let want = run(wides[0].1);
+            for (name, f) in &wides {
+                assert_eq!(run(*f), want, "sum_wide_tiled {name}, {lanes} lanes");
+            }
+        }
+        for (name, f) in &applies {
+            let mut out = vec![0.0f32; x32.len()];
+            f(&x32, &mut out, &pat32);
+            let add = name.ends_with("add");
+            for (i, (&o, &v)) in out.iter().zip(&x32).enumerate() {
+                let m = pat32[i % 64];
+                assert_eq!(o, if add { v + m } else { v - m }, "{name} at {i}");
+            }
+        }
+        for (name, f) in &updates {
+            let mut y = x.clone();
+            f(&mut y, &pat);
+            let add = name.ends_with("add");
+            for (i, (&o, &v)) in y.iter().zip(&x).enumerate() {
+                let m = pat[i % 64];
+                assert_eq!(o, if add { v + m } else { v - m }, "{name} at {i}");
+            }
+        }
     }
 }

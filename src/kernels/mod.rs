@@ -23,7 +23,11 @@
 //! than [`PARALLEL_MIN`] — so the result is bit-identical for any thread
 //! count, and with the `rayon` feature off.
 
+// The two modules that need `unsafe`: runtime CPU-feature dispatch and
+// same-type slice casts (contiguous), huge-page advice (alloc).
+#[allow(unsafe_code)]
 pub(crate) mod alloc;
+#[allow(unsafe_code)]
 pub(crate) mod contiguous;
 pub(crate) mod general;
 pub(crate) mod layout;
@@ -64,48 +68,127 @@ where
     (a(), b())
 }
 
-/// Splits a view in two halves along its longest outer axis, or — when only
-/// the last axis is long — at a whole row (multiple of `unit`) of it.
-fn halves<'a, F>(v: ArrayViewD<'a, F>, unit: usize) -> Option<(ArrayViewD<'a, F>, ArrayViewD<'a, F>)> {
-    let last = v.ndim() - 1;
-    let outer = (0..last).max_by_key(|&a| (v.len_of(Axis(a)), std::cmp::Reverse(a)));
-    if let Some(ax) = outer.filter(|&a| v.len_of(Axis(a)) > 1) {
-        let mid = v.len_of(Axis(ax)) / 2;
-        return Some(v.split_at(Axis(ax), mid));
-    }
-    let rows = v.len_of(Axis(last)) / unit;
-    if rows < 2 {
-        return None;
-    }
-    let mid = rows / 2 * unit;
-    Some(v.split_at(Axis(last), mid))
+/// Something the fixed halving tree can cut in two.
+trait Halve: Sized + Send {
+    /// Elements covered.
+    fn size(&self) -> usize;
+    /// The two halves, or `self` back when it cannot be cut.
+    fn halve(self) -> std::result::Result<(Self, Self), Self>;
 }
 
-/// Reduces `v` by the fixed halving tree: `leaf` on the leaves, `merge` on
-/// the way up.
-fn tree<'a, F, R>(
-    v: ArrayViewD<'a, F>,
+/// The sample axis a node is cut along: the longest one (the first on ties),
+/// never the last (feature) axis.
+fn cut_axis(shape: &[usize]) -> Option<usize> {
+    (0..shape.len() - 1)
+        .max_by_key(|&a| (shape[a], std::cmp::Reverse(a)))
+        .filter(|&a| shape[a] > 1)
+}
+
+/// A `Rows` view (see [`layout::Plan`]): cut along a sample axis, or — when
+/// only the last axis is long — at a whole row (`unit` elements) of it.
+struct Rows<'a, F> {
+    view: ArrayViewD<'a, F>,
     unit: usize,
-    leaf_len: usize,
-    leaf: &(impl Fn(ArrayViewD<'a, F>) -> R + Sync),
-    merge: &(impl Fn(R, R) -> R + Sync),
-) -> R
-where
-    F: Sync,
-    R: Send,
-{
-    let len = v.len();
-    if len > leaf_len
-        && let Some((a, b)) = halves(v.clone(), unit)
-    {
-        let (ra, rb) = join(
-            len >= PARALLEL_MIN,
-            || tree(a, unit, leaf_len, leaf, merge),
-            || tree(b, unit, leaf_len, leaf, merge),
-        );
-        return merge(ra, rb);
+}
+
+impl<F: Sync> Halve for Rows<'_, F> {
+    fn size(&self) -> usize {
+        self.view.len()
     }
-    leaf(v)
+
+    fn halve(self) -> std::result::Result<(Self, Self), Self> {
+        let unit = self.unit;
+        let last = self.view.ndim() - 1;
+        let (ax, mid) = match cut_axis(self.view.shape()) {
+            Some(ax) => (ax, self.view.len_of(Axis(ax)) / 2),
+            None if self.view.len_of(Axis(last)) / unit >= 2 => (last, self.view.len_of(Axis(last)) / unit / 2 * unit),
+            None => return Err(self),
+        };
+        let (a, b) = self.view.split_at(Axis(ax), mid);
+        Ok((Rows { view: a, unit }, Rows { view: b, unit }))
+    }
+}
+
+/// A batch and its optional weights (shaped like its sample axes), cut
+/// together along a sample axis.
+impl<F: Sync> Halve for (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>) {
+    fn size(&self) -> usize {
+        self.0.len()
+    }
+
+    fn halve(self) -> std::result::Result<(Self, Self), Self> {
+        let Some(ax) = cut_axis(self.0.shape()) else {
+            return Err(self);
+        };
+        let mid = self.0.len_of(Axis(ax)) / 2;
+        let (xa, xb) = self.0.split_at(Axis(ax), mid);
+        let (wa, wb) = match self.1 {
+            Some(w) => {
+                let (a, b) = w.split_at(Axis(ax), mid);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        Ok(((xa, wa), (xb, wb)))
+    }
+}
+
+/// An input and an output of the same shape, cut together.
+impl<F: Send + Sync> Halve for (ArrayViewD<'_, F>, ArrayViewMutD<'_, F>) {
+    fn size(&self) -> usize {
+        self.0.len()
+    }
+
+    fn halve(self) -> std::result::Result<(Self, Self), Self> {
+        let Some(ax) = cut_axis(self.0.shape()) else {
+            return Err(self);
+        };
+        let mid = self.0.len_of(Axis(ax)) / 2;
+        let (xa, xb) = self.0.split_at(Axis(ax), mid);
+        let (oa, ob) = self.1.split_at(Axis(ax), mid);
+        Ok(((xa, oa), (xb, ob)))
+    }
+}
+
+/// An array updated in place.
+impl<F: Send> Halve for ArrayViewMutD<'_, F> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn halve(self) -> std::result::Result<(Self, Self), Self> {
+        let Some(ax) = cut_axis(self.shape()) else {
+            return Err(self);
+        };
+        let mid = self.len_of(Axis(ax)) / 2;
+        Ok(self.split_at(Axis(ax), mid))
+    }
+}
+
+/// Runs `leaf` on the leaves of the fixed halving tree over `t` (nodes are
+/// cut until at most `leaf_len` elements) and `merge` on the way up. The
+/// tree depends only on shapes, never on the thread pool.
+fn tree<T: Halve, R: Send>(
+    t: T,
+    leaf_len: usize,
+    leaf: &(impl Fn(T) -> R + Sync),
+    merge: &(impl Fn(R, R) -> R + Sync),
+) -> R {
+    let len = t.size();
+    if len <= leaf_len {
+        return leaf(t);
+    }
+    match t.halve() {
+        Ok((a, b)) => {
+            let (ra, rb) = join(
+                len >= PARALLEL_MIN,
+                || tree(a, leaf_len, leaf, merge),
+                || tree(b, leaf_len, leaf, merge),
+            );
+            merge(ra, rb)
+        }
+        Err(t) => leaf(t),
+    }
 }
 
 fn merge_dd<F: Element>(mut a: Vec<Dd<F>>, b: Vec<Dd<F>>) -> Vec<Dd<F>> {
@@ -117,7 +200,7 @@ fn merge_dd<F: Element>(mut a: Vec<Dd<F>>, b: Vec<Dd<F>>) -> Vec<Dd<F>> {
 
 /// Sums of a `Rows` view: lanes of whole rows of `d` features.
 fn sum_rows<F: Element>(v: ArrayViewD<'_, F>, d: usize) -> Vec<Dd<F>> {
-    let leaf = |v: ArrayViewD<'_, F>| {
+    let leaf = |Rows { view: v, .. }: Rows<'_, F>| {
         let mut acc = RowAcc::new(d);
         let last = v.ndim() - 1;
         for lane in v.lanes(Axis(last)) {
@@ -127,7 +210,7 @@ fn sum_rows<F: Element>(v: ArrayViewD<'_, F>, d: usize) -> Vec<Dd<F>> {
         acc.finish(&mut out);
         out
     };
-    tree(v, d, leaf_len(d), &leaf, &merge_dd)
+    tree(Rows { view: v, unit: d }, leaf_len(d), &leaf, &merge_dd)
 }
 
 /// The leaf length for rows of `d` features: [`LEAF`], or more for wide rows
@@ -146,10 +229,10 @@ fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<F>> {
         Plan::Rows { view, d } => sum_rows(view, d),
         Plan::Columns(view) => (0..d).map(|f| sum_rows(view.index_axis(Axis(0), f), 1)[0]).collect(),
         Plan::Strided(view) => {
-            let leaf = |v: ArrayViewD<'_, F>| general::sum_lanes(&v, None, NanPolicy::Reject, &[]).sum;
-            // Halve sample axes only: the whole last (feature) axis is one unit.
-            let unit = view.len_of(Axis(view.ndim() - 1));
-            tree(view, unit, leaf_len(unit), &leaf, &merge_dd)
+            let leaf = |(v, _): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| {
+                general::sum_lanes(&v, None, NanPolicy::Reject, &[]).sum
+            };
+            tree((view, None), LEAF, &leaf, &merge_dd)
         }
     };
     if planned.reversed {
@@ -212,41 +295,7 @@ fn sum_general<F: Element>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>,
         let _ = a.merge(&b);
         a
     };
-    paired_tree((x.view(), w.map(|w| w.view())), &leaf, &merge)
-}
-
-type Pair<'a, F> = (ArrayViewD<'a, F>, Option<ArrayViewD<'a, F>>);
-
-/// [`tree`] over a batch and its weights, halving sample axes together.
-fn paired_tree<'a, F: Element, R: Send>(
-    p: Pair<'a, F>,
-    leaf: &(impl Fn(Pair<'a, F>) -> R + Sync),
-    merge: &(impl Fn(R, R) -> R + Sync),
-) -> R {
-    let (x, w) = p;
-    let len = x.len();
-    let last = x.ndim() - 1;
-    if len > LEAF {
-        let ax = (0..last).max_by_key(|&a| (x.len_of(Axis(a)), std::cmp::Reverse(a)));
-        if let Some(ax) = ax.filter(|&a| x.len_of(Axis(a)) > 1) {
-            let mid = x.len_of(Axis(ax)) / 2;
-            let (xa, xb) = x.split_at(Axis(ax), mid);
-            let (wa, wb) = match w {
-                Some(w) => {
-                    let (a, b) = w.split_at(Axis(ax), mid);
-                    (Some(a), Some(b))
-                }
-                None => (None, None),
-            };
-            let (ra, rb) = join(
-                len >= PARALLEL_MIN,
-                || paired_tree((xa, wa), leaf, merge),
-                || paired_tree((xb, wb), leaf, merge),
-            );
-            return merge(ra, rb);
-        }
-    }
-    leaf((x, w))
+    tree((x.view(), w.map(|w| w.view())), LEAF, &leaf, &merge)
 }
 
 /// Where a contiguous buffer keeps its features: element `i` of the buffer
@@ -269,23 +318,40 @@ impl MemoryOrder {
             reversed: s < 0 && d > 1,
         }
     }
+}
 
-    fn mean<F: Copy>(&self, mean: &[F]) -> Vec<F> {
-        let mut m = mean.to_vec();
-        if self.reversed {
-            m.reverse();
-        }
-        m
+/// The longest pattern of means kept on the stack (`period(d)` for every
+/// `d < 256`); wider rows use the mean itself as the pattern.
+const STACK_PATTERN: usize = 4096;
+
+/// Calls `f` with the means repeated into one block of `period(d)` elements
+/// (reversed for a backwards feature axis), without allocating except for a
+/// reversed feature axis of 256 or more features.
+fn with_pattern<F: Element, R>(mean: &[F], reversed: bool, f: impl FnOnce(&[F]) -> R) -> R {
+    let d = mean.len();
+    let p = contiguous::period(d);
+    let at = |j: usize| if reversed { mean[d - 1 - j % d] } else { mean[j % d] };
+    if p == d && !reversed {
+        return f(mean);
     }
+    if p <= STACK_PATTERN {
+        let mut buf = [F::zero(); STACK_PATTERN];
+        for (j, b) in buf[..p].iter_mut().enumerate() {
+            *b = at(j);
+        }
+        return f(&buf[..p]);
+    }
+    let buf: Vec<F> = (0..p).map(at).collect();
+    f(&buf)
 }
 
 /// `o = x ∓ mean` on two buffers laid out alike in memory.
 fn apply_memory<F: Element>(xs: &[F], os: &mut [F], order: &MemoryOrder, mean: &[F], add: bool) {
-    let mean = order.mean(mean);
     if order.stride == 1 {
-        let pat = contiguous::pattern(&mean);
-        let chunk = (APPLY_CHUNK / pat.len()).max(1) * pat.len();
-        for_chunks(xs, os, chunk, &|x, o| contiguous::apply_rows(x, o, &pat, add));
+        with_pattern(mean, order.reversed, |pat| {
+            let chunk = (APPLY_CHUNK / pat.len()).max(1) * pat.len();
+            for_chunks(xs, os, chunk, &|x, o| contiguous::apply_rows(x, o, pat, add));
+        });
     } else {
         for_chunks_at(xs, os, APPLY_CHUNK, &|start, x, o| {
             runs(start, x.len(), order, |a, b, f| {
@@ -297,11 +363,11 @@ fn apply_memory<F: Element>(xs: &[F], os: &mut [F], order: &MemoryOrder, mean: &
 
 /// In-place twin of [`apply_memory`].
 fn update_memory<F: Element>(xs: &mut [F], order: &MemoryOrder, mean: &[F], add: bool) {
-    let mean = order.mean(mean);
     if order.stride == 1 {
-        let pat = contiguous::pattern(&mean);
-        let chunk = (APPLY_CHUNK / pat.len()).max(1) * pat.len();
-        for_chunks_mut(xs, chunk, &|x| contiguous::update_rows(x, &pat, add));
+        with_pattern(mean, order.reversed, |pat| {
+            let chunk = (APPLY_CHUNK / pat.len()).max(1) * pat.len();
+            for_chunks_mut(xs, chunk, &|x| contiguous::update_rows(x, pat, add));
+        });
     } else {
         for_chunks_mut_at(xs, APPLY_CHUNK, &|start, x| {
             runs(start, x.len(), order, |a, b, f| {
@@ -319,7 +385,12 @@ fn runs(start: usize, len: usize, order: &MemoryOrder, mut f: impl FnMut(usize, 
     while p < end {
         let run = p / order.stride;
         let stop = ((run + 1) * order.stride).min(end);
-        f(p - start, stop - start, run % order.d);
+        let feature = run % order.d;
+        f(
+            p - start,
+            stop - start,
+            if order.reversed { order.d - 1 - feature } else { feature },
+        );
         p = stop;
     }
 }
@@ -339,58 +410,35 @@ pub(crate) fn apply<F: Element>(x: ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_,
 
 /// The fallback of [`apply`] for layouts that differ or have gaps: blocks of
 /// at most [`BLOCK`] elements (halving the longest sample axis), each walked
-/// by `Zip` in the order that suits both views. Blocks keep a transposing
-/// walk (Fortran input, C output) inside the cache.
-fn apply_blocks<F: Element>(x: ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
-    let len = x.len();
-    let last = x.ndim() - 1;
-    let ax = (0..last).max_by_key(|&a| x.len_of(Axis(a)));
-    if len > BLOCK
-        && let Some(ax) = ax.filter(|&a| x.len_of(Axis(a)) > 1)
-    {
-        let mid = x.len_of(Axis(ax)) / 2;
-        let (xa, xb) = x.split_at(Axis(ax), mid);
-        let (oa, ob) = out.split_at(Axis(ax), mid);
-        join(
-            len >= PARALLEL_MIN,
-            || apply_blocks(xa, oa, mean, add),
-            || apply_blocks(xb, ob, mean, add),
-        );
-        return;
-    }
+/// lane by lane. Blocks keep a transposing walk (Fortran input, C output)
+/// inside the cache.
+fn apply_blocks<F: Element>(x: ArrayViewD<'_, F>, out: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
     let m = ndarray::ArrayView1::from(mean);
-    ndarray::Zip::from(out.lanes_mut(Axis(last)))
-        .and(x.lanes(Axis(last)))
-        .for_each(|o, i| {
-            ndarray::Zip::from(o).and(i).and(m).for_each(|o, &i, &m| {
-                *o = if add { i + m } else { i - m };
-            })
-        });
+    let leaf = |(x, mut out): (ArrayViewD<'_, F>, ArrayViewMutD<'_, F>)| {
+        let last = x.ndim() - 1;
+        ndarray::Zip::from(out.lanes_mut(Axis(last)))
+            .and(x.lanes(Axis(last)))
+            .for_each(|o, i| {
+                ndarray::Zip::from(o).and(i).and(m).for_each(|o, &i, &m| {
+                    *o = if add { i + m } else { i - m };
+                })
+            });
+    };
+    tree((x, out), BLOCK, &leaf, &|(), ()| ());
 }
 
 /// In-place twin of [`apply_blocks`].
-fn update_blocks<F: Element>(mut x: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
-    let len = x.len();
-    let last = x.ndim() - 1;
-    let ax = (0..last).max_by_key(|&a| x.len_of(Axis(a)));
-    if len > BLOCK
-        && let Some(ax) = ax.filter(|&a| x.len_of(Axis(a)) > 1)
-    {
-        let mid = x.len_of(Axis(ax)) / 2;
-        let (xa, xb) = x.split_at(Axis(ax), mid);
-        join(
-            len >= PARALLEL_MIN,
-            || update_blocks(xa, mean, add),
-            || update_blocks(xb, mean, add),
-        );
-        return;
-    }
+fn update_blocks<F: Element>(x: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
     let m = ndarray::ArrayView1::from(mean);
-    ndarray::Zip::from(x.lanes_mut(Axis(last))).for_each(|o| {
-        ndarray::Zip::from(o).and(m).for_each(|o, &m| {
-            *o = if add { *o + m } else { *o - m };
-        })
-    });
+    let leaf = |mut x: ArrayViewMutD<'_, F>| {
+        let last = x.ndim() - 1;
+        ndarray::Zip::from(x.lanes_mut(Axis(last))).for_each(|o| {
+            ndarray::Zip::from(o).and(m).for_each(|o, &m| {
+                *o = if add { *o + m } else { *o - m };
+            })
+        });
+    };
+    tree(x, BLOCK, &leaf, &|(), ()| ());
 }
 
 /// In-place `x ∓= mean`.
