@@ -481,21 +481,27 @@
 //! |m̂ − m| ≤ 1 ulp(m) + (L·u)²·mean(|x|)     the learned mean, any batch split, n ≤ 2³²
 //! ```
 //!
-//! Chains hold at most `L = 2¹⁵` elements. The accumulator is `f64` pairs
-//! for `f64` data, and a plain `f64` sum for `f32` data on contiguous
-//! layouts (`u = 2⁻⁵³`); there the extra term, `(L·u)²` for pairs and
-//! `L·u` for the plain sum, is at most `2⁻³⁸`, far below `F`'s epsilon
-//! `ε`. So for well-conditioned data (`mean(|x|)` not much larger
-//! than `|m|`) the learned mean is within one ulp of the exact mean rounded
-//! to `F`, however the data was cut into batches, and where cancellation
-//! makes one ulp impossible the error stays a small fraction of
-//! `ε·mean(|x|)`. `f32` data that is weighted, fitted under
-//! [`NanPolicy::Ignore`], or in a strided layout is summed in `f32` pairs
-//! (`u = 2⁻²⁴`), whose worst-case term is `2⁻¹⁸·mean(|x|) = 32·ε·mean(|x|)`:
-//! random data stays within half an ulp there too, but adversarial rounding
-//! patterns are only bounded by that term. A plain per-feature sum (as
-//! `mean_axis`) has a bound growing like `n·ε·mean(|x|)`, and a running
-//! `m += (x − m)/n` drifts further.
+//! No accumulation chain is longer than `L = 2¹⁵` elements (a leaf of the
+//! tree; on contiguous rows a leaf is spread over at least 64 lanes, so
+//! chains there are far shorter). The accumulator is `f64` whatever `F` is:
+//! `f64` pairs for `f64` data and for every weighted, NaN-skipping or
+//! strided batch, and a plain `f64` sum per lane for contiguous `f32` data
+//! (`u = 2⁻⁵³`). The extra term, `(L·u)²` for pairs and `L·u` for the plain
+//! sum, is at most `2⁻³⁸`, far below `F`'s epsilon `ε`. So for
+//! well-conditioned data (`mean(|x|)` not much larger than `|m|`) the
+//! learned mean is within one ulp of the exact mean rounded to `F`, however
+//! the data was cut into batches, and where cancellation makes one ulp
+//! impossible the error stays a small fraction of `ε·mean(|x|)`. A plain
+//! per-feature sum (as `mean_axis`) has a bound growing like
+//! `n·ε·mean(|x|)`, and a running `m += (x − m)/n` drifts further.
+//!
+//! Weighted sums split every product exactly (`w·x = p + e` with an FMA),
+//! so weights do not loosen the bound; two limits remain, both reported or
+//! documented rather than silent: the total weight of a feature must stay
+//! below `F::MAX` ([`CenteringError::WeightOverflow`] otherwise), and a
+//! product `w·x` that falls below `F::MIN_POSITIVE` is rounded to the
+//! subnormal grid (an absolute error of at most half the smallest subnormal
+//! per sample).
 //!
 //! - **No overflow**: the mean of finite inputs is finite, even for values
 //!   near `F::MAX` (a sum that would overflow is rescaled by a power of two);
@@ -504,9 +510,12 @@
 //!   and layout, so the same input with the same batch split gives a
 //!   bit-identical state whatever the thread count and whether the `rayon`
 //!   feature is on.
-//! - The moving averages are recurrences in `F` that round at every step,
-//!   like their Keras and PyTorch counterparts; the batch means they are fed
-//!   are accurate as above.
+//! - The zero-started moving average is the Keras/PyTorch recurrence itself,
+//!   in `F`, with the two weights rounded once from the convention the
+//!   momentum was given in, so it matches those frameworks bit for bit given
+//!   the same batch means; the debiased and batch averages and the decay
+//!   `βᵗ` are kept in `f64`, so they do not drift over millions of batches.
+//!   The batch means they are fed are accurate as above.
 //!
 //! ```
 //! use centering::Centering;
