@@ -79,26 +79,14 @@ impl<F: Element> Default for Centering<F> {
     }
 }
 
-/// The momentum (weight of the old value) the moving accumulator uses.
-fn beta_of(mode: Mode) -> f64 {
-    match mode {
-        Mode::MovingAverage { momentum, .. } => momentum,
-        _ => 1.0,
-    }
-}
-
-fn start_of(mode: Mode) -> EmaStart {
-    match mode {
-        Mode::MovingAverage { start, .. } => start,
-        _ => EmaStart::Debiased,
-    }
-}
-
 impl<F: Element> Fitted<F> {
-    pub(crate) fn refresh(&mut self, mode: Mode) {
+    /// Recomputes the cached mean from the accumulator.
+    pub(crate) fn refresh(&mut self, params: &ValidParams) {
+        // The batch average is the debiased average with β = 1.
+        let start = params.start().unwrap_or(EmaStart::Debiased);
         self.mean = match &self.acc {
             Accumulator::Cumulative(s) => s.means(),
-            Accumulator::Moving(e) => e.iter().map(|e| e.value(start_of(mode))).collect(),
+            Accumulator::Moving(e) => e.iter().map(|e| e.value(start)).collect(),
         };
     }
 
@@ -722,7 +710,7 @@ impl<F: Element> Centering<F> {
             acc,
             mean: Vec::new(),
         };
-        merged.refresh(self.params.mode());
+        merged.refresh(&self.params);
         self.fitted = Some(merged);
         Ok(self)
     }
@@ -829,17 +817,17 @@ impl<F: Element> Centering<F> {
                     .map_err(|feature| CenteringError::WeightOverflow { feature })?;
             }
             Accumulator::Moving(e) => {
-                let beta = F::from(beta_of(mode)).unwrap_or_else(F::one);
+                let weights = self.params.ema_weights::<F>();
                 for ((e, &b), w) in e.iter_mut().zip(&batch_mean).zip(&batch.weight) {
                     if !w.is_zero() {
-                        e.step(beta, b);
+                        e.step(&weights, b);
                     }
                 }
             }
         }
         next.n_samples = next.n_samples.saturating_add(n as u64);
         next.n_batches = next.n_batches.saturating_add(1);
-        next.refresh(mode);
+        next.refresh(&self.params);
         self.fitted = Some(next);
         Ok(Some(batch_mean))
     }

@@ -210,6 +210,10 @@ impl CenteringParams {
         Ok(ValidParams {
             mode,
             nan_policy: self.nan_policy,
+            torch: match mode {
+                Mode::MovingAverage { .. } => self.torch,
+                _ => None,
+            },
         })
     }
 
@@ -243,6 +247,9 @@ impl CenteringParams {
 pub struct ValidParams {
     mode: Mode,
     nan_policy: NanPolicy,
+    /// PyTorch's momentum, when the moving average was given that way: the
+    /// weight of the new value is then exactly this number rounded to `F`.
+    torch: Option<f64>,
 }
 
 impl ValidParams {
@@ -265,12 +272,63 @@ impl ValidParams {
         }
     }
 
-    /// PyTorch's momentum (weight of the new value, `1 − momentum`), `None`
+    /// PyTorch's momentum (weight of the new value): as given to
+    /// [`CenteringParams::torch_momentum`], else `1 − momentum`; `None`
     /// outside the moving average.
     pub fn torch_momentum(&self) -> Option<f64> {
-        self.momentum().map(|m| 1.0 - m)
+        self.momentum().map(|m| self.torch.unwrap_or(1.0 - m))
     }
 
+    /// Whether the moving average was given in PyTorch's convention.
+    pub(crate) fn given_as_torch(&self) -> Option<f64> {
+        self.torch
+    }
+
+    /// Rebuilds checked parameters from stored parts (persistence), with the
+    /// same validation as [`CenteringParams::check`].
+    pub(crate) fn from_parts(mode: Mode, nan_policy: NanPolicy, torch: Option<f64>) -> Result<Self> {
+        let mut p = CenteringParams::new().mode(mode).nan_policy(nan_policy);
+        if let (Some(t), Mode::MovingAverage { momentum, start }) = (torch, mode) {
+            if 1.0 - t != momentum {
+                return Err(CenteringError::InvalidMomentum { momentum: t });
+            }
+            p = p.torch_momentum(t).start(start);
+        }
+        p.check()
+    }
+
+    /// The weights of one moving-average step, `(old, new)`, each rounded to
+    /// `F` once from the convention the momentum was given in — as Keras
+    /// (`m·β + b·(1 − β)`, `1 − β` formed in double precision) and PyTorch
+    /// (`(1 − μ)·m + μ·b`) do — and `β` in `f64` for the bookkeeping
+    /// (`βᵗ`, the debiasing sum). The batch average is `β = 1`.
+    pub(crate) fn ema_weights<F: num_traits::Float>(&self) -> EmaWeights<F> {
+        let beta = match self.mode {
+            Mode::MovingAverage { momentum, .. } => momentum,
+            _ => 1.0,
+        };
+        let (old, new) = match self.torch {
+            Some(mu) => (1.0 - mu, mu),
+            None => (beta, 1.0 - beta),
+        };
+        EmaWeights {
+            old: F::from(old).unwrap_or_else(F::one),
+            new: F::from(new).unwrap_or_else(F::zero),
+            beta,
+        }
+    }
+}
+
+/// The coefficients of one moving-average step (see
+/// [`ValidParams::ema_weights`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EmaWeights<F> {
+    pub(crate) old: F,
+    pub(crate) new: F,
+    pub(crate) beta: f64,
+}
+
+impl ValidParams {
     /// The moving-average start, `None` in the other modes.
     pub fn start(&self) -> Option<EmaStart> {
         match self.mode {

@@ -17,13 +17,22 @@
 //!   `f64`, and it lets the loader check that each value converts *exactly*
 //!   to `F` — a second line of defence, after the `dtype` tag, against an
 //!   `f64` state loaded as `f32`.
-//! - Every integer is stored as an `i128` on the wire (a plain integer in
-//!   JSON and CBOR, a varint in postcard), so that a negative or oversized
-//!   count reaches our validation and is reported with its field name,
-//!   instead of failing inside the format as "expected u64".
+//! - Integers are written as `u64` (counts, steps, the version) and `i32`
+//!   (scale exponents): every serde format has those, while many (rmp-serde,
+//!   TOML, BSON) have no 128-bit integers. They are read through field-aware
+//!   newtypes ([`U64`], [`I32`]) that accept any integer the format holds and
+//!   report a negative, oversized or fractional value with the field's name
+//!   (where the format lets the value through: CBOR's own reader refuses a
+//!   negative number for a `u64` before we see it, and that error is then
+//!   wrapped with the field's name).
+//! - Loading checks consistency, not just ranges: double-word pairs must be
+//!   normalised, and a moving state's `decay` and `norm` must be what
+//!   `steps` batches with the stored momentum give (see [`MovingV1::check`]
+//!   for the tolerance and why merged states always meet it).
 
 use std::any::TypeId;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -31,7 +40,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::Element;
 use crate::error::CenteringError;
 use crate::estimator::{Accumulator, Centering, Fitted};
-use crate::params::{CenteringParams, EmaStart, Mode, NanPolicy, ValidParams};
+use crate::params::{EmaStart, Mode, NanPolicy, ValidParams};
 use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 
 /// The version of the stored-state schema this release writes, and the only
@@ -47,7 +56,9 @@ use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 ///   "dtype": "f64",                   "f32", "f64", or the Rust type name of another F
 ///   "params": {
 ///     "mode": "moving_average",       "cumulative" | "moving_average" | "batch_average"
-///     "momentum": 0.99,               Keras convention; null unless moving_average
+///     "momentum": 0.99,               Keras convention (weight of the old value); null unless moving_average
+///     "torch_momentum": null,         PyTorch's momentum μ when given that way (then momentum = 1 − μ
+///                                     exactly), else null; may be omitted (= null)
 ///     "start": "debiased",            "zero" | "first_batch" | "debiased"; null unless moving_average
 ///     "nan_policy": "reject"          "reject" | "ignore"
 ///   },
@@ -60,14 +71,14 @@ use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 ///         "sum_hi": [D floats], "sum_lo": [D floats],    Σ wᵢxᵢ = (hi + lo)·2^scale
 ///         "scale": [D integers],                         0 unless the sum would overflow
 ///         "weight_hi": [D floats], "weight_lo": [D floats]   Σ wᵢ = hi + lo, per feature
-///     } }
+///     } }                                            every (hi, lo) normalised: hi + lo == hi in F
 ///     or "accumulator": { "moving": {                modes moving_average, batch_average
-///         "steps": [D integers],                         batches that updated each feature
-///         "decay": [D floats],                           momentumᵗ
-///         "zero": [D floats],                            the zero-started (Keras) estimate
-///         "norm": [D floats],                            Σ momentumⁱ, the debiasing denominator
-///         "debiased": [D floats],                        the debiased estimate
-///         "first": [D floats]                            the first batch mean
+///         "steps": [D integers],                         t, batches that updated each feature
+///         "decay": [D floats],                           momentumᵗ (an f64 whatever F)
+///         "zero": [D floats],                            the zero-started (Keras/PyTorch) estimate, in F
+///         "norm": [D floats],                            Σᵢ<ₜ momentumⁱ, the debiasing denominator (f64)
+///         "debiased": [D floats],                        the debiased estimate (f64)
+///         "first": [D floats]                            the first batch mean, in F
 ///     } }
 ///   }
 /// }
@@ -75,7 +86,9 @@ use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 ///
 /// Floats are stored as `f64` (exact for `f32` and `f64`; JSON readers must
 /// parse them exactly: serde_json needs its `float_roundtrip` feature).
-/// Integers accept any value on the wire and are range-checked on load.
+/// Integers are written as `u64`, except `scale` (`i32`), so that formats
+/// without 128-bit integers (rmp-serde, TOML, BSON …) work; on load any
+/// integer is accepted and range-checked.
 /// The learned mean is not stored: it is recomputed from the accumulator on
 /// load, exactly as the original computed it.
 ///
@@ -84,10 +97,12 @@ use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 /// fails with [`CenteringError::InvalidState`] naming the field (wrapped in
 /// the format's own error type): another format version, a `dtype` other
 /// than `F`'s, a value not exactly representable in `F`, a momentum outside
-/// `[0, 1]`, per-feature lengths other than `n_features`, `n_features = 0`,
-/// negative counts or weights, non-finite sums or averages, step counts
-/// inconsistent with the mode and `n_batches`, an accumulator of another
-/// mode. Unknown fields are rejected too.
+/// `[0, 1]` (or a `torch_momentum` other than `1 − momentum`), per-feature
+/// lengths other than `n_features`, `n_features = 0`, negative counts or
+/// weights, un-normalised double-word pairs, non-finite sums or averages, step
+/// counts inconsistent with the mode and `n_batches`, a `decay` or `norm`
+/// other than what `steps` batches with the momentum give, an accumulator of
+/// another mode. Unknown fields are rejected too.
 ///
 /// Compatibility: any change to this schema increments this version; a
 /// release reads every version up to its own.
@@ -123,7 +138,7 @@ pub const STATE_FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename = "CenteringState")]
 pub(crate) struct CenteringState {
-    format_version: i128,
+    format_version: u64,
     dtype: String,
     params: ParamsV1,
     state: Option<FittedV1>,
@@ -135,6 +150,9 @@ pub(crate) struct CenteringState {
 struct ParamsV1 {
     mode: ModeV1,
     momentum: Option<f64>,
+    /// Absent in a self-describing format reads as null (serde's rule for
+    /// `Option` fields).
+    torch_momentum: Option<f64>,
     start: Option<StartV1>,
     nan_policy: NanPolicyV1,
 }
@@ -169,9 +187,9 @@ enum NanPolicyV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "Fitted", deny_unknown_fields)]
 struct FittedV1 {
-    n_features: i128,
-    n_samples: i128,
-    n_batches: i128,
+    n_features: U64<NFeatures>,
+    n_samples: U64<NSamples>,
+    n_batches: U64<NBatches>,
     accumulator: AccumulatorV1,
 }
 
@@ -188,7 +206,7 @@ enum AccumulatorV1 {
 struct CumulativeV1 {
     sum_hi: Vec<f64>,
     sum_lo: Vec<f64>,
-    scale: Vec<i128>,
+    scale: Vec<I32<Scale>>,
     weight_hi: Vec<f64>,
     weight_lo: Vec<f64>,
 }
@@ -197,12 +215,165 @@ struct CumulativeV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "Moving", deny_unknown_fields)]
 struct MovingV1 {
-    steps: Vec<i128>,
+    steps: Vec<U64<Steps>>,
     decay: Vec<f64>,
     zero: Vec<f64>,
     norm: Vec<f64>,
     debiased: Vec<f64>,
     first: Vec<f64>,
+}
+
+// ---------------------------------------------------------------------------
+// Integers on the wire: `u64` and `i32`, read from any integer, with the
+// field's name in every error.
+
+/// The name of the field an integer is read for (a marker type per field).
+trait FieldName {
+    const NAME: &'static str;
+}
+
+macro_rules! field_names {
+    ($($marker:ident = $name:literal),* $(,)?) => {$(
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        struct $marker;
+        impl FieldName for $marker {
+            const NAME: &'static str = $name;
+        }
+    )*};
+}
+
+field_names! {
+    FormatVersion = "format_version",
+    NFeatures = "state.n_features",
+    NSamples = "state.n_samples",
+    NBatches = "state.n_batches",
+    Scale = "state.accumulator.cumulative.scale",
+    Steps = "state.accumulator.moving.steps",
+}
+
+/// A `u64` field: written with `serialize_u64`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct U64<N>(u64, PhantomData<N>);
+
+/// An `i32` field: written with `serialize_i32`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct I32<N>(i32, PhantomData<N>);
+
+impl<N> U64<N> {
+    fn new(x: u64) -> Self {
+        U64(x, PhantomData)
+    }
+}
+
+impl<N> I32<N> {
+    fn new(x: i32) -> Self {
+        I32(x, PhantomData)
+    }
+}
+
+impl<N> Serialize for U64<N> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.0)
+    }
+}
+
+impl<N> Serialize for I32<N> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i32(self.0)
+    }
+}
+
+/// The error for field `N`, as the format's error type.
+fn field_error<N: FieldName, E: de::Error>(reason: impl Into<String>) -> E {
+    E::custom(invalid(N::NAME, reason))
+}
+
+/// Reads any integer the format offers (and reports a fractional or
+/// non-integer number) as an `i128`, to be range-checked by the caller.
+struct IntVisitor<N> {
+    /// The accepted range, for messages: "an integer in [0, 2^64)".
+    expected: &'static str,
+    field: PhantomData<N>,
+}
+
+impl<'de, N: FieldName> Visitor<'de> for IntVisitor<N> {
+    type Value = i128;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} for field `{}`", self.expected, N::NAME)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i128, E> {
+        Ok(i128::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i128, E> {
+        Ok(i128::from(v))
+    }
+
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<i128, E> {
+        Ok(v)
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<i128, E> {
+        i128::try_from(v).map_err(|_| field_error::<N, E>(format!("expected {}, found {v}", self.expected)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i128, E> {
+        // serde_json hands integers beyond u64 over as floats.
+        Err(field_error::<N, E>(format!("expected {}, found {v}", self.expected)))
+    }
+}
+
+/// Whether an error already names a field of the stored state.
+fn names_a_field<E: de::Error>(e: &E) -> bool {
+    e.to_string().contains("invalid stored state: field `")
+}
+
+/// Reads an integer for field `N` with `read` (the format's
+/// `deserialize_u64` or `deserialize_i32`), naming the field in every error.
+fn read_int<'de, N: FieldName, D: Deserializer<'de>>(
+    deserializer: D,
+    expected: &'static str,
+    read: impl FnOnce(D, IntVisitor<N>) -> Result<i128, D::Error>,
+) -> Result<i128, D::Error> {
+    // Self-describing text formats (JSON) hand every number to the visitor,
+    // which names the field; a binary format may refuse a value itself
+    // (CBOR: "unexpected negative integer"), so its error is wrapped. Text
+    // formats are not wrapped: their errors carry a position, twice if
+    // wrapped.
+    let text = deserializer.is_human_readable();
+    let visitor = IntVisitor {
+        expected,
+        field: PhantomData,
+    };
+    read(deserializer, visitor).map_err(|e| {
+        if text || names_a_field(&e) {
+            e
+        } else {
+            field_error::<N, D::Error>(e.to_string())
+        }
+    })
+}
+
+impl<'de, N: FieldName> Deserialize<'de> for U64<N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const EXPECTED: &str = "an integer in [0, 2^64)";
+        let v = read_int::<N, D>(deserializer, EXPECTED, |d, v| d.deserialize_u64(v))?;
+        u64::try_from(v)
+            .map(U64::new)
+            .map_err(|_| field_error::<N, D::Error>(format!("expected {EXPECTED}, found {v}")))
+    }
+}
+
+impl<'de, N: FieldName> Deserialize<'de> for I32<N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const EXPECTED: &str = "an integer in [-2^31, 2^31)";
+        let v = read_int::<N, D>(deserializer, EXPECTED, |d, v| d.deserialize_i32(v))?;
+        i32::try_from(v)
+            .map(I32::new)
+            .map_err(|_| field_error::<N, D::Error>(format!("expected {EXPECTED}, found {v}")))
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -251,6 +422,7 @@ impl From<ValidParams> for ParamsV1 {
         ParamsV1 {
             mode,
             momentum,
+            torch_momentum: p.given_as_torch(),
             start,
             nan_policy,
         }
@@ -263,23 +435,23 @@ impl<F: Element> From<&Fitted<F>> for FittedV1 {
             Accumulator::Cumulative(s) => AccumulatorV1::Cumulative(CumulativeV1 {
                 sum_hi: wide_all(s.sum.iter().map(|d| d.hi)),
                 sum_lo: wide_all(s.sum.iter().map(|d| d.lo)),
-                scale: s.scale.iter().map(|&k| i128::from(k)).collect(),
+                scale: s.scale.iter().map(|&k| I32::new(k)).collect(),
                 weight_hi: wide_all(s.weight.iter().map(|d| d.hi)),
                 weight_lo: wide_all(s.weight.iter().map(|d| d.lo)),
             }),
             Accumulator::Moving(e) => AccumulatorV1::Moving(MovingV1 {
-                steps: e.iter().map(|e| i128::from(e.steps)).collect(),
-                decay: wide_all(e.iter().map(|e| e.decay)),
+                steps: e.iter().map(|e| U64::new(e.steps)).collect(),
+                decay: e.iter().map(|e| e.decay).collect(),
                 zero: wide_all(e.iter().map(|e| e.zero)),
-                norm: wide_all(e.iter().map(|e| e.norm)),
+                norm: e.iter().map(|e| e.norm).collect(),
                 debiased: wide_all(e.iter().map(|e| e.debiased)),
                 first: wide_all(e.iter().map(|e| e.first)),
             }),
         };
         FittedV1 {
-            n_features: f.mean.len() as i128,
-            n_samples: i128::from(f.n_samples),
-            n_batches: i128::from(f.n_batches),
+            n_features: U64::new(f.mean.len() as u64),
+            n_samples: U64::new(f.n_samples),
+            n_batches: U64::new(f.n_batches),
             accumulator,
         }
     }
@@ -288,7 +460,7 @@ impl<F: Element> From<&Fitted<F>> for FittedV1 {
 impl<F: Element> From<Centering<F>> for CenteringState {
     fn from(c: Centering<F>) -> Self {
         CenteringState {
-            format_version: i128::from(STATE_FORMAT_VERSION),
+            format_version: u64::from(STATE_FORMAT_VERSION),
             dtype: dtype_of::<F>().to_owned(),
             params: ParamsV1::from(c.params),
             state: c.fitted.as_ref().map(FittedV1::from),
@@ -306,11 +478,11 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> CenteringError {
     }
 }
 
-fn check_version(v: i128) -> Result<(), CenteringError> {
-    if v == i128::from(STATE_FORMAT_VERSION) {
+fn check_version(v: u64) -> Result<(), CenteringError> {
+    if v == u64::from(STATE_FORMAT_VERSION) {
         return Ok(());
     }
-    let why = if v > i128::from(STATE_FORMAT_VERSION) {
+    let why = if v > u64::from(STATE_FORMAT_VERSION) {
         "a newer release of centering wrote it"
     } else {
         "no release of centering writes it"
@@ -319,11 +491,6 @@ fn check_version(v: i128) -> Result<(), CenteringError> {
         "format_version",
         format!("expected {STATE_FORMAT_VERSION} (the only version this release reads), found {v}: {why}"),
     ))
-}
-
-/// An integer count in `u64`.
-fn count(field: &'static str, x: i128) -> Result<u64, CenteringError> {
-    u64::try_from(x).map_err(|_| invalid(field, format!("expected an integer in [0, 2^64), found {x}")))
 }
 
 /// Checks that every per-feature array has `d` entries.
@@ -369,10 +536,10 @@ fn elements<F: Element>(field: &'static str, v: &[f64], d: usize) -> Result<Vec<
 /// The largest scale exponent a sum of `F`s can need, with a wide margin:
 /// `|Σ wᵢxᵢ| ≤ Σwᵢ · max|xᵢ| < 2^(2·(emax+1))` needs at most `emax + 2`,
 /// plus one [`SCALE_STEP`] per rescaling merge.
-fn max_scale<F: Element>() -> i128 {
+fn max_scale<F: Element>() -> i32 {
     let (m, e, _) = F::max_value().integer_decode();
-    let emax = i128::from(e) + 63 - i128::from(m.leading_zeros());
-    4 * (emax + i128::from(SCALE_STEP))
+    let emax = i32::from(e) + 63 - m.leading_zeros() as i32;
+    4 * (emax + SCALE_STEP)
 }
 
 impl ParamsV1 {
@@ -394,6 +561,12 @@ impl ParamsV1 {
                     return Err(invalid(
                         "params.start",
                         format!("expected null for mode {tag} (only moving_average has a start), found {s:?}"),
+                    ));
+                }
+                if let Some(t) = self.torch_momentum {
+                    return Err(invalid(
+                        "params.torch_momentum",
+                        format!("expected null for mode {tag} (only moving_average has a momentum), found {t}"),
                     ));
                 }
                 if self.mode == ModeV1::Cumulative {
@@ -426,6 +599,24 @@ impl ParamsV1 {
                         ));
                     }
                 };
+                if let Some(t) = self.torch_momentum {
+                    if !(0.0..=1.0).contains(&t) {
+                        return Err(invalid(
+                            "params.torch_momentum",
+                            format!("expected null or a momentum in [0, 1], found {t}"),
+                        ));
+                    }
+                    // `CenteringParams::torch_momentum(μ)` stores exactly 1 − μ.
+                    if 1.0 - t != momentum {
+                        return Err(invalid(
+                            "params.torch_momentum",
+                            format!(
+                                "expected a PyTorch momentum μ with 1 − μ = momentum = {momentum:?} exactly, found μ = {t:?} (1 − μ = {:?})",
+                                1.0 - t
+                            ),
+                        ));
+                    }
+                }
                 Mode::MovingAverage { momentum, start }
             }
         };
@@ -433,17 +624,18 @@ impl ParamsV1 {
             NanPolicyV1::Reject => NanPolicy::Reject,
             NanPolicyV1::Ignore => NanPolicy::Ignore,
         };
-        CenteringParams::new()
-            .mode(mode)
-            .nan_policy(nan_policy)
-            .check()
-            .map_err(|e| invalid("params.momentum", e.to_string()))
+        let field = if self.torch_momentum.is_some() {
+            "params.torch_momentum"
+        } else {
+            "params.momentum"
+        };
+        ValidParams::from_parts(mode, nan_policy, self.torch_momentum).map_err(|e| invalid(field, e.to_string()))
     }
 }
 
 impl FittedV1 {
     fn check<F: Element>(self, params: &ValidParams) -> Result<Fitted<F>, CenteringError> {
-        let d = count("state.n_features", self.n_features)?;
+        let d = self.n_features.0;
         if d == 0 {
             return Err(invalid(
                 "state.n_features",
@@ -452,8 +644,8 @@ impl FittedV1 {
         }
         let d = usize::try_from(d)
             .map_err(|_| invalid("state.n_features", format!("{d} features do not fit in memory here")))?;
-        let n_samples = count("state.n_samples", self.n_samples)?;
-        let n_batches = count("state.n_batches", self.n_batches)?;
+        let n_samples = self.n_samples.0;
+        let n_batches = self.n_batches.0;
         if n_batches == 0 {
             return Err(invalid(
                 "state.n_batches",
@@ -492,7 +684,7 @@ impl FittedV1 {
             acc,
             mean: Vec::new(),
         };
-        fitted.refresh(mode);
+        fitted.refresh(params);
         // A value is required wherever the original had one: the recomputed
         // mean must be finite there.
         let required: Vec<bool> = match &fitted.acc {
@@ -519,6 +711,31 @@ impl FittedV1 {
     }
 }
 
+/// The double-word pairs `hi + lo`, each normalised as every pair the crate
+/// writes is: `hi + lo` rounds to `hi` in `F` (`|lo| ≤ ulp(hi)/2`). An
+/// un-normalised pair is refused, naming the `lo` field: its value is not
+/// what `hi` says (`hi = 1, lo = −1` is a weight of 0 posing as 1).
+fn pairs<F: Element>(lo_field: &'static str, hi: &[F], lo: &[F]) -> Result<Vec<Dd<F>>, CenteringError> {
+    hi.iter()
+        .zip(lo)
+        .enumerate()
+        .map(|(j, (&hi, &lo))| {
+            if hi + lo == hi {
+                Ok(Dd { hi, lo })
+            } else {
+                Err(invalid(
+                    lo_field,
+                    format!(
+                        "feature {j}: expected a normalised pair (|lo| ≤ ulp(hi)/2, so that hi + lo rounds to hi), found hi = {:?}, lo = {:?}",
+                        wide(hi),
+                        wide(lo)
+                    ),
+                ))
+            }
+        })
+        .collect()
+}
+
 impl CumulativeV1 {
     fn check<F: Element>(self, d: usize, reject: bool) -> Result<Sums<F>, CenteringError> {
         const SUM_HI: &str = "state.accumulator.cumulative.sum_hi";
@@ -533,21 +750,18 @@ impl CumulativeV1 {
         let weight_lo = elements::<F>(WEIGHT_LO, &self.weight_lo, d)?;
         let limit = max_scale::<F>();
         let mut scale = Vec::with_capacity(d);
-        for (j, &k) in self.scale.iter().enumerate() {
+        for (j, k) in self.scale.iter().enumerate() {
+            let k = k.0;
             if !(0..=limit).contains(&k) {
                 return Err(invalid(
                     SCALE,
                     format!("feature {j}: expected an exponent in [0, {limit}], found {k}"),
                 ));
             }
-            scale.push(k as i32);
+            scale.push(k);
         }
-        let sum: Vec<Dd<F>> = sum_hi.iter().zip(&sum_lo).map(|(&hi, &lo)| Dd { hi, lo }).collect();
-        let weight: Vec<Dd<F>> = weight_hi
-            .iter()
-            .zip(&weight_lo)
-            .map(|(&hi, &lo)| Dd { hi, lo })
-            .collect();
+        let sum = pairs(SUM_LO, &sum_hi, &sum_lo)?;
+        let weight = pairs(WEIGHT_LO, &weight_hi, &weight_lo)?;
         for (j, w) in weight.iter().enumerate() {
             if w.hi < F::zero() || w.value() < F::zero() {
                 return Err(invalid(
@@ -597,7 +811,72 @@ impl CumulativeV1 {
     }
 }
 
+/// The unit roundoff of `f64`, `u = 2⁻⁵³`.
+const U: f64 = f64::EPSILON / 2.0;
+
+/// Beyond this many steps the relative tolerance of the moving checks,
+/// `(4t + 256)·u`, exceeds 1/16: only the coarse bounds are checked there.
+const TOLERANCE_STEPS: u64 = 1 << 48;
+
+/// The relative tolerance of `decay` and `norm` after `t` steps (see
+/// [`MovingV1::check`]).
+fn tolerance(t: u64) -> f64 {
+    (4.0 * t as f64 + 256.0) * U
+}
+
+/// `β^t` by binary powering, as `powi` computes it (and for any `u64`):
+/// relative error at most `γ_{t−1}` (`γ_n = nu/(1 − nu)`), above the
+/// subnormal range.
+fn pow_u64(beta: f64, t: u64) -> f64 {
+    let (mut r, mut a, mut t) = (1.0, beta, t);
+    loop {
+        if t & 1 == 1 {
+            r *= a;
+        }
+        t >>= 1;
+        if t == 0 {
+            return r;
+        }
+        a *= a;
+    }
+}
+
+/// `Σ_{i<t} βⁱ = (1 − βᵗ)/(1 − β)` for `0 < β < 1`, computed as
+/// `−expm1(t·ln1p(β − 1))/(1 − β)`: no cancellation when `βᵗ` is near 1, a
+/// relative error of a few `u` whatever `t`.
+fn norm_reference(beta: f64, t: u64) -> f64 {
+    -(t as f64 * (beta - 1.0).ln_1p()).exp_m1() / (1.0 - beta)
+}
+
 impl MovingV1 {
+    /// Checks one moving state per feature.
+    ///
+    /// Beyond ranges and lengths, `decay` and `norm` must be what `t = steps`
+    /// batches with the stored momentum `β` give (both are `f64`, whatever
+    /// `F`):
+    ///
+    /// - `β = 1` (batch average, or momentum 1): `decay = 1` and `norm = t`
+    ///   exactly (for `t ≤ 2⁵³`; beyond, `2⁵³ ≤ norm ≤ t`), `zero = 0`.
+    /// - `β = 0`: `decay = 0` and `norm = 1` exactly.
+    /// - `0 < β < 1`: `|decay − βᵗ| ≤ τ·max(decay, βᵗ) + 2⁻¹⁰²²` and
+    ///   `|norm − N| ≤ τ·N` with `N = (1 − βᵗ)/(1 − β)` and
+    ///   `τ(t) = (4t + 256)·u`, `u = 2⁻⁵³` (checked for `t ≤ 2⁴⁸`; beyond,
+    ///   `τ` is no constraint and only `1 ≤ norm ≤ t` is).
+    ///
+    /// Why every state the crate writes meets this, merged or not: a step
+    /// sets `decay = powi(β, t)` (binary powering, relative error
+    /// `≤ γ_{t−1}`; past `2³¹` steps `decay·β`, which adds one rounding per
+    /// step) and `norm ← β·norm + 1`; a merge sets `decay = d_a·d_b` and
+    /// `norm = d_b·n_a + n_b`. By induction on either operation,
+    /// `decay` is within `γ_{t−1}` of `βᵗ` (errors add: `γ_{t_a−1} +
+    /// γ_{t_b−1} + u ≤ γ_{t−1}`) and `norm` within `γ_{2t−2}` of `N(t)`
+    /// (a sum of positive terms, each within `γ_{t_b−1} + γ_{2t_a−2} + 2u ≤
+    /// γ_{2t−2}` or `γ_{2t_b−2} + u ≤ γ_{2t−2}`, since `t_a, t_b ≥ 1`; a step
+    /// adds `2u`). The references (`pow_u64`, `norm_reference`) are within
+    /// `γ_{t−1}` and about `16u` of the exact values, so the stored values
+    /// are within `2γ_{t−1} + …` and `γ_{2t−2} + 16u + …` of them: below
+    /// `τ(t)` while `tu ≤ 2⁻⁵`. Underflow of `βᵗ` (below `2⁻¹⁰²²`) adds at
+    /// most one subnormal unit per operation, covered by the `2⁻¹⁰²²` slack.
     fn check<F: Element>(
         self,
         d: usize,
@@ -612,20 +891,20 @@ impl MovingV1 {
         const DEBIASED: &str = "state.accumulator.moving.debiased";
         const FIRST: &str = "state.accumulator.moving.first";
         check_len(STEPS, &self.steps, d)?;
-        let decay = elements::<F>(DECAY, &self.decay, d)?;
+        let decay = elements::<f64>(DECAY, &self.decay, d)?;
         let zero = elements::<F>(ZERO, &self.zero, d)?;
-        let norm = elements::<F>(NORM, &self.norm, d)?;
-        let debiased = elements::<F>(DEBIASED, &self.debiased, d)?;
+        let norm = elements::<f64>(NORM, &self.norm, d)?;
+        let debiased = elements::<f64>(DEBIASED, &self.debiased, d)?;
         let first = elements::<F>(FIRST, &self.first, d)?;
         // The momentum exactly as the estimator uses it (BatchAverage is β = 1).
         let beta = match mode {
-            Mode::MovingAverage { momentum, .. } => F::from(momentum).unwrap_or_else(F::one),
-            _ => F::one(),
+            Mode::MovingAverage { momentum, .. } => momentum,
+            _ => 1.0,
         };
         let mut total: u128 = 0;
         let mut emas = Vec::with_capacity(d);
         for j in 0..d {
-            let steps = count(STEPS, self.steps[j])?;
+            let steps = self.steps[j].0;
             if steps > n_batches {
                 return Err(invalid(
                     STEPS,
@@ -651,64 +930,47 @@ impl MovingV1 {
                 debiased: debiased[j],
                 first: first[j],
             };
-            if !(F::zero()..=F::one()).contains(&e.decay) {
+            if !(0.0..=1.0).contains(&e.decay) {
                 return Err(invalid(
                     DECAY,
-                    format!(
-                        "feature {j}: expected momentum^steps in [0, 1], found {:?}",
-                        wide(e.decay)
-                    ),
+                    format!("feature {j}: expected momentum^steps in [0, 1], found {:?}", e.decay),
                 ));
             }
             if steps == 0 {
                 let init = Ema::<F>::new();
                 let fields = [
                     (DECAY, e.decay, init.decay),
-                    (ZERO, e.zero, init.zero),
+                    (ZERO, wide(e.zero), wide(init.zero)),
                     (NORM, e.norm, init.norm),
                     (DEBIASED, e.debiased, init.debiased),
-                    (FIRST, e.first, init.first),
+                    (FIRST, wide(e.first), wide(init.first)),
                 ];
                 if let Some((field, found, want)) = fields.into_iter().find(|(_, found, want)| found != want) {
                     return Err(invalid(
                         field,
-                        format!(
-                            "feature {j}: expected {:?} for a feature that has taken no step, found {:?}",
-                            wide(want),
-                            wide(found)
-                        ),
+                        format!("feature {j}: expected {want:?} for a feature that has taken no step, found {found:?}"),
                     ));
                 }
             } else {
-                if e.norm < F::one() {
+                check_decay_and_norm(j, steps, beta, &e).map_err(|(field, reason)| invalid(field, reason))?;
+                if beta == 1.0 && e.zero != F::zero() {
                     return Err(invalid(
-                        NORM,
+                        ZERO,
                         format!(
-                            "feature {j}: expected at least 1 after {steps} steps (Σ momentumⁱ starts at 1), found {:?}",
-                            wide(e.norm)
+                            "feature {j}: expected 0.0 with momentum 1 (the zero-started estimate never moves), found {:?}",
+                            wide(e.zero)
                         ),
                     ));
                 }
-                if beta == F::one() && (e.decay != F::one() || e.zero != F::zero()) {
-                    let (field, found, want) = if e.decay != F::one() {
-                        (DECAY, e.decay, 1.0)
-                    } else {
-                        (ZERO, e.zero, 0.0)
-                    };
+                // The debiased estimate is a weighted average of batch means
+                // of type F: it must be one too.
+                if !F::from(e.debiased).is_some_and(|m| m.is_finite()) {
                     return Err(invalid(
-                        field,
+                        DEBIASED,
                         format!(
-                            "feature {j}: expected {want:?} with momentum 1, found {:?}",
-                            wide(found)
-                        ),
-                    ));
-                }
-                if beta == F::zero() && e.decay != F::zero() {
-                    return Err(invalid(
-                        DECAY,
-                        format!(
-                            "feature {j}: expected 0 after a step with momentum 0, found {:?}",
-                            wide(e.decay)
+                            "feature {j}: expected an average of {} batch means, within its range, found {:?}",
+                            dtype_of::<F>(),
+                            e.debiased
                         ),
                     ));
                 }
@@ -725,6 +987,103 @@ impl MovingV1 {
         }
         Ok(emas)
     }
+}
+
+/// The consistency of `decay` and `norm` with `steps ≥ 1` and the momentum
+/// `beta` (see [`MovingV1::check`]): the field at fault and why.
+fn check_decay_and_norm<F>(j: usize, t: u64, beta: f64, e: &Ema<F>) -> Result<(), (&'static str, String)> {
+    const DECAY: &str = "state.accumulator.moving.decay";
+    const NORM: &str = "state.accumulator.moving.norm";
+    /// 2⁵³: `norm` counts exactly up to here when `β = 1`.
+    const EXACT: u64 = 1 << 53;
+    if e.norm < 1.0 {
+        return Err((
+            NORM,
+            format!(
+                "feature {j}: expected at least 1 after {t} steps (Σ momentumⁱ starts at 1), found {:?}",
+                e.norm
+            ),
+        ));
+    }
+    if beta == 1.0 {
+        if e.decay != 1.0 {
+            return Err((
+                DECAY,
+                format!("feature {j}: expected 1.0 with momentum 1, found {:?}", e.decay),
+            ));
+        }
+        let ok = if t <= EXACT {
+            e.norm == t as f64
+        } else {
+            (EXACT as f64..=t as f64 * (1.0 + f64::EPSILON)).contains(&e.norm)
+        };
+        if !ok {
+            return Err((
+                NORM,
+                format!(
+                    "feature {j}: expected the step count {t} with momentum 1 (norm counts the batches), found {:?}",
+                    e.norm
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if beta == 0.0 {
+        if e.decay != 0.0 {
+            return Err((
+                DECAY,
+                format!(
+                    "feature {j}: expected 0.0 after a step with momentum 0, found {:?}",
+                    e.decay
+                ),
+            ));
+        }
+        if e.norm != 1.0 {
+            return Err((
+                NORM,
+                format!(
+                    "feature {j}: expected 1.0 after a step with momentum 0, found {:?}",
+                    e.norm
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    // 0 < β < 1.
+    if e.norm > t as f64 {
+        return Err((
+            NORM,
+            format!(
+                "feature {j}: expected at most {t} after {t} steps (Σ momentumⁱ < steps), found {:?}",
+                e.norm
+            ),
+        ));
+    }
+    if t > TOLERANCE_STEPS {
+        return Ok(());
+    }
+    let tau = tolerance(t);
+    let want = pow_u64(beta, t);
+    if (e.decay - want).abs() > tau * e.decay.max(want) + f64::MIN_POSITIVE {
+        return Err((
+            DECAY,
+            format!(
+                "feature {j}: expected momentum^steps = {beta:?}^{t} ≈ {want:?} (relative tolerance {tau:.1e}), found {:?}",
+                e.decay
+            ),
+        ));
+    }
+    let want = norm_reference(beta, t);
+    if (e.norm - want).abs() > tau * want {
+        return Err((
+            NORM,
+            format!(
+                "feature {j}: expected Σ_{{i<{t}}} {beta:?}ⁱ ≈ {want:?} (relative tolerance {tau:.1e}), found {:?}",
+                e.norm
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl<F: Element> TryFrom<CenteringState> for Centering<F> {
@@ -776,7 +1135,10 @@ impl<'de> Visitor<'de> for StateVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CenteringState, A::Error> {
-        let format_version: i128 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let format_version = seq
+            .next_element::<U64<FormatVersion>>()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?
+            .0;
         check_version(format_version).map_err(de::Error::custom)?;
         let dtype = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
         let params = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(2, &self))?;
@@ -800,7 +1162,7 @@ impl<'de> Visitor<'de> for StateVisitor {
                     if format_version.is_some() {
                         return Err(de::Error::duplicate_field("format_version"));
                     }
-                    let v: i128 = map.next_value()?;
+                    let v = map.next_value::<U64<FormatVersion>>()?.0;
                     check_version(v).map_err(de::Error::custom)?;
                     format_version = Some(v);
                 }

@@ -174,20 +174,21 @@ impl<F: Float> Sums<F> {
     /// Folds `other` into `self`, feature by feature. Exact up to the
     /// double-word rounding; commutative up to that rounding.
     ///
-    /// Returns the first feature whose weight overflowed, if any; `self` is
-    /// then partly updated, so callers merge into a copy.
+    /// Every feature is merged; the first feature whose weight overflowed,
+    /// if any, is returned (its weight is then stored non-finite, so that a
+    /// later check still sees it). Callers merge into a copy.
     pub(crate) fn merge(&mut self, other: &Self) -> Result<(), usize> {
+        let mut overflow = None;
         for j in 0..self.sum.len() {
             let (s, k) = add_scaled(self.sum[j], self.scale[j], other.sum[j], other.scale[j]);
             self.sum[j] = s;
             self.scale[j] = k;
-            let w = self.weight[j].add(other.weight[j]);
-            if !w.is_finite() {
-                return Err(j);
+            self.weight[j] = self.weight[j].add(other.weight[j]);
+            if overflow.is_none() && !self.weight[j].is_finite() {
+                overflow = Some(j);
             }
-            self.weight[j] = w;
         }
-        Ok(())
+        overflow.map_or(Ok(()), Err)
     }
 
     /// The mean of feature `j`: NaN if nothing was observed.
@@ -217,22 +218,49 @@ fn add_scaled<F: Float>(a: Dd<F>, ka: i32, b: Dd<F>, kb: i32) -> (Dd<F>, i32) {
     }
 }
 
+/// `a·ca + b·cb` for weights with `ca + cb = 1`, as `a + (b − a)·cb` so that
+/// equal inputs give back exactly `a` (no drift over many steps), or — where
+/// `b − a` overflows (means of opposite sign near `f64::MAX`) — as the convex
+/// combination itself.
+fn blend(a: f64, ca: f64, b: f64, cb: f64) -> f64 {
+    let delta = b - a;
+    if delta.is_finite() {
+        a + delta * cb
+    } else {
+        a * ca + b * cb
+    }
+}
+
+/// An `f64` coefficient rounded to `F`.
+fn to_f<F: Float>(x: f64) -> F {
+    F::from(x).unwrap_or_else(F::nan)
+}
+
 /// The moving-average state of one feature.
 ///
-/// With `β` the momentum and `t` the steps taken:
-/// `decay = βᵗ`, `zero` = the Keras/PyTorch zero-started estimate
-/// `(1 − β)·Σ βᵗ⁻ⁱ bᵢ`, `norm = Σ βᵗ⁻ⁱ` (the debiasing denominator),
-/// `debiased = Σ βᵗ⁻ⁱ bᵢ / norm`, `first` = the first batch mean.
+/// With `β` the momentum (weight of the old value) and `t` the steps taken:
+///
+/// ```text
+/// decay    = βᵗ                                   (f64)
+/// zero     = Σᵢ (1 − β)·βᵗ⁻ⁱ·bᵢ                   the Keras/PyTorch zero-started estimate
+/// norm     = Σᵢ βᵗ⁻ⁱ                              the debiasing denominator (f64)
+/// debiased = Σᵢ βᵗ⁻ⁱ·bᵢ / norm                    pandas ewm(adjust=True)
+/// first    = b₁
+/// ```
 ///
 /// A segment of batches acts on an earlier estimate as `m ↦ decay·m + zero`;
-/// two segments compose as `(d_a·d_b, d_b·c_a + c_b)`.
+/// two segments compose as `(d_a·d_b, d_b·c_a + c_b)`. `zero` is kept in `F`,
+/// updated exactly as Keras and PyTorch do; `decay`, `norm` and `debiased` in
+/// `f64` whatever `F` is: with `β = 1` (the batch average) `norm` counts
+/// batches, which an `f32` could not do past 2²⁴, and the running average
+/// must not drift by an `f32` rounding per batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Ema<F> {
     pub(crate) steps: u64,
-    pub(crate) decay: F,
+    pub(crate) decay: f64,
     pub(crate) zero: F,
-    pub(crate) norm: F,
-    pub(crate) debiased: F,
+    pub(crate) norm: f64,
+    pub(crate) debiased: f64,
     pub(crate) first: F,
 }
 
@@ -240,24 +268,24 @@ impl<F: Float> Ema<F> {
     pub(crate) fn new() -> Self {
         Ema {
             steps: 0,
-            decay: F::one(),
+            decay: 1.0,
             zero: F::zero(),
-            norm: F::zero(),
-            debiased: F::zero(),
+            norm: 0.0,
+            debiased: 0.0,
             first: F::zero(),
         }
     }
 
     /// One step with batch mean `b`.
-    pub(crate) fn step(&mut self, beta: F, b: F) {
-        let one = F::one();
-        self.zero = beta * self.zero + (one - beta) * b;
-        let norm = beta * self.norm + one;
+    pub(crate) fn step(&mut self, w: &crate::params::EmaWeights<F>, b: F) {
+        // Keras's and PyTorch's own update, in F: m·old + b·new.
+        self.zero = self.zero * w.old + b * w.new;
+        let norm = w.beta * self.norm + 1.0;
+        let b64 = b.to_f64().unwrap_or(f64::NAN);
         self.debiased = if self.steps == 0 {
-            b
+            b64
         } else {
-            // A convex combination: never overflows, even for means near F::MAX.
-            self.debiased * (beta * self.norm / norm) + b * (one / norm)
+            blend(self.debiased, w.beta * self.norm / norm, b64, 1.0 / norm)
         };
         self.norm = norm;
         if self.steps == 0 {
@@ -266,8 +294,8 @@ impl<F: Float> Ema<F> {
         self.steps = self.steps.saturating_add(1);
         // βᵗ by repeated squaring: O(log t) roundings instead of t.
         self.decay = match i32::try_from(self.steps) {
-            Ok(t) => beta.powi(t),
-            Err(_) => self.decay * beta,
+            Ok(t) => w.beta.powi(t),
+            Err(_) => self.decay * w.beta,
         };
     }
 
@@ -283,9 +311,14 @@ impl<F: Float> Ema<F> {
         Ema {
             steps: self.steps.saturating_add(later.steps),
             decay: self.decay * later.decay,
-            zero: later.decay * self.zero + later.zero,
+            zero: to_f::<F>(later.decay) * self.zero + later.zero,
             norm,
-            debiased: self.debiased * (later.decay * self.norm / norm) + later.debiased * (later.norm / norm),
+            debiased: blend(
+                self.debiased,
+                later.decay * self.norm / norm,
+                later.debiased,
+                later.norm / norm,
+            ),
             first: self.first,
         }
     }
@@ -297,12 +330,12 @@ impl<F: Float> Ema<F> {
         match start {
             Zero => self.zero,
             _ if self.steps == 0 => F::nan(),
-            Debiased => self.debiased,
+            Debiased => to_f(self.debiased),
             // After one step the estimate *is* the first batch mean; the
             // general form below would round β·b₁ + (1 − β)·b₁ instead.
             FirstBatch if self.steps == 1 => self.first,
             // m_t = β^(t-1)·b₁ + Σ_{i≥2}(1−β)βᵗ⁻ⁱbᵢ = βᵗ·b₁ + zero.
-            FirstBatch => self.decay * self.first + self.zero,
+            FirstBatch => to_f::<F>(self.decay) * self.first + self.zero,
         }
     }
 }

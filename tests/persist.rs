@@ -97,7 +97,9 @@ fn value_of<T: Serialize>(x: &T) -> Value {
 
 // ---------------------------------------------------------------------------
 // Golden files: written by format version 1, frozen. They must keep loading
-// with these values; regenerating them is not a fix.
+// with these values; regenerating them is not a fix. (They were regenerated
+// once, before any release, when version 1 gained `torch_momentum` and the
+// moving average's f64 bookkeeping.)
 
 /// Loads a golden file as `Centering<F>` and checks that writing it again
 /// gives the same document (nothing lost, nothing renamed).
@@ -219,6 +221,33 @@ fn golden_moving_first_batch_f64() {
 }
 
 #[test]
+fn golden_moving_torch_zero_f32() {
+    let mut c = golden::<f32>(include_str!("golden/moving_torch_zero_f32.json"));
+    // Given as PyTorch's momentum 0.1: kept, and the update uses it.
+    assert_eq!(c.params().torch_momentum(), Some(0.1));
+    assert_eq!(c.params().momentum(), Some(0.9));
+    assert_eq!(c.params().start(), Some(EmaStart::Zero));
+    assert_eq!(c.n_samples_seen(), 7);
+    assert_eq!(c.n_batches(), 3);
+    // PyTorch's own update, in f32: running = (1 − μ)·running + μ·mean, from 0.
+    let (old, new) = (0.9f32, 0.1f32);
+    let pytorch = |means: &[[f32; 2]]| {
+        let mut m = [0.0f32; 2];
+        for b in means {
+            for j in 0..2 {
+                m[j] = m[j] * old + b[j] * new;
+            }
+        }
+        m
+    };
+    let means = [[2.0, -2.0], [10.0, 8.0], [-2.0, 2.0]];
+    assert_eq!(c.mean().unwrap().to_vec(), pytorch(&means).to_vec());
+    c.partial_fit(&array![[5.0f32, -1.0]]).unwrap();
+    let means = [[2.0, -2.0], [10.0, 8.0], [-2.0, 2.0], [5.0, -1.0]];
+    assert_eq!(c.mean().unwrap().to_vec(), pytorch(&means).to_vec());
+}
+
+#[test]
 fn golden_batch_average_f64() {
     let c = golden::<f64>(include_str!("golden/batch_average_f64.json"));
     assert_eq!(c.params().mode(), Mode::BatchAverage);
@@ -246,7 +275,10 @@ fn unfitted_round_trips_in_every_format() {
         json!({
             "format_version": 1,
             "dtype": "f32",
-            "params": {"mode": "moving_average", "momentum": 0.75, "start": "zero", "nan_policy": "ignore"},
+            "params": {
+                "mode": "moving_average", "momentum": 0.75, "torch_momentum": 0.25,
+                "start": "zero", "nan_policy": "ignore"
+            },
             "state": null
         })
     );
@@ -374,6 +406,9 @@ fn batch(d: usize) -> impl Strategy<Value = Batch> {
 #[derive(Debug, Clone)]
 struct Plan {
     mode: Mode,
+    /// A moving average given in PyTorch's convention, with `momentum` read
+    /// as PyTorch's momentum μ.
+    torch: bool,
     policy: NanPolicy,
     d: usize,
     /// Batches fitted into the estimator.
@@ -401,10 +436,11 @@ fn mode() -> impl Strategy<Value = Mode> {
 fn plan() -> impl Strategy<Value = Plan> {
     (
         mode(),
+        any::<bool>(),
         prop_oneof![Just(NanPolicy::Reject), Just(NanPolicy::Ignore)],
         1usize..=4,
     )
-        .prop_flat_map(|(mode, policy, d)| {
+        .prop_flat_map(|(mode, torch, policy, d)| {
             (
                 proptest::collection::vec(batch(d), 0..5),
                 proptest::collection::vec(batch(d), 0..3),
@@ -412,6 +448,7 @@ fn plan() -> impl Strategy<Value = Plan> {
             )
                 .prop_map(move |(batches, merged, next)| Plan {
                     mode,
+                    torch,
                     policy,
                     d,
                     batches,
@@ -435,12 +472,18 @@ fn fit_batch<F: centering::Element>(c: &mut Centering<F>, b: &Batch, d: usize) {
     };
 }
 
+fn params_of(p: &Plan) -> ValidParams {
+    let params = match p.mode {
+        Mode::MovingAverage { momentum, start } if p.torch => {
+            CenteringParams::new().torch_momentum(momentum).start(start)
+        }
+        mode => CenteringParams::new().mode(mode),
+    };
+    params.nan_policy(p.policy).check().unwrap()
+}
+
 fn build<F: centering::Element>(p: &Plan) -> Centering<F> {
-    let params = CenteringParams::new()
-        .mode(p.mode)
-        .nan_policy(p.policy)
-        .check()
-        .unwrap();
+    let params = params_of(p);
     let mut c = Centering::<F>::with_params(params);
     for b in &p.batches {
         fit_batch(&mut c, b, p.d);
@@ -520,13 +563,41 @@ fn params_round_trip_and_are_validated() {
     let v = value_of(&p);
     assert_eq!(
         v,
-        json!({"mode": "moving_average", "momentum": 0.99, "start": "first_batch", "nan_policy": "reject"})
+        json!({
+            "mode": "moving_average", "momentum": 0.99, "torch_momentum": null,
+            "start": "first_batch", "nan_policy": "reject"
+        })
     );
     assert_eq!(serde_json::from_value::<ValidParams>(v).unwrap(), p);
     assert_eq!(postcard::from_bytes::<ValidParams>(&to_postcard(&p)).unwrap(), p);
     let bad = json!({"mode": "moving_average", "momentum": 1.5, "start": "zero", "nan_policy": "reject"});
     let err = serde_json::from_value::<ValidParams>(bad).unwrap_err().to_string();
     assert!(err.contains("field `params.momentum`"), "{err}");
+    // PyTorch's convention survives, and stays distinct from Keras's.
+    for mu in [0.1, 0.01, 0.3, 0.0, 1.0, 1e-300] {
+        let t = CenteringParams::new().torch_momentum(mu).check().unwrap();
+        let v = value_of(&t);
+        assert_eq!(v["torch_momentum"], json!(mu));
+        assert_eq!(v["momentum"], json!(1.0 - mu));
+        let back: ValidParams = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.torch_momentum(), Some(mu));
+        assert_eq!(postcard::from_bytes::<ValidParams>(&to_postcard(&t)).unwrap(), t);
+        assert_eq!(from_cbor::<ValidParams>(&to_cbor(&t)).unwrap(), t);
+        let keras = CenteringParams::new().moving_average(1.0 - mu).check().unwrap();
+        assert_ne!(serde_json::from_value::<ValidParams>(value_of(&keras)).unwrap(), t);
+    }
+    // An omitted torch_momentum is null (Keras's convention).
+    let v = json!({"mode": "moving_average", "momentum": 0.9, "start": "zero", "nan_policy": "reject"});
+    let p: ValidParams = serde_json::from_value(v).unwrap();
+    assert_eq!(
+        p,
+        CenteringParams::new()
+            .moving_average(0.9)
+            .start(EmaStart::Zero)
+            .check()
+            .unwrap()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -550,8 +621,8 @@ fn a_future_version_is_reported_before_its_unknown_layout() {
     assert!(err.contains("newer release"), "{err}");
     // The same in postcard, where the version is the first varint.
     let mut bytes = to_postcard(&cumulative_f64());
-    assert_eq!(bytes[0], 2, "zigzag varint of 1");
-    bytes[0] = 4; // version 2
+    assert_eq!(bytes[0], 1, "the varint of 1");
+    bytes[0] = 2; // version 2
     bytes.truncate(3);
     let err = postcard::from_bytes::<Centering<f64>>(&bytes).unwrap_err().to_string();
     assert!(
@@ -677,10 +748,15 @@ fn rejects_negative_weights() {
     v["state"]["accumulator"]["cumulative"]["weight_hi"][1] = json!(-4.5);
     let err = rejects::<f64>(&v, "state.accumulator.cumulative.weight_hi");
     assert!(err.contains("feature 1"), "{err}");
-    // A pair whose value is negative.
+    // A pair whose value is negative is not normalised (hi = 0).
     let mut v = value_of(&cumulative_f64());
     v["state"]["accumulator"]["cumulative"]["weight_hi"][0] = json!(0.0);
     v["state"]["accumulator"]["cumulative"]["weight_lo"][0] = json!(-1.0);
+    rejects::<f64>(&v, "state.accumulator.cumulative.weight_lo");
+    // A negative weight with a normalised pair.
+    let mut v = value_of(&cumulative_f64());
+    v["state"]["accumulator"]["cumulative"]["weight_hi"][0] = json!(-1.0);
+    v["state"]["accumulator"]["cumulative"]["weight_lo"][0] = json!(-1e-20);
     rejects::<f64>(&v, "state.accumulator.cumulative.weight_hi");
 }
 
@@ -975,6 +1051,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
             Just("state".to_owned()),
             Just("mode".to_owned()),
             Just("momentum".to_owned()),
+            Just("torch_momentum".to_owned()),
             Just("cumulative".to_owned()),
             Just("moving".to_owned()),
             "[a-z_]{0,12}",
@@ -1100,5 +1177,643 @@ fn counts_near_u64_max_saturate_after_load() {
         loaded.merge(&other).unwrap();
         assert_eq!(loaded.n_samples_seen(), u64::MAX);
         assert!(loaded.mean().unwrap().iter().all(|m| m.is_finite()));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PyTorch's convention is part of the state.
+
+fn torch_f64(mu: f64) -> Centering<f64> {
+    let mut c: Centering<f64> = CenteringParams::new()
+        .torch_momentum(mu)
+        .start(EmaStart::Zero)
+        .build()
+        .unwrap();
+    c.partial_fit(&array![[0.1, 3.0], [0.7, -1.0]]).unwrap();
+    c.partial_fit(&array![[1.3, 2.5]]).unwrap();
+    c
+}
+
+#[test]
+fn torch_convention_round_trips_and_keeps_fitting_identically() {
+    let next = array![[0.3, -7.0]];
+    for mu in [0.1, 0.3, 0.01] {
+        let c = torch_f64(mu);
+        let loaded = [
+            serde_json::from_str::<Centering<f64>>(&to_json(&c)).unwrap(),
+            postcard::from_bytes::<Centering<f64>>(&to_postcard(&c)).unwrap(),
+            from_cbor::<Centering<f64>>(&to_cbor(&c)).unwrap(),
+        ];
+        for mut back in loaded {
+            assert_eq!(back, c);
+            assert_eq!(back.params().torch_momentum(), Some(mu));
+            let mut original = c.clone();
+            original.partial_fit(&next).unwrap();
+            back.partial_fit(&next).unwrap();
+            assert_eq!(bits(&back), bits(&original));
+            assert_eq!(mean_bits(&back), mean_bits(&original));
+        }
+    }
+    // Why it is stored: read as Keras's 0.9, the new-value weight would be
+    // 1 − 0.9 = 0.09999999999999998 instead of 0.1, and fitting would drift.
+    let c = torch_f64(0.1);
+    let mut v = value_of(&c);
+    v["params"]["torch_momentum"] = json!(null);
+    let mut keras: Centering<f64> = serde_json::from_value(v).unwrap();
+    assert_ne!(keras, c);
+    let mut original = c.clone();
+    original.partial_fit(&next).unwrap();
+    keras.partial_fit(&next).unwrap();
+    assert_ne!(mean_bits(&keras), mean_bits(&original));
+}
+
+#[test]
+fn rejects_bad_torch_momenta() {
+    // Out of range, or not the μ whose 1 − μ is the stored momentum (0.75).
+    for bad in [
+        json!(1.5),
+        json!(-0.1),
+        json!(0.5),
+        json!(0.2500000000000001),
+        json!(1e300),
+    ] {
+        let mut v = value_of(&torch_f64(0.25));
+        v["params"]["torch_momentum"] = bad;
+        rejects::<f64>(&v, "params.torch_momentum");
+    }
+    // The momentum edited without its μ.
+    let mut v = value_of(&torch_f64(0.25));
+    v["params"]["momentum"] = json!(0.5);
+    let err = rejects::<f64>(&v, "params.torch_momentum");
+    assert!(err.contains("1 − μ = momentum"), "{err}");
+    // A PyTorch momentum in a mode that has none.
+    let mut v = value_of(&cumulative_f64());
+    v["params"]["torch_momentum"] = json!(0.1);
+    rejects::<f64>(&v, "params.torch_momentum");
+    let mut c: Centering<f64> = CenteringParams::new().batch_average().build().unwrap();
+    c.partial_fit(&array![[1.0]]).unwrap();
+    let mut v = value_of(&c);
+    v["params"]["torch_momentum"] = json!(0.0);
+    rejects::<f64>(&v, "params.torch_momentum");
+    // NaN, through CBOR.
+    let mut v = ciborium::Value::serialized(&torch_f64(0.25)).unwrap();
+    set_cbor(&mut v, &["params", "torch_momentum"], ciborium::Value::Float(f64::NAN));
+    let err = cbor_rejects::<f64>(&v);
+    assert!(err.contains("field `params.torch_momentum`"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Integers: u64 and i32 on the wire, so that every format can hold them.
+
+/// A serde format without 128-bit integers, like rmp-serde (by default),
+/// TOML or BSON: serde's default `serialize_i128`/`serialize_u128` fail.
+/// It records the integer types it is handed.
+#[derive(Default)]
+struct No128 {
+    ints: std::collections::BTreeSet<&'static str>,
+}
+
+#[derive(Debug)]
+struct No128Error(String);
+
+impl std::fmt::Display for No128Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for No128Error {}
+
+impl serde::ser::Error for No128Error {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        No128Error(msg.to_string())
+    }
+}
+
+macro_rules! no128_ints {
+    ($($method:ident: $ty:ty),*) => {$(
+        fn $method(self, _: $ty) -> Result<(), No128Error> {
+            self.ints.insert(stringify!($ty));
+            Ok(())
+        }
+    )*};
+}
+
+macro_rules! no128_compound {
+    ($($trait:ident: $method:ident $(($key:ident))?),*) => {$(
+        impl serde::ser::$trait for &mut No128 {
+            type Ok = ();
+            type Error = No128Error;
+            fn $method<T: ?Sized + Serialize>(&mut self, $($key: &'static str,)? value: &T) -> Result<(), No128Error> {
+                $(let _ = $key;)?
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> Result<(), No128Error> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+no128_compound! {
+    SerializeSeq: serialize_element,
+    SerializeTuple: serialize_element,
+    SerializeTupleStruct: serialize_field,
+    SerializeTupleVariant: serialize_field,
+    SerializeStruct: serialize_field(key),
+    SerializeStructVariant: serialize_field(key)
+}
+
+impl serde::ser::SerializeMap for &mut No128 {
+    type Ok = ();
+    type Error = No128Error;
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), No128Error> {
+        key.serialize(&mut **self)
+    }
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), No128Error> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), No128Error> {
+        Ok(())
+    }
+}
+
+impl serde::Serializer for &mut No128 {
+    type Ok = ();
+    type Error = No128Error;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    no128_ints!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64);
+    no128_ints!(serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
+
+    fn serialize_bool(self, _: bool) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_f32(self, _: f32) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_f64(self, _: f64) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_char(self, _: char) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_str(self, _: &str) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), No128Error> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), No128Error> {
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<(), No128Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), No128Error> {
+        value.serialize(self)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self, No128Error> {
+        Ok(self)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self, No128Error> {
+        Ok(self)
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, No128Error> {
+        Ok(self)
+    }
+    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self, No128Error> {
+        Ok(self)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self, No128Error> {
+        Ok(self)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, No128Error> {
+        Ok(self)
+    }
+    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self, No128Error> {
+        Ok(self)
+    }
+}
+
+#[test]
+fn serialises_in_formats_without_128_bit_integers() {
+    // The unfitted estimator too: its format version is an integer.
+    let mut with_max = cumulative_f64();
+    with_max
+        .partial_fit(&array![[f64::MAX, 1.0, 2.0], [f64::MAX, 1.0, 2.0]])
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut check = |c: &dyn erased::State| {
+        let mut s = No128::default();
+        c.write(&mut s)
+            .unwrap_or_else(|e| panic!("a format without i128 fails: {e}"));
+        seen.extend(s.ints);
+    };
+    check(&Centering::<f64>::new());
+    check(&Centering::<f32>::new());
+    check(&with_max);
+    check(&cumulative_ignore_f64());
+    check(&moving_f64(EmaStart::Debiased, NanPolicy::Ignore));
+    check(&torch_f64(0.1));
+    check(&CenteringParams::new().torch_momentum(0.1).check().unwrap());
+    assert_eq!(seen, ["i32", "u64"].into_iter().collect());
+}
+
+/// `Serialize` for the estimators and parameters above, as a trait object.
+mod erased {
+    pub trait State {
+        fn write(&self, s: &mut super::No128) -> Result<(), super::No128Error>;
+    }
+    impl<T: serde::Serialize> State for T {
+        fn write(&self, s: &mut super::No128) -> Result<(), super::No128Error> {
+            self.serialize(s)
+        }
+    }
+}
+
+#[test]
+fn integers_are_range_checked_with_the_field_named() {
+    // JSON: fractional, negative and oversized values reach the checks.
+    for (path, bad) in [
+        (&["state", "n_samples"][..], json!(2.5)),
+        (&["state", "n_batches"][..], json!(-2)),
+        (&["state", "n_features"][..], json!(1e30)),
+        (&["format_version"][..], json!(1.5)),
+    ] {
+        let mut v = value_of(&cumulative_f64());
+        let mut cur = &mut v;
+        for k in path {
+            cur = &mut cur[*k];
+        }
+        *cur = bad;
+        rejects::<f64>(&v, &path.join("."));
+    }
+    for bad in [json!(1u64 << 40), json!(-(1i64 << 40)), json!(0.5)] {
+        let mut v = value_of(&cumulative_f64());
+        v["state"]["accumulator"]["cumulative"]["scale"][0] = bad;
+        rejects::<f64>(&v, "state.accumulator.cumulative.scale");
+    }
+    let mut v = value_of(&moving_f64(EmaStart::Zero, NanPolicy::Ignore));
+    v["state"]["accumulator"]["moving"]["steps"][1] = json!(1.25);
+    rejects::<f64>(&v, "state.accumulator.moving.steps");
+    // CBOR refuses a negative number for a u64 itself; the field is named
+    // all the same.
+    let int = |i: i64| ciborium::Value::Integer(i.into());
+    for (path, field) in [
+        (&["format_version"][..], "format_version"),
+        (&["state", "n_samples"][..], "state.n_samples"),
+        (&["state", "n_batches"][..], "state.n_batches"),
+        (&["state", "n_features"][..], "state.n_features"),
+    ] {
+        let mut v = ciborium::Value::serialized(&cumulative_f64()).unwrap();
+        set_cbor(&mut v, path, int(-1));
+        let err = cbor_rejects::<f64>(&v);
+        assert!(err.contains(&format!("field `{field}`")), "{err}");
+    }
+    let mut v = ciborium::Value::serialized(&moving_f64(EmaStart::Zero, NanPolicy::Ignore)).unwrap();
+    set_cbor_index(&mut v, &["state", "accumulator", "moving", "steps"], 0, int(-3));
+    let err = cbor_rejects::<f64>(&v);
+    assert!(err.contains("field `state.accumulator.moving.steps`"), "{err}");
+    let mut v = ciborium::Value::serialized(&cumulative_f64()).unwrap();
+    set_cbor_index(
+        &mut v,
+        &["state", "accumulator", "cumulative", "scale"],
+        0,
+        int(1 << 40),
+    );
+    let err = cbor_rejects::<f64>(&v);
+    assert!(err.contains("field `state.accumulator.cumulative.scale`"), "{err}");
+    // A negative format version is still reported as the version, first.
+    let text = r#"{"format_version": -1, "layout": "columnar"}"#;
+    let err = serde_json::from_str::<Centering<f64>>(text).unwrap_err().to_string();
+    assert!(err.contains("field `format_version`"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Double-word pairs must be normalised.
+
+#[test]
+fn rejects_pairs_that_are_not_normalised() {
+    let mut c = Centering::<f64>::new();
+    c.partial_fit(&array![[5.0]]).unwrap();
+    let v0 = value_of(&c);
+    assert_eq!(v0["state"]["accumulator"]["cumulative"]["sum_hi"], json!([5.0]));
+    assert_eq!(v0["state"]["accumulator"]["cumulative"]["weight_hi"], json!([1.0]));
+    // The reviewer's state: a weight of 1 + (−1) = 0 posing as 1 (it used
+    // to load with a mean of 10).
+    let mut v = v0.clone();
+    v["state"]["accumulator"]["cumulative"]["weight_lo"] = json!([-1.0]);
+    let err = rejects::<f64>(&v, "state.accumulator.cumulative.weight_lo");
+    assert!(err.contains("normalised"), "{err}");
+    let mut v = v0.clone();
+    v["state"]["accumulator"]["cumulative"]["sum_lo"] = json!([1.0]);
+    rejects::<f64>(&v, "state.accumulator.cumulative.sum_lo");
+    let mut v = v0.clone();
+    v["state"]["accumulator"]["cumulative"]["sum_hi"] = json!([0.0]);
+    v["state"]["accumulator"]["cumulative"]["sum_lo"] = json!([5.0]);
+    rejects::<f64>(&v, "state.accumulator.cumulative.sum_lo");
+    // Half an ulp is the limit: hi + lo still rounds (to even) to hi.
+    let mut v = v0.clone();
+    v["state"]["accumulator"]["cumulative"]["weight_lo"] = json!([f64::EPSILON / 2.0]);
+    serde_json::from_value::<Centering<f64>>(v).expect("normalised");
+    let mut v = v0.clone();
+    v["state"]["accumulator"]["cumulative"]["weight_lo"] = json!([f64::EPSILON]);
+    rejects::<f64>(&v, "state.accumulator.cumulative.weight_lo");
+    // The same in f32, whose pairs are normalised in f32.
+    let mut c = Centering::<f32>::new();
+    c.partial_fit(&array![[5.0f32]]).unwrap();
+    let mut v = value_of(&c);
+    v["state"]["accumulator"]["cumulative"]["weight_lo"] = json!([f64::from(f32::EPSILON / 2.0)]);
+    serde_json::from_value::<Centering<f32>>(v.clone()).expect("normalised in f32");
+    v["state"]["accumulator"]["cumulative"]["weight_lo"] = json!([f64::from(f32::EPSILON)]);
+    rejects::<f32>(&v, "state.accumulator.cumulative.weight_lo");
+}
+
+// ---------------------------------------------------------------------------
+// Moving states: decay and norm must match the steps and the momentum.
+
+const DECAY: &str = "state.accumulator.moving.decay";
+const NORM: &str = "state.accumulator.moving.norm";
+
+#[test]
+fn rejects_a_norm_other_than_the_step_count_with_momentum_one() {
+    // The reviewer's state: one batch, yet a norm of 1e300 (later batches
+    // would barely move the average).
+    let mut c: Centering<f64> = CenteringParams::new().batch_average().build().unwrap();
+    c.partial_fit(&array![[2.0]]).unwrap();
+    let mut v = value_of(&c);
+    v["state"]["accumulator"]["moving"]["norm"] = json!([1e300]);
+    v["state"]["accumulator"]["moving"]["debiased"] = json!([2.0]);
+    let err = rejects::<f64>(&v, NORM);
+    assert!(err.contains("step count 1"), "{err}");
+    for bad in [2.0, 1.0 + f64::EPSILON] {
+        let mut v = value_of(&c);
+        v["state"]["accumulator"]["moving"]["norm"] = json!([bad]);
+        rejects::<f64>(&v, NORM);
+    }
+    // Momentum 1 in the moving average follows the same rule.
+    let mut c: Centering<f64> = CenteringParams::new().moving_average(1.0).build().unwrap();
+    c.partial_fit(&array![[2.0]]).unwrap();
+    c.partial_fit(&array![[4.0]]).unwrap();
+    let mut v = value_of(&c);
+    assert_eq!(v["state"]["accumulator"]["moving"]["norm"], json!([2.0]));
+    v["state"]["accumulator"]["moving"]["norm"] = json!([3.0]);
+    rejects::<f64>(&v, NORM);
+}
+
+#[test]
+fn rejects_decay_and_norm_inconsistent_with_the_momentum() {
+    // Momentum 0.9, 2 steps: decay 0.81, norm 1.9.
+    let c = moving_f64(EmaStart::Debiased, NanPolicy::Reject);
+    let v0 = value_of(&c);
+    let moving = |v: &Value, f: &str| v["state"]["accumulator"]["moving"][f][0].as_f64().unwrap();
+    let set = |f: &str, x: f64| {
+        let mut v = v0.clone();
+        v["state"]["accumulator"]["moving"][f][0] = json!(x);
+        v
+    };
+    let (decay, norm) = (moving(&v0, "decay"), moving(&v0, "norm"));
+    assert_eq!((decay, norm), (0.9f64.powi(2), 1.9));
+    for bad in [decay * (1.0 + 1e-12), decay * (1.0 - 1e-9), 0.5, 1.0, 0.0] {
+        rejects::<f64>(&set("decay", bad), DECAY);
+    }
+    for bad in [norm * (1.0 + 1e-12), 1.0, 2.0, 1e300] {
+        rejects::<f64>(&set("norm", bad), NORM);
+    }
+    // A few ulps are rounding, not corruption.
+    let up = |x: f64| f64::from_bits(x.to_bits() + 3);
+    serde_json::from_value::<Centering<f64>>(set("decay", up(decay))).expect("within tolerance");
+    serde_json::from_value::<Centering<f64>>(set("norm", up(norm))).expect("within tolerance");
+    // Momentum 0: decay 0 and norm 1 after any step.
+    let mut c: Centering<f64> = CenteringParams::new().moving_average(0.0).build().unwrap();
+    c.partial_fit(&array![[1.0]]).unwrap();
+    c.partial_fit(&array![[3.0]]).unwrap();
+    let mut v = value_of(&c);
+    assert_eq!(v["state"]["accumulator"]["moving"]["norm"], json!([1.0]));
+    v["state"]["accumulator"]["moving"]["norm"] = json!([2.0]);
+    rejects::<f64>(&v, NORM);
+    // In an f32 state too (decay and norm are f64 whatever F).
+    let mut c: Centering<f32> = CenteringParams::new().moving_average(0.9).build().unwrap();
+    c.partial_fit(&array![[1.0f32]]).unwrap();
+    c.partial_fit(&array![[2.0f32]]).unwrap();
+    let mut v = value_of(&c);
+    assert_eq!(v["state"]["accumulator"]["moving"]["decay"], json!([0.9f64.powi(2)]));
+    v["state"]["accumulator"]["moving"]["decay"] = json!([f64::from(0.9f32 * 0.9f32)]);
+    rejects::<f32>(&v, DECAY);
+}
+
+#[test]
+fn rejects_a_debiased_mean_beyond_the_element_type() {
+    let mut c: Centering<f32> = CenteringParams::new().moving_average(0.5).build().unwrap();
+    c.partial_fit(&array![[f32::MAX]]).unwrap();
+    c.partial_fit(&array![[f32::MAX]]).unwrap();
+    let v0 = value_of(&c);
+    assert_eq!(c.mean().unwrap()[0], f32::MAX);
+    let mut v = v0.clone();
+    v["state"]["accumulator"]["moving"]["debiased"] = json!([1e300]);
+    rejects::<f32>(&v, "state.accumulator.moving.debiased");
+    // Whatever the start: under Zero the debiased estimate is not the mean,
+    // but it is still an average of f32 batch means.
+    let mut v = v0;
+    v["params"]["start"] = json!("zero");
+    v["state"]["accumulator"]["moving"]["debiased"] = json!([-1e39]);
+    rejects::<f32>(&v, "state.accumulator.moving.debiased");
+}
+
+/// `k` single-row batches with momentum `beta` (PyTorch's `1 − beta` when
+/// `torch`), from the `offset`-th of a fixed stream.
+fn segment<F: centering::Element>(beta: f64, torch: bool, policy: NanPolicy, offset: usize, k: usize) -> Centering<F> {
+    let p = if torch {
+        CenteringParams::new().torch_momentum(1.0 - beta)
+    } else {
+        CenteringParams::new().moving_average(beta)
+    };
+    let mut c: Centering<F> = p.start(EmaStart::Debiased).nan_policy(policy).build().unwrap();
+    for i in offset..offset + k {
+        let x = ((i * 7919) % 201) as f64 - 100.0;
+        // Under NaN-ignore, the second feature misses every third batch.
+        let y = if policy == NanPolicy::Ignore && i % 3 == 0 {
+            f64::NAN
+        } else {
+            x * 0.5 + 1.0
+        };
+        c.partial_fit(&array![[F::from(x).unwrap(), F::from(y).unwrap()]])
+            .unwrap();
+    }
+    c
+}
+
+/// Loads `c` back from JSON, postcard and CBOR, expecting the same state.
+fn reloads<F: centering::Element>(c: &Centering<F>, what: &str)
+where
+    Centering<F>: Serialize + DeserializeOwned,
+{
+    let json = serde_json::from_str::<Centering<F>>(&to_json(c)).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(&json, c, "{what}");
+    let post = postcard::from_bytes::<Centering<F>>(&to_postcard(c)).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(&post, c, "{what}");
+    let cbor = from_cbor::<Centering<F>>(&to_cbor(c)).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(&cbor, c, "{what}");
+}
+
+const MOMENTA: [f64; 11] = [
+    0.0,
+    1e-300,
+    f64::EPSILON,
+    0.1,
+    0.5,
+    0.9,
+    0.99,
+    0.999_999,
+    1.0 - f64::EPSILON,
+    1.0 - f64::EPSILON / 2.0,
+    1.0,
+];
+
+/// Merging composes `decay` and `norm` differently from stepping; whatever
+/// the shape of the merge tree, the result must pass the consistency check.
+#[test]
+fn merged_moving_states_load_whatever_the_merge_tree() {
+    fn shapes<F: centering::Element>(beta: f64, torch: bool, policy: NanPolicy)
+    where
+        Centering<F>: Serialize + DeserializeOwned,
+    {
+        let lens: Vec<usize> = (0..40).map(|i| 1 + (i * 13) % 17).collect();
+        let mut offsets = vec![0];
+        for l in &lens {
+            offsets.push(offsets.last().unwrap() + l);
+        }
+        let segs: Vec<Centering<F>> = lens
+            .iter()
+            .zip(&offsets)
+            .map(|(&k, &o)| segment::<F>(beta, torch, policy, o, k))
+            .collect();
+        let what = format!("beta {beta}, torch {torch}, {policy:?}");
+        // Left-deep: ((a·b)·c)·…
+        let mut left = segs[0].clone();
+        for s in &segs[1..] {
+            left.merge(s).unwrap();
+        }
+        reloads(&left, &format!("left-deep, {what}"));
+        // Right-deep: a·(b·(c·…)).
+        let mut right = segs.last().unwrap().clone();
+        for s in segs[..segs.len() - 1].iter().rev() {
+            let mut s = s.clone();
+            s.merge(&right).unwrap();
+            right = s;
+        }
+        reloads(&right, &format!("right-deep, {what}"));
+        // Balanced.
+        let mut level = segs.clone();
+        while level.len() > 1 {
+            level = level
+                .chunks(2)
+                .map(|p| {
+                    let mut a = p[0].clone();
+                    if let Some(b) = p.get(1) {
+                        a.merge(b).unwrap();
+                    }
+                    a
+                })
+                .collect();
+        }
+        reloads(&level[0], &format!("balanced, {what}"));
+        // The same batches, one after the other.
+        let whole = segment::<F>(beta, torch, policy, 0, *offsets.last().unwrap());
+        reloads(&whole, &format!("stream, {what}"));
+        assert_eq!(whole.n_batches(), left.n_batches());
+    }
+    for beta in MOMENTA {
+        for torch in [false, true] {
+            for policy in [NanPolicy::Reject, NanPolicy::Ignore] {
+                shapes::<f64>(beta, torch, policy);
+                shapes::<f32>(beta, torch, policy);
+            }
+        }
+    }
+}
+
+/// Thousands of single-batch segments merged right to left: every batch's
+/// term goes through thousands of additions, the worst case for `norm`.
+#[test]
+fn long_merge_chains_load() {
+    for beta in [0.9999, 0.5, 1.0 - f64::EPSILON] {
+        let n = 3000;
+        let mut acc = segment::<f64>(beta, false, NanPolicy::Reject, n - 1, 1);
+        for i in (0..n - 1).rev() {
+            let mut s = segment::<f64>(beta, false, NanPolicy::Reject, i, 1);
+            s.merge(&acc).unwrap();
+            acc = s;
+        }
+        assert_eq!(acc.n_batches(), n as u64);
+        reloads(&acc, &format!("right-deep chain, beta {beta}"));
+        // And thousands of steps after a merge.
+        let mut c = segment::<f64>(beta, false, NanPolicy::Reject, 0, 1);
+        c.merge(&segment::<f64>(beta, false, NanPolicy::Reject, 1, 1)).unwrap();
+        for i in 2..n {
+            c.partial_fit(&array![[i as f64, -(i as f64)]]).unwrap();
+        }
+        reloads(&c, &format!("steps after a merge, beta {beta}"));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random segments merged in a random order (always in stream order)
+    /// load, in f64 and f32.
+    #[test]
+    fn merged_moving_states_always_load(
+        beta in prop_oneof![proptest::sample::select(MOMENTA.to_vec()), 0.0..=1.0f64],
+        torch in any::<bool>(),
+        ignore in any::<bool>(),
+        lens in proptest::collection::vec(1usize..60, 1..10),
+        order in proptest::collection::vec(any::<usize>(), 0..10),
+    ) {
+        let policy = if ignore { NanPolicy::Ignore } else { NanPolicy::Reject };
+        fn merged<F: centering::Element>(beta: f64, torch: bool, policy: NanPolicy, lens: &[usize], order: &[usize]) -> Centering<F> {
+            let mut offset = 0;
+            let mut segs: Vec<Centering<F>> = lens
+                .iter()
+                .map(|&k| {
+                    offset += k;
+                    segment::<F>(beta, torch, policy, offset - k, k)
+                })
+                .collect();
+            let mut order = order.iter();
+            while segs.len() > 1 {
+                let i = order.next().copied().unwrap_or(0) % (segs.len() - 1);
+                let later = segs.remove(i + 1);
+                segs[i].merge(&later).unwrap();
+            }
+            segs.pop().unwrap()
+        }
+        reloads(&merged::<f64>(beta, torch, policy, &lens, &order), "f64");
+        reloads(&merged::<f32>(beta, torch, policy, &lens, &order), "f32");
     }
 }
