@@ -340,7 +340,9 @@ impl<F: Element> Centering<F> {
     }
 
     /// Forgets everything, then [`partial_fit`](Self::partial_fit)s `x`.
-    /// On error the previous state is kept.
+    /// On error the previous state is kept. Fitting an empty batch (no
+    /// samples) therefore leaves the estimator unfitted, where scikit-learn
+    /// would raise: the forgetting happens, the batch adds nothing.
     ///
     /// # Errors
     ///
@@ -647,9 +649,10 @@ impl<F: Element> Centering<F> {
     /// # Errors
     ///
     /// [`CenteringError::IncompatibleMerge`] for a different mode, momentum,
-    /// start or NaN policy; [`CenteringError::FeatureMismatch`] for a
-    /// different `D`; [`CenteringError::WeightOverflow`]. On error `self` is
-    /// unchanged.
+    /// start, NaN policy or number of features;
+    /// [`CenteringError::WeightOverflow`]. On error `self` is unchanged.
+    /// (Momenta given in different conventions but equal, such as Keras's
+    /// 0.9 and PyTorch's 0.1, merge; the result keeps `self`'s convention.)
     ///
     /// # Examples
     ///
@@ -686,9 +689,10 @@ impl<F: Element> Centering<F> {
             return Ok(self);
         };
         if ours.n_features() != theirs.n_features() {
-            return Err(CenteringError::FeatureMismatch {
-                expected: ours.n_features(),
-                found: theirs.n_features(),
+            return Err(CenteringError::IncompatibleMerge {
+                what: "number of features",
+                this: ours.n_features().to_string(),
+                other: theirs.n_features().to_string(),
             });
         }
         let acc = match (&ours.acc, &theirs.acc) {
@@ -766,25 +770,13 @@ impl<F: Element> Centering<F> {
     /// it had samples (`None` for a no-op).
     fn fold(&mut self, x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>) -> Result<Option<Vec<F>>> {
         let (d, n) = self.check_shape(x.shape())?;
-        // Bad weights are reported in the weights' own axes, not in the
-        // broadcast view's (a `(n0,)` weight names `[i]`, not `[i, 0, …]`).
-        let given = w;
-        let column = match w {
-            Some(w) => Some(weights_for(x, w)?),
-            None => None,
-        };
-        let samples = IxDyn(&x.shape()[..x.ndim() - 1]);
-        let w = match &column {
-            Some(c) => Some(c.broadcast(samples).ok_or_else(|| CenteringError::WeightShape {
-                expected: x.shape()[..x.ndim() - 1].to_vec(),
-                found: c.shape().to_vec(),
-            })?),
-            None => None,
-        };
+        let column = w.map(|w| weights_for(x, w)).transpose()?;
         if n == 0 {
             return Ok(None);
         }
-        if let Some(given) = given
+        // Bad weights are reported in the weights' own axes, not in the
+        // broadcast view's (a `(n0,)` weight names `[i]`, not `[i, 0, …]`).
+        if let Some(given) = w
             && let Some((index, weight)) = kernels::general::first_bad_weight(given)
         {
             return Err(CenteringError::InvalidWeight {
@@ -792,7 +784,12 @@ impl<F: Element> Centering<F> {
                 weight: weight.to_f64().unwrap_or(f64::NAN),
             });
         }
-        let batch = kernels::reduce(x, w.as_ref(), self.params.nan_policy())?;
+        let samples = IxDyn(&x.shape()[..x.ndim() - 1]);
+        let weights = column.as_ref().map(|c| {
+            c.broadcast(samples)
+                .expect("weights_for returns a view that broadcasts to the sample axes")
+        });
+        let batch = kernels::reduce(x, weights.as_ref(), self.params.nan_policy())?;
         if batch.is_empty() {
             // Zero total weight, or every value missing: nothing to learn.
             return Ok(Some(batch.means()));

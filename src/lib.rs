@@ -585,8 +585,10 @@
 //!
 //! - **`rayon`** (default): splits large inputs across rayon's global pool.
 //!   Results are bit-identical without it.
-//! - **`serde`** (default): `Serialize`/`Deserialize` for the parameter types
-//!   and versioned, validated persistence of the fitted state.
+//! - **`serde`** (default): `Serialize`/`Deserialize` for [`Centering`] and
+//!   [`ValidParams`] through one versioned, validated schema (see
+//!   [`STATE_FORMAT_VERSION`]); the parameter enums have no wire form of
+//!   their own.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]

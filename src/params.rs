@@ -17,7 +17,6 @@ use crate::error::{CenteringError, Result};
 /// Debiased:   m_t = Σᵢ βᵗ⁻ⁱ·bᵢ / Σᵢ βᵗ⁻ⁱ                 (pandas adjust=True; Zero / (1 − βᵗ))
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum EmaStart {
     /// Start at 0, exactly as Keras' `BatchNormalization` and PyTorch's
     /// `BatchNorm` do: the estimate is biased towards 0 for the first
@@ -33,7 +32,6 @@ pub enum EmaStart {
 
 /// What to do with NaN and infinite values in batches given to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum NanPolicy {
     /// Any NaN or ±∞ in a batch is an error
     /// ([`CenteringError::NonFinite`]) naming its index; the state is unchanged.
@@ -49,7 +47,6 @@ pub enum NanPolicy {
 
 /// The estimation mode.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Mode {
     /// The exact mean of every sample seen so far, `Σ wᵢ xᵢ / Σ wᵢ`,
     /// independent of how the data was cut into batches
@@ -123,10 +120,14 @@ impl CenteringParams {
         Self::default()
     }
 
-    /// Sets the mode directly.
+    /// Sets the mode directly (a moving average's start given here wins
+    /// over an earlier [`start`](Self::start)).
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self.torch = None;
+        if let Mode::MovingAverage { start, .. } = mode {
+            self.start = Some(start);
+        }
         self
     }
 
@@ -142,7 +143,7 @@ impl CenteringParams {
     pub fn moving_average(self, momentum: f64) -> Self {
         let start = match self.mode {
             Mode::MovingAverage { start, .. } => start,
-            _ => EmaStart::default(),
+            _ => self.start.unwrap_or_default(),
         };
         self.mode(Mode::MovingAverage { momentum, start })
     }
@@ -167,8 +168,9 @@ impl CenteringParams {
         self.mode(Mode::BatchAverage)
     }
 
-    /// How a moving average starts (default [`EmaStart::Debiased`]).
-    /// Ignored by the other modes.
+    /// How a moving average starts (default [`EmaStart::Debiased`]); the
+    /// last call wins, before or after the momentum is set. Ignored by the
+    /// other modes.
     pub fn start(mut self, start: EmaStart) -> Self {
         self.start = Some(start);
         if let Mode::MovingAverage { momentum, .. } = self.mode {
@@ -200,10 +202,7 @@ impl CenteringParams {
                 if !(0.0..=1.0).contains(&momentum) {
                     return Err(CenteringError::InvalidMomentum { momentum });
                 }
-                Mode::MovingAverage {
-                    momentum,
-                    start: self.start.unwrap_or(start),
-                }
+                Mode::MovingAverage { momentum, start }
             }
             other => other,
         };
@@ -280,12 +279,14 @@ impl ValidParams {
     }
 
     /// Whether the moving average was given in PyTorch's convention.
+    #[cfg(feature = "serde")]
     pub(crate) fn given_as_torch(&self) -> Option<f64> {
         self.torch
     }
 
     /// Rebuilds checked parameters from stored parts (persistence), with the
     /// same validation as [`CenteringParams::check`].
+    #[cfg(feature = "serde")]
     pub(crate) fn from_parts(mode: Mode, nan_policy: NanPolicy, torch: Option<f64>) -> Result<Self> {
         let mut p = CenteringParams::new().mode(mode).nan_policy(nan_policy);
         if let (Some(t), Mode::MovingAverage { momentum, start }) = (torch, mode) {

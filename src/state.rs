@@ -223,6 +223,10 @@ fn add_scaled<F: Float>(a: Dd<F>, ka: i32, b: Dd<F>, kb: i32) -> (Dd<F>, i32) {
 /// `b − a` overflows (means of opposite sign near `f64::MAX`) — as the convex
 /// combination itself.
 fn blend(a: f64, ca: f64, b: f64, cb: f64) -> f64 {
+    if cb == 1.0 {
+        // Momentum 0: only the new value counts, however far `a` is from it.
+        return b;
+    }
     let delta = b - a;
     if delta.is_finite() {
         a + delta * cb

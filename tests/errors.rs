@@ -500,6 +500,18 @@ fn weight_overflow() {
     assert!(matches!(err, CenteringError::WeightOverflow { .. }), "{err:?}");
 }
 
+/// Within one batch large enough to be cut into several leaves, where each
+/// leaf's weight is finite and only their total overflows, on any feature.
+#[test]
+fn weight_overflow_across_leaves_of_one_batch() {
+    let n = 40_000;
+    let x = Array2::from_shape_fn((n, 2), |(i, j)| if j == 1 && i < n / 2 { 0.0f32 } else { 1e-3 });
+    let w = Array1::from_elem(n, f32::MAX / 30_000.0);
+    let mut c = Centering::<f32>::new();
+    let err = fails(&mut c, |c| c.partial_fit_weighted(&x, &w).map(|_| ()));
+    assert!(matches!(err, CenteringError::WeightOverflow { feature: 0 }), "{err:?}");
+}
+
 // ---------------------------------------------------------------------------
 // InvalidMomentum
 // ---------------------------------------------------------------------------
@@ -642,10 +654,15 @@ fn feature_mismatch_on_merge() {
         let mut b: Centering<f64> = p.build().unwrap();
         b.fit(&array![[1.0, 2.0]]).unwrap();
         let err = fails(&mut a, |c| c.merge(&b).map(|_| ()));
-        assert_eq!(err, CenteringError::FeatureMismatch { expected: 3, found: 2 });
-        names(&err, &["expected 3", "found 2"]);
+        let want = |this: &str, other: &str| CenteringError::IncompatibleMerge {
+            what: "number of features",
+            this: this.into(),
+            other: other.into(),
+        };
+        assert_eq!(err, want("3", "2"));
+        names(&err, &["cannot merge", "number of features", "3", "2"]);
         let err = fails(&mut b, |c| c.merge(&a).map(|_| ()));
-        assert_eq!(err, CenteringError::FeatureMismatch { expected: 2, found: 3 });
+        assert_eq!(err, want("2", "3"));
         // An unfitted side is the identity, whatever D the other has.
         let empty: Centering<f64> = p.build().unwrap();
         let before = a.clone();

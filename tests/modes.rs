@@ -985,3 +985,64 @@ fn zero_start_matches_keras_and_pytorch_bit_for_bit() {
         run::<f64>(CenteringParams::new().torch_momentum(mu), 1.0 - mu, mu);
     }
 }
+
+/// The builder's last word on the start wins, whatever the call order.
+#[test]
+fn builder_start_last_call_wins() {
+    let moving = |start| Mode::MovingAverage { momentum: 0.9, start };
+    let cases = [
+        (
+            CenteringParams::new().start(EmaStart::Zero).moving_average(0.9),
+            EmaStart::Zero,
+        ),
+        (
+            CenteringParams::new().moving_average(0.9).start(EmaStart::Zero),
+            EmaStart::Zero,
+        ),
+        (
+            CenteringParams::new()
+                .start(EmaStart::Zero)
+                .mode(moving(EmaStart::FirstBatch)),
+            EmaStart::FirstBatch,
+        ),
+        (
+            CenteringParams::new()
+                .mode(moving(EmaStart::FirstBatch))
+                .start(EmaStart::Zero),
+            EmaStart::Zero,
+        ),
+        (
+            CenteringParams::new().torch_momentum(0.1).start(EmaStart::FirstBatch),
+            EmaStart::FirstBatch,
+        ),
+        (CenteringParams::new().moving_average(0.9), EmaStart::Debiased),
+    ];
+    for (params, want) in cases {
+        assert_eq!(params.check().unwrap().start(), Some(want), "{params:?}");
+    }
+}
+
+/// The batch average does not drift after 2²⁴ batches in f32 (its batch
+/// count is not an f32), and momentum 0 keeps exactly the last batch mean
+/// however far it is from the previous one.
+#[test]
+fn long_runs_and_extreme_momenta_do_not_drift() {
+    let mut c: Centering<f32> = CenteringParams::new().batch_average().build().unwrap();
+    c.partial_fit(&array![[3.0f32, -1.5]]).unwrap();
+    for _ in 0..25 {
+        let copy = c.clone();
+        c.merge(&copy).unwrap();
+    }
+    assert_eq!(c.n_batches(), 1 << 25);
+    for _ in 0..1000 {
+        c.partial_fit(&array![[3.0f32, -1.5]]).unwrap();
+    }
+    assert_eq!(c.mean().unwrap().to_vec(), vec![3.0f32, -1.5]);
+
+    for start in STARTS {
+        let mut m: Centering<f64> = CenteringParams::new().moving_average(0.0).start(start).build().unwrap();
+        m.partial_fit(&array![[1e20]]).unwrap();
+        m.partial_fit(&array![[1.0]]).unwrap();
+        assert_eq!(m.mean().unwrap()[0], 1.0, "{start:?}");
+    }
+}
