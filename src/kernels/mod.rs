@@ -215,9 +215,11 @@ fn sum_rows<F: Element>(v: ArrayViewD<'_, F>, d: usize) -> Vec<Dd<F>> {
 
 /// The leaf length for rows of `d` features: [`LEAF`], or more for wide rows
 /// so that setting up and folding the `period(d)` lane accumulators stays a
-/// small fraction (≤ 1/64) of a leaf's work.
+/// small fraction (≤ 1/256) of a leaf's work (at 1/64, W3's fit lost 15% to
+/// it). A lane's chain stays short: at most 256 elements for wide rows,
+/// `LEAF / 64` otherwise.
 fn leaf_len(d: usize) -> usize {
-    LEAF.max(64 * contiguous::period(d))
+    LEAF.max(256 * contiguous::period(d))
 }
 
 /// The unweighted sums of a batch under `Reject`, by the fast kernels. A sum
