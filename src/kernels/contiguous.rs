@@ -261,8 +261,8 @@ fn update_pattern<F: num_traits::Float, const ADD: bool>(x: &mut [F], pattern: &
     }
 }
 
-/// `out = x ∓ mean` on contiguous rows (`x.len() % d == 0`, `pattern` from
-/// [`pattern`]).
+/// `out = x ∓ mean` on contiguous rows (`x.len() % d == 0`; `pattern` is the
+/// means repeated over one lane period, see `kernels::with_pattern`).
 pub(crate) fn apply_rows<F: Element>(x: &[F], out: &mut [F], pattern: &[F], add: bool) {
     macro_rules! go {
         ($t:ty) => {
