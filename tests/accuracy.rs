@@ -3,59 +3,11 @@
 //! well-conditioned data, stays finite near `F::MAX`, handles subnormals,
 //! and under cancellation stays within a small multiple of `ε·mean(|x|)`.
 
+mod common;
+
 use centering::Centering;
+use common::exact_quotient;
 use ndarray::{Array1, Array2, Axis};
-
-/// Shewchuk's exact summation (Python's `math.fsum`): the sum of the inputs
-/// as non-overlapping `f64` partials, exact as long as nothing overflows.
-#[derive(Default)]
-struct Exact {
-    partials: Vec<f64>,
-}
-
-impl Exact {
-    fn add(&mut self, mut x: f64) {
-        let mut i = 0;
-        for j in 0..self.partials.len() {
-            let mut y = self.partials[j];
-            if x.abs() < y.abs() {
-                std::mem::swap(&mut x, &mut y);
-            }
-            let hi = x + y;
-            let lo = y - (hi - x);
-            if lo != 0.0 {
-                self.partials[i] = lo;
-                i += 1;
-            }
-            x = hi;
-        }
-        self.partials.truncate(i);
-        self.partials.push(x);
-    }
-
-    /// The sum rounded to nearest (partials are non-overlapping, so
-    /// summing from the largest is exact up to the last step; ties are
-    /// irrelevant for these tests).
-    fn value(&self) -> f64 {
-        let mut s = 0.0;
-        for &p in self.partials.iter().rev() {
-            s += p;
-        }
-        s
-    }
-
-    /// `Σ/n` rounded to nearest: a first quotient, then the exact remainder.
-    fn mean(&self, n: f64) -> f64 {
-        let q = self.value() / n;
-        let mut r = Exact {
-            partials: self.partials.clone(),
-        };
-        let p = q * n;
-        r.add(-p);
-        r.add(-q.mul_add(n, -p));
-        q + r.value() / n
-    }
-}
 
 fn ulp64(x: f64) -> f64 {
     let x = x.abs();
@@ -84,14 +36,12 @@ fn noise(seed: u64) -> impl FnMut() -> f64 {
     }
 }
 
+/// The exact mean of each column, rounded to nearest (Shewchuk's exact sums
+/// and an exactly computed remainder, from the shared test reference).
 fn exact_means(x: &Array2<f64>) -> Vec<f64> {
-    let n = x.nrows() as f64;
+    let n = [x.nrows() as f64];
     x.axis_iter(Axis(1))
-        .map(|col| {
-            let mut e = Exact::default();
-            col.iter().for_each(|&v| e.add(v));
-            e.mean(n)
-        })
+        .map(|col| exact_quotient(&col.to_vec(), &n))
         .collect()
 }
 
