@@ -107,6 +107,16 @@ pub enum CenteringError {
         /// What is wrong with it: what was expected and what was found.
         reason: String,
     },
+
+    /// An error in linfa's vocabulary (feature `linfa`): linfa's `Fit`
+    /// requires the error type to convert from `linfa::Error`, and fitting a
+    /// linfa dataset without samples reports linfa's "not enough samples".
+    #[cfg(feature = "linfa")]
+    #[error("linfa: {message}")]
+    Linfa {
+        /// linfa's error message.
+        message: String,
+    },
 }
 
 /// `Result` with [`CenteringError`].

@@ -589,6 +589,15 @@
 //!   [`ValidParams`] through one versioned, validated schema (see
 //!   [`STATE_FORMAT_VERSION`]); the parameter enums have no wire form of
 //!   their own.
+//! - **`linfa`**: linfa 0.8's `Fit` for [`ValidParams`] and
+//!   [`CenteringParams`] (on a `DatasetBase`'s records, with its sample
+//!   weights) and `Transformer` for [`Centering`], on linfa's ndarray 0.16
+//!   arrays and datasets, bridged to ndarray 0.17 without copying the
+//!   records. Every `Transformer` impl returns a [`Result`]: a feature
+//!   mismatch is a [`CenteringError`], not a panic as in linfa's own
+//!   scalers. [`Centering`]'s inherent `transform` wins in method-call
+//!   syntax, so write `Transformer::transform(&model, dataset)?`; the
+//!   examples are on [`Centering`]'s trait implementations.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -596,6 +605,9 @@
 mod error;
 mod estimator;
 mod kernels;
+#[cfg(feature = "linfa")]
+#[allow(unsafe_code)] // the ndarray 0.16 -> 0.17 view bridge; every block has a `// SAFETY:` comment
+mod linfa;
 mod params;
 #[cfg(feature = "serde")]
 mod persist;
