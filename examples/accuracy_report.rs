@@ -52,15 +52,13 @@ impl Exact {
     }
 }
 
+#[path = "support/rng.rs"]
+mod rng;
+
 /// A deterministic stream in [-1, 1).
 fn noise(seed: u64) -> impl FnMut() -> f64 {
-    let mut z = seed | 1;
-    move || {
-        z ^= z << 13;
-        z ^= z >> 7;
-        z ^= z << 17;
-        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
+    let mut g = rng::SplitMix64(seed);
+    move || g.symmetric()
 }
 
 /// Signed distance from `got` to `exact` in units of `exact`'s ulp in `F`.

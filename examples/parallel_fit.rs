@@ -14,23 +14,10 @@
 use centering::{Centering, CenteringParams, EmaStart, ValidParams};
 use ndarray::{Array2, ArrayView2, Axis, s};
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, good, seedable generator.
-struct SplitMix64(u64);
+#[path = "support/rng.rs"]
+mod rng;
 
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[-1, 1)`.
-    fn symmetric(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (2.0 / (1u64 << 53) as f64) - 1.0
-    }
-}
+use rng::SplitMix64;
 
 const D: usize = 8;
 

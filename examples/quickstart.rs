@@ -11,35 +11,10 @@
 use centering::{Centering, CenteringParams, EmaStart, NanPolicy};
 use ndarray::{Array1, Array2, Array4, Axis};
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, good, seedable generator.
-struct SplitMix64(u64);
+#[path = "support/rng.rs"]
+mod rng;
 
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Standard normal (Box–Muller; one of the pair is enough here).
-    fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.uniform(); // (0, 1]: ln(u) is finite
-        let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-
-    /// Uniform integer in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
-    }
-}
+use rng::SplitMix64;
 
 /// Channel names, their true offsets (what the estimator must find) and
 /// their noise levels.

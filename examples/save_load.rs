@@ -21,23 +21,10 @@ use ndarray::Array2;
 /// The offsets the sensors add to their readings.
 const OFFSETS: [f64; 4] = [20.5, -3.25, 1013.0, 0.001];
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny seedable generator.
-struct SplitMix64(u64);
+#[path = "support/rng.rs"]
+mod rng;
 
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[-1, 1)`.
-    fn symmetric(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (2.0 / (1u64 << 53) as f64) - 1.0
-    }
-}
+use rng::SplitMix64;
 
 /// Chunk `k` of the sensor stream: `rows` readings of the four sensors,
 /// about one in twenty missing (NaN).
