@@ -23,6 +23,7 @@
 //! `TransformGuard`s), so a feature mismatch or an unfitted estimator is a
 //! [`CenteringError`] and nothing panics.
 
+use linfa::ParamGuard;
 use linfa::dataset::{AsTargets, DatasetBase};
 use linfa::traits::{Fit, Transformer};
 use ndarray::ShapeBuilder as _;
@@ -187,21 +188,21 @@ where
     }
 }
 
-/// Checks the parameters, then fits as [`ValidParams`] does (linfa's
-/// `ParamGuard` cannot be implemented here: its `check_ref` must return a
-/// reference to checked parameters stored inside the unchecked ones).
+/// linfa's checked-parameters pattern: [`CenteringParams`] wraps the
+/// [`ValidParams`] it will become, so linfa's blanket `Fit for P: ParamGuard`
+/// checks the parameters, then fits as [`ValidParams`] does.
 ///
 /// # Errors
 ///
-/// [`CenteringError::InvalidMomentum`] from [`CenteringParams::check`], then
-/// as [`ValidParams`]'s `Fit`.
+/// [`CenteringError::InvalidMomentum`] from [`CenteringParams::check`]; when
+/// fitting, then as [`ValidParams`]'s `Fit`.
 ///
 /// # Examples
 ///
 /// ```
 /// use centering::{CenteringError, CenteringParams};
 /// use linfa::DatasetBase;
-/// use linfa::traits::Fit;
+/// use linfa::prelude::*;
 /// use ndarray016::{Array1, array};
 ///
 /// let dataset = DatasetBase::new(array![[1.0], [3.0]], Array1::<usize>::zeros(2));
@@ -210,17 +211,19 @@ where
 ///
 /// let err = CenteringParams::new().moving_average(1.5).fit(&dataset).unwrap_err();
 /// assert!(matches!(err, CenteringError::InvalidMomentum { .. }));
+/// assert!(ParamGuard::check_ref(&CenteringParams::new().moving_average(0.9)).is_ok());
 /// # Ok::<(), centering::CenteringError>(())
 /// ```
-impl<F, S, T> Fit<nd16::ArrayBase<S, nd16::Ix2>, T, CenteringError> for CenteringParams
-where
-    F: Element,
-    S: nd16::Data<Elem = F>,
-{
-    type Object = Centering<F>;
+impl ParamGuard for CenteringParams {
+    type Checked = ValidParams;
+    type Error = CenteringError;
 
-    fn fit(&self, dataset: &DatasetBase<nd16::ArrayBase<S, nd16::Ix2>, T>) -> Result<Centering<F>> {
-        self.check()?.fit(dataset)
+    fn check_ref(&self) -> Result<&ValidParams> {
+        CenteringParams::check_ref(self)
+    }
+
+    fn check(self) -> Result<ValidParams> {
+        CenteringParams::check(&self)
     }
 }
 

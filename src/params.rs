@@ -108,10 +108,12 @@ pub const KERAS_DEFAULT_MOMENTUM: f64 = 0.99;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct CenteringParams {
-    mode: Mode,
+    /// The parameters as they will be once checked (linfa's pattern: the
+    /// unchecked builder wraps the checked type, and `check_ref` hands out a
+    /// reference to it after validation).
+    inner: ValidParams,
+    /// The last start asked for, kept for a moving average set later.
     start: Option<EmaStart>,
-    torch: Option<f64>,
-    nan_policy: NanPolicy,
 }
 
 impl CenteringParams {
@@ -123,8 +125,8 @@ impl CenteringParams {
     /// Sets the mode directly (a moving average's start given here wins
     /// over an earlier [`start`](Self::start)).
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
-        self.torch = None;
+        self.inner.mode = mode;
+        self.inner.torch = None;
         if let Mode::MovingAverage { start, .. } = mode {
             self.start = Some(start);
         }
@@ -141,7 +143,7 @@ impl CenteringParams {
     /// 0.01 keeps only 1% of the old estimate at each step — that is
     /// PyTorch's 0.99, almost certainly not what was meant.
     pub fn moving_average(self, momentum: f64) -> Self {
-        let start = match self.mode {
+        let start = match self.inner.mode {
             Mode::MovingAverage { start, .. } => start,
             _ => self.start.unwrap_or_default(),
         };
@@ -150,7 +152,8 @@ impl CenteringParams {
 
     /// An exponential moving average given in PyTorch's convention, where
     /// `momentum` is the weight of the *new* batch (PyTorch's default 0.1).
-    /// Stored as Keras's `1 − torch_momentum`.
+    /// Stored as Keras's `1 − torch_momentum`, and remembered: the step
+    /// weights are then rounded from PyTorch's own numbers.
     ///
     /// | convention | update | default |
     /// |---|---|---|
@@ -159,7 +162,7 @@ impl CenteringParams {
     /// | mapping | `β = 1 − μ` | |
     pub fn torch_momentum(self, torch_momentum: f64) -> Self {
         let mut s = self.moving_average(1.0 - torch_momentum);
-        s.torch = Some(torch_momentum);
+        s.inner.torch = Some(torch_momentum);
         s
     }
 
@@ -173,16 +176,45 @@ impl CenteringParams {
     /// other modes.
     pub fn start(mut self, start: EmaStart) -> Self {
         self.start = Some(start);
-        if let Mode::MovingAverage { momentum, .. } = self.mode {
-            self.mode = Mode::MovingAverage { momentum, start };
+        if let Mode::MovingAverage { momentum, .. } = self.inner.mode {
+            self.inner.mode = Mode::MovingAverage { momentum, start };
         }
         self
     }
 
     /// The missing-value policy (default [`NanPolicy::Reject`]).
     pub fn nan_policy(mut self, nan_policy: NanPolicy) -> Self {
-        self.nan_policy = nan_policy;
+        self.inner.nan_policy = nan_policy;
         self
+    }
+
+    /// Validates the parameters and borrows the checked form (what linfa's
+    /// `ParamGuard::check_ref` needs).
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = centering::CenteringParams::new().moving_average(0.9);
+    /// assert_eq!(p.check_ref()?.momentum(), Some(0.9));
+    /// assert!(centering::CenteringParams::new().moving_average(-0.1).check_ref().is_err());
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn check_ref(&self) -> Result<&ValidParams> {
+        if let Mode::MovingAverage { momentum, .. } = self.inner.mode {
+            if let Some(torch) = self.inner.torch
+                && !(0.0..=1.0).contains(&torch)
+            {
+                return Err(CenteringError::InvalidMomentum { momentum: torch });
+            }
+            if !(0.0..=1.0).contains(&momentum) {
+                return Err(CenteringError::InvalidMomentum { momentum });
+            }
+        }
+        Ok(&self.inner)
     }
 
     /// Validates the parameters.
@@ -192,28 +224,7 @@ impl CenteringParams {
     /// [`CenteringError::InvalidMomentum`] if a momentum is NaN or outside
     /// `[0, 1]` (reported in the convention it was given in).
     pub fn check(&self) -> Result<ValidParams> {
-        let mode = match self.mode {
-            Mode::MovingAverage { momentum, start } => {
-                if let Some(torch) = self.torch
-                    && !(0.0..=1.0).contains(&torch)
-                {
-                    return Err(CenteringError::InvalidMomentum { momentum: torch });
-                }
-                if !(0.0..=1.0).contains(&momentum) {
-                    return Err(CenteringError::InvalidMomentum { momentum });
-                }
-                Mode::MovingAverage { momentum, start }
-            }
-            other => other,
-        };
-        Ok(ValidParams {
-            mode,
-            nan_policy: self.nan_policy,
-            torch: match mode {
-                Mode::MovingAverage { .. } => self.torch,
-                _ => None,
-            },
-        })
+        self.check_ref().copied()
     }
 
     /// Validates the parameters and builds an unfitted estimator.
