@@ -205,8 +205,10 @@ impl CenteringParams {
     /// ```
     pub fn check_ref(&self) -> Result<&ValidParams> {
         if let Mode::MovingAverage { momentum, .. } = self.inner.mode {
+            // A PyTorch momentum so small that 1 − μ rounds to 1 cannot be
+            // stored in Keras's convention without changing the average.
             if let Some(torch) = self.inner.torch
-                && !(0.0..=1.0).contains(&torch)
+                && (!(0.0..=1.0).contains(&torch) || (torch > 0.0 && 1.0 - torch == 1.0))
             {
                 return Err(CenteringError::InvalidMomentum { momentum: torch });
             }
@@ -222,7 +224,8 @@ impl CenteringParams {
     /// # Errors
     ///
     /// [`CenteringError::InvalidMomentum`] if a momentum is NaN or outside
-    /// `[0, 1]` (reported in the convention it was given in).
+    /// `[0, 1]` (reported in the convention it was given in), or a PyTorch
+    /// momentum is positive but below 2⁻⁵³, so that `1 − μ` rounds to 1.
     pub fn check(&self) -> Result<ValidParams> {
         self.check_ref().copied()
     }

@@ -561,6 +561,13 @@ fn invalid_momentum() {
         assert_eq!(keras(ok).check().unwrap().momentum(), Some(ok));
         assert_eq!(torch(ok).check().unwrap().momentum(), Some(1.0 - ok));
     }
+    // A PyTorch momentum so small that 1 − μ rounds to 1 has no Keras form
+    // that keeps the average: rejected, not stored as momentum 1.
+    for tiny in [1e-17, 2f64.powi(-54), f64::MIN_POSITIVE] {
+        let err = torch(tiny).check().unwrap_err();
+        assert_eq!(err, CenteringError::InvalidMomentum { momentum: tiny });
+    }
+    assert!(torch(2f64.powi(-52)).check().is_ok());
     // The last setter wins: a valid moving_average after a bad torch momentum.
     assert!(torch(1.5).moving_average(0.9).check().is_ok());
     assert!(keras(1.5).cumulative().check().is_ok());

@@ -574,7 +574,7 @@ fn params_round_trip_and_are_validated() {
     let err = serde_json::from_value::<ValidParams>(bad).unwrap_err().to_string();
     assert!(err.contains("field `params.momentum`"), "{err}");
     // PyTorch's convention survives, and stays distinct from Keras's.
-    for mu in [0.1, 0.01, 0.3, 0.0, 1.0, 1e-300] {
+    for mu in [0.1, 0.01, 0.3, 0.0, 1.0, 2f64.powi(-52)] {
         let t = CenteringParams::new().torch_momentum(mu).check().unwrap();
         let v = value_of(&t);
         assert_eq!(v["torch_momentum"], json!(mu));
@@ -587,6 +587,12 @@ fn params_round_trip_and_are_validated() {
         let keras = CenteringParams::new().moving_average(1.0 - mu).check().unwrap();
         assert_ne!(serde_json::from_value::<ValidParams>(value_of(&keras)).unwrap(), t);
     }
+    // A PyTorch momentum whose 1 − μ rounds to 1 is refused when loading too
+    // (it would fit with weight μ but be checked as momentum 1).
+    let tiny = json!({"mode": "moving_average", "momentum": 1.0, "torch_momentum": 1e-300,
+        "start": "zero", "nan_policy": "reject"});
+    let err = serde_json::from_value::<ValidParams>(tiny).unwrap_err().to_string();
+    assert!(err.contains("params"), "{err}");
     // An omitted torch_momentum is null (Keras's convention).
     let v = json!({"mode": "moving_average", "momentum": 0.9, "start": "zero", "nan_policy": "reject"});
     let p: ValidParams = serde_json::from_value(v).unwrap();

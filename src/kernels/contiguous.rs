@@ -164,7 +164,7 @@ fn sum_dd<F: num_traits::Float>(x: &[F], hi: &mut [F], lo: &mut [F]) {
     }
 }
 
-/// Rows at least this wide are added four at a time (see [`sum_dd_rows`]).
+/// Rows wider than this are added four at a time (see [`sum_dd_rows`]).
 const WIDE: usize = 512;
 
 /// [`sum_dd`], but for wide rows (more than [`WIDE`] lanes) four rows are
