@@ -293,7 +293,7 @@ fn check_weights<F: Element>(sums: Sums<F>) -> Result<Sums<F>> {
 fn sum_general<F: Element>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums<F> {
     let leaf = |(x, w): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| general::sum_lanes(&x, w.as_ref(), policy, &[]);
     let merge = |mut a: Sums<F>, b: Sums<F>| {
-        // Weight overflow is reported by the caller from the non-finite sum.
+        // An overflowed weight stays in `a`, non-finite: `reduce` reports it.
         let _ = a.merge(&b);
         a
     };
