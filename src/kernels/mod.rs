@@ -222,6 +222,22 @@ fn leaf_len(d: usize) -> usize {
     LEAF.max(256 * contiguous::period(d))
 }
 
+/// Sums of features `f0..f1` of a `Columns` view (feature axis first, each
+/// feature's samples a contiguous last axis). Features are split across the
+/// pool first, so a call from outside the pool hands work over once rather
+/// than once per feature; each feature is summed by the same [`sum_rows`]
+/// tree whoever runs it, so the result does not depend on the split.
+fn sum_columns<F: Element>(view: &ArrayViewD<'_, F>, f0: usize, f1: usize) -> Vec<Dd<F>> {
+    let per_feature = view.len() / view.len_of(Axis(0));
+    if f1 - f0 > 1 && (f1 - f0) * per_feature >= PARALLEL_MIN {
+        let mid = f0 + (f1 - f0) / 2;
+        let (mut a, b) = join(true, || sum_columns(view, f0, mid), || sum_columns(view, mid, f1));
+        a.extend(b);
+        return a;
+    }
+    (f0..f1).map(|f| sum_rows(view.index_axis(Axis(0), f), 1)[0]).collect()
+}
+
 /// The unweighted sums of a batch under `Reject`, by the fast kernels. A sum
 /// comes back non-finite iff an input is non-finite or the sum overflowed.
 fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<F>> {
@@ -229,7 +245,7 @@ fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<F>> {
     let planned = plan(x.view());
     let mut sums = match planned.plan {
         Plan::Rows { view, d } => sum_rows(view, d),
-        Plan::Columns(view) => (0..d).map(|f| sum_rows(view.index_axis(Axis(0), f), 1)[0]).collect(),
+        Plan::Columns(view) => sum_columns(&view, 0, d),
         Plan::Strided(view) => {
             let leaf = |(v, _): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| {
                 general::sum_lanes(&v, None, NanPolicy::Reject, &[]).sum
