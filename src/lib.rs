@@ -587,7 +587,7 @@
 //!   Results are bit-identical without it.
 //! - **`serde`** (default): `Serialize`/`Deserialize` for [`Centering`] and
 //!   [`ValidParams`] through one versioned, validated schema (see
-//!   [`STATE_FORMAT_VERSION`]); the parameter enums have no wire form of
+//!   `STATE_FORMAT_VERSION`); the parameter enums have no wire form of
 //!   their own.
 //! - **`linfa`**: linfa 0.8's `Fit` for [`ValidParams`] and
 //!   [`CenteringParams`] (on a `DatasetBase`'s records, with its sample

@@ -19,7 +19,7 @@
 //! linfa's `Transformer::transform` has no error channel of its own, and
 //! linfa's scalers panic when the feature count differs from the fitted
 //! one. Here the output type of every `Transformer` impl is a
-//! [`Result`](crate::Result) (the same shape linfa gives its own
+//! [`Result`] (the same shape linfa gives its own
 //! `TransformGuard`s), so a feature mismatch or an unfitted estimator is a
 //! [`CenteringError`] and nothing panics.
 

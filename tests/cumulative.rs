@@ -466,7 +466,7 @@ fn assert_thread_independent<F: TestFloat>(
 
 #[test]
 fn large_c_order_is_deterministic_and_accurate() {
-    let x = large_f64(40_000, 7, 1); // 280 000 elements > 2¹⁷
+    let x = large_f64(40_000, 7, 1); // 280 000 elements > 2¹⁸, the parallel threshold
     let c = assert_thread_independent(&CenteringParams::new(), &x.view().into_dyn(), None, "C order f64");
     assert_mean_close(
         c.mean().unwrap(),
@@ -485,10 +485,10 @@ fn large_c_order_is_deterministic_and_accurate() {
 
 #[test]
 fn large_other_layouts_are_deterministic() {
-    // Fortran order with ≥ 2¹⁷ samples per feature (each column takes the
+    // Fortran order with ≥ 2¹⁸ samples per feature (each column takes the
     // parallel path).
     let mut rng = Rng(2);
-    let xf = Array2::from_shape_simple_fn((140_000, 2).f(), || rng.unit() * 4.0 - 1.0);
+    let xf = Array2::from_shape_simple_fn((270_000, 2).f(), || rng.unit() * 4.0 - 1.0);
     let c = assert_thread_independent(&CenteringParams::new(), &xf.view().into_dyn(), None, "Fortran");
     assert_mean_close(
         c.mean().unwrap(),
@@ -498,16 +498,16 @@ fn large_other_layouts_are_deterministic() {
 
     // Images (N, H, W, C) in f32, reversed along H and strided along W.
     let mut rng = Rng(3);
-    let img = ndarray::Array4::from_shape_simple_fn((12, 64, 128, 3), || (rng.unit() * 100.0) as f32);
+    let img = ndarray::Array4::from_shape_simple_fn((24, 64, 128, 3), || (rng.unit() * 100.0) as f32);
     let v = img.slice(s![.., ..;-1, ..;2, ..]).into_dyn();
-    assert!(v.len() > 1 << 17);
+    assert!(v.len() > 1 << 18);
     let c = assert_thread_independent(&CenteringParams::new(), &v, None, "strided images");
     assert_mean_close(c.mean().unwrap(), &reference(&v, None, false), "large strided images");
 
     // The general path: weights and missing values.
-    let x = large_f64(45_000, 3, 4);
+    let x = large_f64(90_000, 3, 4);
     let mut rng = Rng(5);
-    let w = Array1::from_shape_simple_fn(45_000, || rng.below(4) as f64);
+    let w = Array1::from_shape_simple_fn(90_000, || rng.below(4) as f64);
     let c = assert_thread_independent(
         &CenteringParams::new(),
         &x.view().into_dyn(),

@@ -131,11 +131,11 @@ fn strided_reversed_and_broadcast() {
 
 #[test]
 fn parallel_sizes_every_layout() {
-    // Above the parallel threshold (2^17 elements) and the leaf (2^15).
-    let x = shaped(&[70_000, 3], 11);
+    // Above the parallel threshold (2^18 elements) and the leaf (2^15).
+    let x = shaped(&[100_000, 3], 11);
     check_view(x.view());
     check_view(x.slice_axis(Axis(0), Slice::new(1, None, 2)).into_dyn());
-    let mut f = Array::zeros(IxDyn(&[70_000, 3]).f());
+    let mut f = Array::zeros(IxDyn(&[100_000, 3]).f());
     f.assign(&x);
     check_view(f.view());
     check_view(shaped(&[300_000, 1], 12).view());
@@ -148,9 +148,12 @@ fn bits(c: &Centering<f64>) -> Vec<u64> {
 
 #[test]
 fn bit_identical_for_any_thread_count() {
-    let x = shaped(&[50_000, 7], 21);
+    // Chunks of 40_000 × 7 = 280_000 elements: above the parallel threshold,
+    // below the size handed to the pool whole, so a call from outside the
+    // pool splits its root between the caller and the pool.
+    let x = shaped(&[80_000, 7], 21);
     let f = {
-        let mut f = Array::zeros(IxDyn(&[50_000, 7]).f());
+        let mut f = Array::zeros(IxDyn(&[80_000, 7]).f());
         f.assign(&x);
         f
     };
@@ -160,22 +163,23 @@ fn bit_identical_for_any_thread_count() {
         x.slice_axis(Axis(1), Slice::new(0, None, 2)).into_dyn(),
     ];
     for v in views {
-        let mut results = Vec::new();
+        let fit = || {
+            let mut c = Centering::<f64>::new();
+            for chunk in v.axis_chunks_iter(Axis(0), 40_000) {
+                c.partial_fit(&chunk).unwrap();
+            }
+            c
+        };
+        // From this (non-pool) thread, then inside pools of 1, 2, 3 threads.
+        let mut results = vec![fit()];
         for threads in [1, 2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let c = pool.install(|| {
-                let mut c = Centering::<f64>::new();
-                for chunk in v.axis_chunks_iter(Axis(0), 20_000) {
-                    c.partial_fit(&chunk).unwrap();
-                }
-                c
-            });
-            results.push((bits(&c), c));
+            results.push(pool.install(fit));
         }
-        assert_eq!(results[0].0, results[1].0);
-        assert_eq!(results[0].0, results[2].0);
-        assert_eq!(results[0].1, results[1].1);
-        assert_eq!(results[0].1, results[2].1);
+        for r in &results[1..] {
+            assert_eq!(bits(r), bits(&results[0]));
+            assert_eq!(r, &results[0]);
+        }
     }
 }
 
@@ -196,8 +200,8 @@ fn calls_from_inside_a_rayon_pool() {
 /// every layout and at parallel sizes.
 #[test]
 fn general_path_weights_and_missing() {
-    let x = shaped(&[70_000, 3], 17);
-    let w = Array::from_shape_fn(70_000, |i| (i % 3) as f64);
+    let x = shaped(&[100_000, 3], 17);
+    let w = Array::from_shape_fn(100_000, |i| (i % 3) as f64);
     let mut c = Centering::<f64>::new();
     c.fit_weighted(&x, &w).unwrap();
     // The reference: rows repeated by their integer weight.
