@@ -54,11 +54,14 @@ pub enum CenteringError {
     },
 
     /// The sample weights have the wrong shape.
-    #[error("expected sample weights of shape {expected:?} (the input's sample axes), found {found:?}")]
+    #[error("{}", weight_shape_message(expected, *per_first_axis, found))]
     WeightShape {
-        /// The sample axes of the input (`x.shape()[..ndim - 1]`), or `[n]`
-        /// with the length of the first axis.
+        /// The sample axes of the input (`x.shape()[..ndim - 1]`).
         expected: Vec<usize>,
+        /// `Some(n)` when a 1-D weight of length `n` (one weight per index
+        /// of the first axis, for inputs of 3 or more dimensions) is
+        /// accepted too.
+        per_first_axis: Option<usize>,
         /// The weights' shape.
         found: Vec<usize>,
     },
@@ -77,6 +80,45 @@ pub enum CenteringError {
     WeightOverflow {
         /// The feature whose weight sum overflowed.
         feature: usize,
+    },
+
+    /// [`fit`](crate::Centering::fit) (or `fit_weighted`, `fit_transform`)
+    /// was given a batch that carries nothing to learn: no samples, a total
+    /// weight of 0, or (under [`NanPolicy::Ignore`](crate::NanPolicy::Ignore))
+    /// only missing values. `fit` would forget the state and learn nothing,
+    /// so it refuses and keeps the state, as scikit-learn's `fit` raises on
+    /// an empty array; `partial_fit` of such a batch is a no-op.
+    #[error(
+        "expected a batch with at least one observed value to fit, found {samples} samples with nothing to learn (no samples, zero total weight, or only missing values); the estimator is unchanged (`partial_fit` of such a batch is a no-op)"
+    )]
+    EmptyFit {
+        /// The number of samples in the batch.
+        samples: usize,
+    },
+
+    /// A count of the learned state would exceed `u64::MAX` (only reachable
+    /// by merging or fitting states loaded with counts near that limit).
+    #[error("the {what} count would exceed u64::MAX (found {this} + {added}); the estimator is unchanged")]
+    CountOverflow {
+        /// Which count: `"sample"` or `"batch"`.
+        what: &'static str,
+        /// The count held.
+        this: u64,
+        /// The count to add.
+        added: u64,
+    },
+
+    /// The output array of `transform` (or `inverse_transform`,
+    /// `center_batch`, `fit_transform`) cannot be allocated: its size does
+    /// not fit in memory addresses, or the allocator refused it.
+    #[error("cannot allocate an output of {elements} elements of {element_bytes} bytes each: {reason}")]
+    Allocation {
+        /// The number of elements asked for.
+        elements: usize,
+        /// The size of one element.
+        element_bytes: usize,
+        /// Why: the size overflows, or the allocator refused it.
+        reason: &'static str,
     },
 
     /// A momentum outside `[0, 1]` (or NaN) was given.
@@ -117,6 +159,21 @@ pub enum CenteringError {
         /// linfa's error message.
         message: String,
     },
+}
+
+/// The message of [`CenteringError::WeightShape`]: every accepted shape, and
+/// how to make a 0-dimensional weight for a single sample.
+fn weight_shape_message(expected: &[usize], per_first_axis: Option<usize>, found: &[usize]) -> String {
+    let mut m = format!("expected sample weights of shape {expected:?} (the input's sample axes");
+    if expected.is_empty() {
+        m.push_str(": the input is one sample, so its weight is a 0-dimensional array, e.g. `ndarray::arr0(w)`");
+    }
+    m.push(')');
+    if let Some(n) = per_first_axis {
+        m.push_str(&format!(" or [{n}] (one weight per index of the first axis)"));
+    }
+    m.push_str(&format!(", found {found:?}"));
+    m
 }
 
 /// `Result` with [`CenteringError`].

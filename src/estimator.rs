@@ -1,7 +1,9 @@
 //! `Centering<F>`: the public operations. Shapes and parameters are checked
 //! here; arithmetic lives in `state` and `kernels`.
 
-use ndarray::{Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Axis, Data, DataMut, Dimension, IxDyn, ShapeBuilder};
+use ndarray::{
+    Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Axis, Data, DataMut, Dimension, IxDyn, ShapeBuilder, StrideShape,
+};
 
 use crate::Element;
 use crate::error::{CenteringError, Result};
@@ -340,14 +342,19 @@ impl<F: Element> Centering<F> {
     }
 
     /// Forgets everything, then [`partial_fit`](Self::partial_fit)s `x`.
-    /// On error the previous state is kept. Fitting an empty batch (no
-    /// samples) therefore leaves the estimator unfitted, where scikit-learn
-    /// would raise: the forgetting happens, the batch adds nothing.
+    /// On error the previous state is kept.
+    ///
+    /// A batch that carries nothing to learn — no samples, or (with
+    /// weights, or under [`NanPolicy::Ignore`](crate::NanPolicy::Ignore))
+    /// no observed value — is an error, [`CenteringError::EmptyFit`], as
+    /// scikit-learn's `fit` raises on an empty array: forgetting the state
+    /// to learn nothing is never what was meant, and the state is kept.
+    /// [`partial_fit`](Self::partial_fit) of such a batch is a no-op.
     ///
     /// # Errors
     ///
     /// As [`partial_fit`](Self::partial_fit), except that a `D` different
-    /// from a previous fit is allowed.
+    /// from a previous fit is allowed; and [`CenteringError::EmptyFit`].
     ///
     /// # Examples
     ///
@@ -355,6 +362,11 @@ impl<F: Element> Centering<F> {
     /// let mut c = centering::Centering::<f64>::new();
     /// c.fit(&ndarray::array![[1.0, 2.0]])?;
     /// c.fit(&ndarray::array![[5.0]])?; // a new D is fine: everything was forgotten
+    /// assert_eq!(c.mean().unwrap(), ndarray::array![5.0]);
+    ///
+    /// // Nothing to learn: an error, and the state is kept.
+    /// let err = c.fit(&ndarray::Array2::<f64>::zeros((0, 1))).unwrap_err();
+    /// assert_eq!(err, centering::CenteringError::EmptyFit { samples: 0 });
     /// assert_eq!(c.mean().unwrap(), ndarray::array![5.0]);
     /// # Ok::<(), centering::CenteringError>(())
     /// ```
@@ -365,16 +377,19 @@ impl<F: Element> Centering<F> {
     {
         let mut fresh = Self::with_params(self.params);
         fresh.partial_fit(x)?;
+        fresh.require_fitted(x.shape())?;
         *self = fresh;
         Ok(self)
     }
 
     /// Forgets everything, then
-    /// [`partial_fit_weighted`](Self::partial_fit_weighted)s `x`.
+    /// [`partial_fit_weighted`](Self::partial_fit_weighted)s `x`; a batch
+    /// whose weights sum to 0 is an error, as in [`fit`](Self::fit).
     ///
     /// # Errors
     ///
-    /// As [`partial_fit_weighted`](Self::partial_fit_weighted).
+    /// As [`partial_fit_weighted`](Self::partial_fit_weighted), and
+    /// [`CenteringError::EmptyFit`].
     ///
     /// # Examples
     ///
@@ -393,15 +408,18 @@ impl<F: Element> Centering<F> {
     {
         let mut fresh = Self::with_params(self.params);
         fresh.partial_fit_weighted(x, weights)?;
+        fresh.require_fitted(x.shape())?;
         *self = fresh;
         Ok(self)
     }
 
-    /// `fit(x)` then `transform(x)`.
+    /// `fit(x)` then `transform(x)`, all or nothing: on error (including a
+    /// refused output allocation) the estimator is unchanged.
     ///
     /// # Errors
     ///
-    /// As [`fit`](Self::fit).
+    /// As [`fit`](Self::fit) (so [`CenteringError::EmptyFit`] for a batch
+    /// with nothing to learn), and [`CenteringError::Allocation`].
     ///
     /// # Examples
     ///
@@ -416,8 +434,11 @@ impl<F: Element> Centering<F> {
         S: Data<Elem = F>,
         D: Dimension,
     {
-        self.fit(x)?;
-        self.transform(x)
+        let mut fresh = Self::with_params(self.params);
+        fresh.fit(x)?;
+        let y = fresh.transform(x)?;
+        *self = fresh;
+        Ok(y)
     }
 
     /// Batch centering, the training mode of a normalisation layer: returns
@@ -447,8 +468,10 @@ impl<F: Element> Centering<F> {
         D: Dimension,
     {
         let xd = x.view().into_dyn();
+        // Allocated before the fold, so that a refused allocation leaves the
+        // estimator unchanged.
+        let mut out = alloc_like(x)?;
         let batch_mean = self.fold(&xd, None)?;
-        let mut out = alloc_like(x);
         if let Some(m) = batch_mean {
             kernels::apply(xd, out.view_mut().into_dyn(), &m, false);
         }
@@ -708,15 +731,27 @@ impl<F: Element> Centering<F> {
             _ => unreachable!("the mode decides the accumulator"),
         };
         let mut merged = Fitted {
-            // Counts saturate: a loaded state may sit near u64::MAX.
-            n_samples: ours.n_samples.saturating_add(theirs.n_samples),
-            n_batches: ours.n_batches.saturating_add(theirs.n_batches),
+            // Counts stay exact or the merge fails: a loaded state may sit
+            // near u64::MAX. (Per-feature step counts are at most
+            // `n_batches`, so they cannot overflow once this has not.)
+            n_samples: add_count("sample", ours.n_samples, theirs.n_samples)?,
+            n_batches: add_count("batch", ours.n_batches, theirs.n_batches)?,
             acc,
             mean: Vec::new(),
         };
         merged.refresh(&self.params);
         self.fitted = Some(merged);
         Ok(self)
+    }
+
+    /// `fit`'s rule: a fresh estimator that learned nothing from `x` (of
+    /// this shape) is [`CenteringError::EmptyFit`].
+    fn require_fitted(&self, shape: &[usize]) -> Result<()> {
+        if self.is_fitted() {
+            return Ok(());
+        }
+        let samples = shape.split_last().map_or(0, |(_, s)| s.iter().product());
+        Err(CenteringError::EmptyFit { samples })
     }
 
     /// Checks `x`'s shape against the state: `(d, n)`.
@@ -744,7 +779,7 @@ impl<F: Element> Centering<F> {
         D: Dimension,
     {
         let mean = self.checked_mean(x.shape())?;
-        let mut out = alloc_like(x);
+        let mut out = alloc_like(x)?;
         kernels::apply(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add);
         Ok(out)
     }
@@ -822,8 +857,8 @@ impl<F: Element> Centering<F> {
                 }
             }
         }
-        next.n_samples = next.n_samples.saturating_add(n as u64);
-        next.n_batches = next.n_batches.saturating_add(1);
+        next.n_samples = add_count("sample", next.n_samples, n as u64)?;
+        next.n_batches = add_count("batch", next.n_batches, 1)?;
         next.refresh(&self.params);
         self.fitted = Some(next);
         Ok(Some(batch_mean))
@@ -833,23 +868,40 @@ impl<F: Element> Centering<F> {
 /// A zeroed array shaped like `x`, with `x`'s memory order when `x` is
 /// contiguous with non-negative strides (so that both are walked in one
 /// linear pass), C order otherwise.
-fn alloc_like<F: Element, S: Data<Elem = F>, D: Dimension>(x: &ArrayBase<S, D>) -> Array<F, D> {
-    let buf = kernels::alloc::zeroed(x.len());
+///
+/// # Errors
+///
+/// [`CenteringError::Allocation`] when the buffer cannot be had (a broadcast
+/// view can be far larger than the memory behind it).
+fn alloc_like<F: Element, S: Data<Elem = F>, D: Dimension>(x: &ArrayBase<S, D>) -> Result<Array<F, D>> {
+    let buf = kernels::alloc::zeroed(x.len())?;
     let same = !x.is_standard_layout()
         && !x.is_empty()
         && x.as_slice_memory_order().is_some()
         && x.strides().iter().all(|&s| s >= 0);
-    if same {
+    let shape: StrideShape<D> = if same {
         let mut strides = x.raw_dim();
         for (t, &s) in strides.slice_mut().iter_mut().zip(x.strides()) {
-            *t = s as usize;
+            *t = s.unsigned_abs();
         }
-        // Cannot fail for the strides of a contiguous, non-negative view of
-        // the same shape; if it ever did, C order is still correct.
-        return Array::from_shape_vec(x.raw_dim().strides(strides), buf)
-            .unwrap_or_else(|_| Array::from_shape_vec(x.raw_dim(), kernels::alloc::zeroed(x.len())).expect("C order"));
-    }
-    Array::from_shape_vec(x.raw_dim(), buf).expect("a buffer of x.len() elements fits x's shape")
+        x.raw_dim().strides(strides)
+    } else {
+        x.raw_dim().into()
+    };
+    // `buf` has exactly `x.len()` elements, and the strides are those of a
+    // contiguous, non-negative view of the same shape (or C order): ndarray
+    // accepts both, so the error arm is unreachable; it is still an error
+    // rather than a panic.
+    Array::from_shape_vec(shape, buf).map_err(|_| CenteringError::OutputShape {
+        expected: x.shape().to_vec(),
+        found: vec![x.len()],
+    })
+}
+
+/// `this + added`, or [`CenteringError::CountOverflow`] past `u64::MAX`.
+fn add_count(what: &'static str, this: u64, added: u64) -> Result<u64> {
+    this.checked_add(added)
+        .ok_or(CenteringError::CountOverflow { what, this, added })
 }
 
 /// The weights as a view that broadcasts to the sample axes of `x`: either
@@ -868,6 +920,7 @@ fn weights_for<'a, F: Element>(x: &ArrayViewD<'_, F>, w: &ArrayViewD<'a, F>) -> 
     }
     Err(CenteringError::WeightShape {
         expected: samples.to_vec(),
+        per_first_axis: (samples.len() >= 2).then(|| samples[0]),
         found: w.shape().to_vec(),
     })
 }

@@ -169,8 +169,8 @@ where
     fn fit(&self, dataset: &DatasetBase<nd16::ArrayBase<S, nd16::Ix2>, T>) -> Result<Centering<F>> {
         let mut model = Centering::with_params(*self);
         let x = view_to_017(dataset.records.view());
-        if dataset.weights.is_empty() {
-            model.fit(&x)?;
+        let fitted = if dataset.weights.is_empty() {
+            model.fit(&x).map(|_| ())
         } else {
             // linfa's weights are f32; a weight that does not convert becomes
             // NaN and is reported as an invalid weight.
@@ -179,12 +179,14 @@ where
                 .iter()
                 .map(|&w| F::from(w).unwrap_or_else(F::nan))
                 .collect();
-            model.fit_weighted(&x, &w)?;
+            model.fit_weighted(&x, &w).map(|_| ())
+        };
+        match fitted {
+            // Nothing to learn: linfa's own word for it.
+            Err(CenteringError::EmptyFit { .. }) => Err(linfa::Error::NotEnoughSamples.into()),
+            Err(e) => Err(e),
+            Ok(()) => Ok(model),
         }
-        if !model.is_fitted() {
-            return Err(linfa::Error::NotEnoughSamples.into());
-        }
-        Ok(model)
     }
 }
 

@@ -43,8 +43,8 @@ use crate::estimator::{Accumulator, Centering, Fitted};
 use crate::params::{EmaStart, Mode, NanPolicy, ValidParams};
 use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 
-/// The version of the stored-state schema this release writes, and the only
-/// one it reads (feature `serde`).
+/// The version of the stored-state schema this release writes (feature
+/// `serde`); it reads every version from 1 up to this one.
 ///
 /// `Centering<F>` implements serde's `Serialize` and `Deserialize` through
 /// an explicit schema, the same in every format (JSON, CBOR, postcard,
@@ -52,11 +52,11 @@ use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 ///
 /// ```text
 /// {
-///   "format_version": 1,
+///   "format_version": 2,
 ///   "dtype": "f64",                   "f32", "f64", or the Rust type name of another F
 ///   "params": {
 ///     "mode": "moving_average",       "cumulative" | "moving_average" | "batch_average"
-///     "momentum": 0.99,               Keras convention (weight of the old value); null unless moving_average
+///     "momentum": "0.99",             Keras convention (weight of the old value); null unless moving_average
 ///     "torch_momentum": null,         PyTorch's momentum μ when given that way (then momentum = 1 − μ
 ///                                     exactly), else null; may be omitted (= null)
 ///     "start": "debiased",            "zero" | "first_batch" | "debiased"; null unless moving_average
@@ -84,8 +84,17 @@ use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 /// }
 /// ```
 ///
-/// Floats are stored as `f64` (exact for `f32` and `f64`; JSON readers must
-/// parse them exactly: serde_json needs its `float_roundtrip` feature).
+/// Floats are `f64` values (exact for `f32` and `f64`). Binary formats carry
+/// them as `f64`s; text formats (JSON, TOML, YAML …) as decimal strings with
+/// the shortest digits that round-trip (`"0.1"`, `"1e300"`, `"-0.0"`),
+/// parsed back by Rust's correctly rounded parser, so the round trip is
+/// exact whatever the format's own float parsing (serde_json with or
+/// without `float_roundtrip`). Numbers are still read where found.
+///
+/// Versions: format 1 (centering 0.1.0) is the same schema with floats as
+/// numbers in text formats; it loads as before, and is written back as
+/// format 2. Its JSON numbers are parsed by the format: read format-1 JSON
+/// with serde_json's `float_roundtrip` feature to get it back bit for bit.
 /// Integers are written as `u64`, except `scale` (`i32`), so that formats
 /// without 128-bit integers (rmp-serde, TOML, BSON …) work; on load any
 /// integer is accepted and range-checked.
@@ -102,7 +111,11 @@ use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 /// weights, un-normalised double-word pairs, non-finite sums or averages, step
 /// counts inconsistent with the mode and `n_batches`, a `decay` or `norm`
 /// other than what `steps` batches with the momentum give, an accumulator of
-/// another mode. Unknown fields are rejected too.
+/// another mode, per-feature weights that differ under NaN policy `reject`
+/// (where every sample weighs all its features). Unknown fields are rejected
+/// too. What loads is a state the crate could have produced, except where
+/// documented: `scale` exponents are accepted anywhere in their range, and
+/// beyond 2⁴⁸ steps only coarse bounds on `decay` and `norm` are checked.
 ///
 /// Compatibility: any change to this schema increments this version; a
 /// release reads every version up to its own.
@@ -130,7 +143,7 @@ use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 /// assert!(err.to_string().contains("field `dtype`"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub const STATE_FORMAT_VERSION: u32 = 1;
+pub const STATE_FORMAT_VERSION: u32 = 2;
 
 /// The wire form of `Centering<F>`, version 1. Fields are written in this
 /// order; `format_version` first, so that a reader meets it before anything
@@ -149,10 +162,10 @@ pub(crate) struct CenteringState {
 #[serde(rename = "Params", deny_unknown_fields)]
 struct ParamsV1 {
     mode: ModeV1,
-    momentum: Option<f64>,
+    momentum: Option<Real>,
     /// Absent in a self-describing format reads as null (serde's rule for
     /// `Option` fields).
-    torch_momentum: Option<f64>,
+    torch_momentum: Option<Real>,
     start: Option<StartV1>,
     nan_policy: NanPolicyV1,
 }
@@ -204,11 +217,11 @@ enum AccumulatorV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "Cumulative", deny_unknown_fields)]
 struct CumulativeV1 {
-    sum_hi: Vec<f64>,
-    sum_lo: Vec<f64>,
+    sum_hi: Vec<Real>,
+    sum_lo: Vec<Real>,
     scale: Vec<I32<Scale>>,
-    weight_hi: Vec<f64>,
-    weight_lo: Vec<f64>,
+    weight_hi: Vec<Real>,
+    weight_lo: Vec<Real>,
 }
 
 /// One `Ema` per feature, as a structure of arrays.
@@ -216,11 +229,100 @@ struct CumulativeV1 {
 #[serde(rename = "Moving", deny_unknown_fields)]
 struct MovingV1 {
     steps: Vec<U64<Steps>>,
-    decay: Vec<f64>,
-    zero: Vec<f64>,
-    norm: Vec<f64>,
-    debiased: Vec<f64>,
-    first: Vec<f64>,
+    decay: Vec<Real>,
+    zero: Vec<Real>,
+    norm: Vec<Real>,
+    debiased: Vec<Real>,
+    first: Vec<Real>,
+}
+
+// ---------------------------------------------------------------------------
+// Floats on the wire: exact whatever the format's own float parsing.
+
+/// A float of the stored state. Binary formats (postcard, CBOR, bincode …)
+/// carry it as an `f64`, bit for bit. Text formats (JSON, TOML, YAML …) get
+/// a *decimal string* with the shortest digits that round-trip (`"0.1"`,
+/// `"1e300"`, `"-0.0"`), parsed back here by Rust's correctly rounded
+/// `str::parse`: a JSON number would be parsed by the format, and
+/// serde_json's default (without its `float_roundtrip` feature) misreads
+/// some 17-digit numbers by an ulp — a silently different estimator. A
+/// number is still read where one is found (format 1 wrote numbers; a
+/// hand-written file may have them), as exactly as the format reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Real(f64);
+
+impl Serialize for Real {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&format!("{:?}", self.0))
+        } else {
+            serializer.serialize_f64(self.0)
+        }
+    }
+}
+
+struct RealVisitor;
+
+impl Visitor<'_> for RealVisitor {
+    type Value = Real;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a float (a decimal string such as \"0.25\" or \"1e-300\", or a number)")
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Real, E> {
+        Ok(Real(v))
+    }
+
+    fn visit_f32<E: de::Error>(self, v: f32) -> Result<Real, E> {
+        Ok(Real(f64::from(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Real, E> {
+        exact_integer(v as f64, i128::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Real, E> {
+        exact_integer(v as f64, i128::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Real, E> {
+        // Only what `{:?}` writes, plus the ordinary decimal forms; never
+        // "inf"/"NaN" (a state holds finite values; they are refused with
+        // the field's name later) — `str::parse` would accept those too.
+        let decimal = v
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
+        match v.parse::<f64>() {
+            Ok(x) if decimal && !v.is_empty() => Ok(Real(x)),
+            _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+        }
+    }
+}
+
+/// An integer read as a float: only where the float is that integer exactly.
+fn exact_integer<E: de::Error>(x: f64, v: i128) -> Result<Real, E> {
+    if x as i128 == v {
+        Ok(Real(x))
+    } else {
+        Err(E::custom(format!(
+            "the integer {v} is not exactly a float: write it as a decimal string"
+        )))
+    }
+}
+
+impl<'de> Deserialize<'de> for Real {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_any(RealVisitor)
+        } else {
+            deserializer.deserialize_f64(RealVisitor)
+        }
+    }
+}
+
+fn reals(v: Vec<f64>) -> Vec<Real> {
+    v.into_iter().map(Real).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -320,8 +422,12 @@ impl<'de, N: FieldName> Visitor<'de> for IntVisitor<N> {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<i128, E> {
-        // serde_json hands integers beyond u64 over as floats.
-        Err(field_error::<N, E>(format!("expected {}, found {v}", self.expected)))
+        // serde_json hands integers beyond u64 over as floats; `{v:?}` keeps
+        // the point, so `1.0` is not reported as "found 1".
+        Err(field_error::<N, E>(format!(
+            "expected {}, found the float {v:?}",
+            self.expected
+        )))
     }
 }
 
@@ -396,8 +502,8 @@ fn wide<F: Element>(x: F) -> f64 {
     x.to_f64().unwrap_or(f64::NAN)
 }
 
-fn wide_all<F: Element>(xs: impl Iterator<Item = F>) -> Vec<f64> {
-    xs.map(wide).collect()
+fn wide_all<F: Element>(xs: impl Iterator<Item = F>) -> Vec<Real> {
+    xs.map(|x| Real(wide(x))).collect()
 }
 
 impl From<ValidParams> for ParamsV1 {
@@ -421,8 +527,8 @@ impl From<ValidParams> for ParamsV1 {
         };
         ParamsV1 {
             mode,
-            momentum,
-            torch_momentum: p.given_as_torch(),
+            momentum: momentum.map(Real),
+            torch_momentum: p.given_as_torch().map(Real),
             start,
             nan_policy,
         }
@@ -441,10 +547,10 @@ impl<F: Element> From<&Fitted<F>> for FittedV1 {
             }),
             Accumulator::Moving(e) => AccumulatorV1::Moving(MovingV1 {
                 steps: e.iter().map(|e| U64::new(e.steps)).collect(),
-                decay: e.iter().map(|e| e.decay).collect(),
+                decay: reals(e.iter().map(|e| e.decay).collect()),
                 zero: wide_all(e.iter().map(|e| e.zero)),
-                norm: e.iter().map(|e| e.norm).collect(),
-                debiased: wide_all(e.iter().map(|e| e.debiased)),
+                norm: reals(e.iter().map(|e| e.norm).collect()),
+                debiased: reals(e.iter().map(|e| e.debiased).collect()),
                 first: wide_all(e.iter().map(|e| e.first)),
             }),
         };
@@ -479,7 +585,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> CenteringError {
 }
 
 fn check_version(v: u64) -> Result<(), CenteringError> {
-    if v == u64::from(STATE_FORMAT_VERSION) {
+    if (1..=u64::from(STATE_FORMAT_VERSION)).contains(&v) {
         return Ok(());
     }
     let why = if v > u64::from(STATE_FORMAT_VERSION) {
@@ -489,7 +595,7 @@ fn check_version(v: u64) -> Result<(), CenteringError> {
     };
     Err(invalid(
         "format_version",
-        format!("expected {STATE_FORMAT_VERSION} (the only version this release reads), found {v}: {why}"),
+        format!("expected 1 to {STATE_FORMAT_VERSION} (the versions this release reads), found {v}: {why}"),
     ))
 }
 
@@ -528,9 +634,26 @@ fn element<F: Element>(field: &'static str, j: usize, x: f64) -> Result<F, Cente
     }
 }
 
-fn elements<F: Element>(field: &'static str, v: &[f64], d: usize) -> Result<Vec<F>, CenteringError> {
+fn elements<F: Element>(field: &'static str, v: &[Real], d: usize) -> Result<Vec<F>, CenteringError> {
     check_len(field, v, d)?;
-    v.iter().enumerate().map(|(j, &x)| element(field, j, x)).collect()
+    v.iter().enumerate().map(|(j, x)| element(field, j, x.0)).collect()
+}
+
+/// The per-feature arrays of an accumulator, `(field, length)`, against
+/// `n_features = d`: when they all agree with each other but not with `d`,
+/// it is `n_features` that is wrong, and the error says so; otherwise the
+/// first array that disagrees is named (by [`check_len`] later).
+fn check_lengths(d: usize, arrays: &[(&'static str, usize)]) -> Result<(), CenteringError> {
+    let Some(&(_, len)) = arrays.first() else {
+        return Ok(());
+    };
+    if len != d && arrays.iter().all(|&(_, l)| l == len) {
+        return Err(invalid(
+            "state.n_features",
+            format!("expected the length of every per-feature array ({len}), found n_features = {d}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The largest scale exponent a sum of `F`s can need, with a wide margin:
@@ -551,7 +674,7 @@ impl ParamsV1 {
         };
         let mode = match self.mode {
             ModeV1::Cumulative | ModeV1::BatchAverage => {
-                if let Some(m) = self.momentum {
+                if let Some(m) = self.momentum.map(|r| r.0) {
                     return Err(invalid(
                         "params.momentum",
                         format!("expected null for mode {tag} (only moving_average has a momentum), found {m}"),
@@ -563,7 +686,7 @@ impl ParamsV1 {
                         format!("expected null for mode {tag} (only moving_average has a start), found {s:?}"),
                     ));
                 }
-                if let Some(t) = self.torch_momentum {
+                if let Some(t) = self.torch_momentum.map(|r| r.0) {
                     return Err(invalid(
                         "params.torch_momentum",
                         format!("expected null for mode {tag} (only moving_average has a momentum), found {t}"),
@@ -576,7 +699,7 @@ impl ParamsV1 {
                 }
             }
             ModeV1::MovingAverage => {
-                let momentum = self.momentum.ok_or_else(|| {
+                let momentum = self.momentum.map(|r| r.0).ok_or_else(|| {
                     invalid(
                         "params.momentum",
                         "expected a momentum in [0, 1] for mode moving_average, found null",
@@ -599,7 +722,7 @@ impl ParamsV1 {
                         ));
                     }
                 };
-                if let Some(t) = self.torch_momentum {
+                if let Some(t) = self.torch_momentum.map(|r| r.0) {
                     if !(0.0..=1.0).contains(&t) {
                         return Err(invalid(
                             "params.torch_momentum",
@@ -624,12 +747,13 @@ impl ParamsV1 {
             NanPolicyV1::Reject => NanPolicy::Reject,
             NanPolicyV1::Ignore => NanPolicy::Ignore,
         };
-        let field = if self.torch_momentum.is_some() {
+        let field = if self.torch_momentum.map(|r| r.0).is_some() {
             "params.torch_momentum"
         } else {
             "params.momentum"
         };
-        ValidParams::from_parts(mode, nan_policy, self.torch_momentum).map_err(|e| invalid(field, e.to_string()))
+        ValidParams::from_parts(mode, nan_policy, self.torch_momentum.map(|r| r.0))
+            .map_err(|e| invalid(field, e.to_string()))
     }
 }
 
@@ -743,6 +867,16 @@ impl CumulativeV1 {
         const SCALE: &str = "state.accumulator.cumulative.scale";
         const WEIGHT_HI: &str = "state.accumulator.cumulative.weight_hi";
         const WEIGHT_LO: &str = "state.accumulator.cumulative.weight_lo";
+        check_lengths(
+            d,
+            &[
+                (SUM_HI, self.sum_hi.len()),
+                (SUM_LO, self.sum_lo.len()),
+                (SCALE, self.scale.len()),
+                (WEIGHT_HI, self.weight_hi.len()),
+                (WEIGHT_LO, self.weight_lo.len()),
+            ],
+        )?;
         let sum_hi = elements::<F>(SUM_HI, &self.sum_hi, d)?;
         let sum_lo = elements::<F>(SUM_LO, &self.sum_lo, d)?;
         check_len(SCALE, &self.scale, d)?;
@@ -800,6 +934,21 @@ impl CumulativeV1 {
                     ));
                 }
             }
+        }
+        // Under Reject every fitted sample weighs all its features alike, and
+        // every feature's weight is summed in the same order: the sums are
+        // bit-identical across features in every state the crate produces.
+        if reject && let Some(j) = weight.iter().position(|w| w != &weight[0]) {
+            return Err(invalid(
+                WEIGHT_HI,
+                format!(
+                    "feature {j}: expected the weight of feature 0 ({:?} + {:?}) under NaN policy reject (every sample weighs all its features), found {:?} + {:?}",
+                    wide(weight[0].hi),
+                    wide(weight[0].lo),
+                    wide(weight[j].hi),
+                    wide(weight[j].lo)
+                ),
+            ));
         }
         if weight.iter().all(Dd::is_zero) {
             return Err(invalid(
@@ -861,7 +1010,8 @@ impl MovingV1 {
     /// - `0 < β < 1`: `|decay − βᵗ| ≤ τ·max(decay, βᵗ) + 2⁻¹⁰²²` and
     ///   `|norm − N| ≤ τ·N` with `N = (1 − βᵗ)/(1 − β)` and
     ///   `τ(t) = (4t + 256)·u`, `u = 2⁻⁵³` (checked for `t ≤ 2⁴⁸`; beyond,
-    ///   `τ` is no constraint and only `1 ≤ norm ≤ t` is).
+    ///   `τ` is no constraint and only `decay ≤ β` and `1 ≤ norm ≤ t` are:
+    ///   such states, unreachable by fitting, are accepted as they are).
     ///
     /// Why every state the crate writes meets this, merged or not: a step
     /// sets `decay = powi(β, t)` (binary powering, relative error
@@ -890,6 +1040,17 @@ impl MovingV1 {
         const NORM: &str = "state.accumulator.moving.norm";
         const DEBIASED: &str = "state.accumulator.moving.debiased";
         const FIRST: &str = "state.accumulator.moving.first";
+        check_lengths(
+            d,
+            &[
+                (STEPS, self.steps.len()),
+                (DECAY, self.decay.len()),
+                (ZERO, self.zero.len()),
+                (NORM, self.norm.len()),
+                (DEBIASED, self.debiased.len()),
+                (FIRST, self.first.len()),
+            ],
+        )?;
         check_len(STEPS, &self.steps, d)?;
         let decay = elements::<f64>(DECAY, &self.decay, d)?;
         let zero = elements::<F>(ZERO, &self.zero, d)?;
@@ -1059,7 +1220,19 @@ fn check_decay_and_norm<F>(j: usize, t: u64, beta: f64, e: &Ema<F>) -> Result<()
             ),
         ));
     }
+    // βᵗ ≤ β after a step, and rounding keeps it so: every product that
+    // forms `decay` has a factor ≤ β and the others ≤ 1.
+    if e.decay > beta {
+        return Err((
+            DECAY,
+            format!(
+                "feature {j}: expected at most the momentum {beta:?} after {t} steps (momentum^steps ≤ momentum), found {:?}",
+                e.decay
+            ),
+        ));
+    }
     if t > TOLERANCE_STEPS {
+        // Documented: beyond 2⁴⁸ steps only the coarse bounds hold.
         return Ok(());
     }
     let tau = tolerance(t);

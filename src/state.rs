@@ -15,14 +15,14 @@
 //! rounding error of every addition (Ogita, Rump & Oishi 2005, "Accurate sum
 //! and dot product", algorithm Sum2). The error of a double-word sum is
 //! `ε·|S| + O(n²ε²)·Σ|xᵢ|` where `n` is the length of one accumulation chain;
-//! the kernels keep chains short (fixed leaves of at most 2¹⁶ elements,
+//! the kernels keep chains short (fixed leaves of at most 2¹⁵ elements,
 //! merged pairwise in a tree), so the mean is within one ulp of the exact
 //! mean rounded to `F` for well-conditioned data. Kahan's compensated sum was
 //! rejected: its bound is `2ε·Σ|xᵢ|`, two ulps, not one.
 //!
 //! `scale` is 0 unless a sum would overflow `F` (values near `F::MAX`): then
 //! the batch is re-summed scaled down by `2^-scale` (see
-//! `kernels::reduce_scaled`), so the mean of finite inputs is always finite.
+//! `kernels::general::sum_scaled`), so the mean of finite inputs is always finite.
 
 use num_traits::Float;
 
@@ -139,6 +139,18 @@ impl<F: Float> Dd<F> {
             return (self.hi + self.lo) / (w.hi + w.lo);
         }
         let p = q1 * w.hi;
+        if !p.is_finite() {
+            // `q1·w` rounds past `F::MAX` (a sum near the top of the range,
+            // e.g. MAX over 3 samples): divide the halves (exact scalings)
+            // and double back.
+            let half = F::from(0.5).unwrap_or_else(F::one);
+            let h = Dd {
+                hi: self.hi * half,
+                lo: self.lo * half,
+            }
+            .div(w);
+            return h + h;
+        }
         let pe = q1.mul_add(w.hi, -p);
         let r = (((self.hi - p) - pe) + self.lo) - q1 * w.lo;
         q1 + r / w.hi
@@ -191,13 +203,49 @@ impl<F: Float> Sums<F> {
         overflow.map_or(Ok(()), Err)
     }
 
+    /// `copies` repetitions of `self` (a batch given as a broadcast view:
+    /// every zero-stride sample axis multiplies what the rest holds), by
+    /// binary doubling: doubling a pair is exact (rescaled, never
+    /// overflowing), so only the at most 64 additions into the result round,
+    /// as a chain of 64 additions would. `O(64·D)` whatever `copies` is.
+    ///
+    /// # Errors
+    ///
+    /// The first feature whose weight overflows, as [`merge`](Self::merge).
+    pub(crate) fn repeated(&self, copies: u64) -> Result<Self, usize> {
+        let mut result = Sums::zeros(self.sum.len());
+        let mut base = self.clone();
+        let mut left = copies;
+        while left > 0 {
+            if left & 1 == 1 {
+                result.merge(&base)?;
+            }
+            left >>= 1;
+            if left > 0 {
+                let twice = base.clone();
+                base.merge(&twice)?;
+            }
+        }
+        Ok(result)
+    }
+
     /// The mean of feature `j`: NaN if nothing was observed.
+    ///
+    /// The mean of finite values lies within `±F::MAX`; a last rounding past
+    /// it is brought back to `±F::MAX` (within an ulp of the exact mean). A
+    /// mean far beyond — a loaded state with an impossible `scale` — stays
+    /// infinite, and loading refuses it.
     pub(crate) fn mean_of(&self, j: usize) -> F {
         let w = self.weight[j];
         if w.is_zero() {
             return F::nan();
         }
-        ldexp(self.sum[j].div(w), self.scale[j])
+        let q = self.sum[j].div(w);
+        let m = ldexp(q, self.scale[j]);
+        if m.is_finite() {
+            return m;
+        }
+        from_half(ldexp(q, self.scale[j] - 1))
     }
 
     pub(crate) fn means(&self) -> Vec<F> {
@@ -221,21 +269,65 @@ fn add_scaled<F: Float>(a: Dd<F>, ka: i32, b: Dd<F>, kb: i32) -> (Dd<F>, i32) {
 /// `a·ca + b·cb` for weights with `ca + cb = 1`, as `a + (b − a)·cb` so that
 /// equal inputs give back exactly `a` (no drift over many steps), or — where
 /// `b − a` overflows (means of opposite sign near `f64::MAX`) — as the convex
-/// combination itself.
+/// combination itself. Finite for finite inputs (see [`combine`]).
 fn blend(a: f64, ca: f64, b: f64, cb: f64) -> f64 {
     if cb == 1.0 {
         // Momentum 0: only the new value counts, however far `a` is from it.
         return b;
     }
     let delta = b - a;
-    if delta.is_finite() {
+    let r = if delta.is_finite() {
         a + delta * cb
     } else {
-        a * ca + b * cb
+        combine(a, ca, b, cb)
+    };
+    if r.is_finite() { r } else { combine(a, ca, b, cb) }
+}
+
+/// `2·half`, for a value that should lie within `±F::MAX` (a weighted
+/// average of finite values, a mean) but may have been rounded past it:
+/// within a few ulps past, it is brought back to `±F::MAX` (within an ulp of
+/// the exact value); further past — only a state loaded with impossible
+/// values gets there — it stays infinite, so that loading refuses it.
+fn from_half<F: Float>(half: F) -> F {
+    let two = F::one() + F::one();
+    let x = half * two;
+    if !x.is_infinite() {
+        return x;
+    }
+    let slack = F::one() + two * two * F::epsilon();
+    if half.abs() <= F::max_value() / two * slack {
+        x.signum() * F::max_value()
+    } else {
+        x
     }
 }
 
-/// An `f64` coefficient rounded to `F`.
+/// `a·ca + b·cb` where the exact result lies within `±F::MAX` (`ca, cb ≥ 0`,
+/// `ca + cb ≤ 1` up to rounding): the plain expression — bit for bit what
+/// Keras and PyTorch compute — and, only where that rounds past `F::MAX`
+/// (values near the top of the range), the same with halved operands
+/// (exact scalings), doubled back by [`from_half`]. Finite inputs of a state
+/// the crate produced give a finite result.
+pub(crate) fn combine<F: Float>(a: F, ca: F, b: F, cb: F) -> F {
+    let r = a * ca + b * cb;
+    if r.is_finite() || !(a.is_finite() && b.is_finite()) {
+        return r;
+    }
+    let half = F::from(0.5).unwrap_or_else(F::one);
+    from_half((a * half) * ca + (b * half) * cb)
+}
+
+/// An `f64` average of `F` values, clamped to `F`'s finite range (it lies
+/// there exactly; only the rounding of `f64` can step past `F::MAX` when `F`
+/// is `f32`), so that it always converts to a finite `F`.
+fn within_range<F: Float>(x: f64) -> f64 {
+    let max = F::max_value().to_f64().unwrap_or(f64::MAX);
+    if x.is_nan() { x } else { x.clamp(-max, max) }
+}
+
+/// An `f64` rounded to `F` (the averages converted are kept within `F`'s
+/// range by [`within_range`]; loading refuses those that are not).
 fn to_f<F: Float>(x: f64) -> F {
     F::from(x).unwrap_or_else(F::nan)
 }
@@ -282,14 +374,15 @@ impl<F: Float> Ema<F> {
 
     /// One step with batch mean `b`.
     pub(crate) fn step(&mut self, w: &crate::params::EmaWeights<F>, b: F) {
-        // Keras's and PyTorch's own update, in F: m·old + b·new.
-        self.zero = self.zero * w.old + b * w.new;
+        // Keras's and PyTorch's own update, in F: m·old + b·new (guarded
+        // against a rounding past F::MAX, which only values near it meet).
+        self.zero = combine(self.zero, w.old, b, w.new);
         let norm = w.beta * self.norm + 1.0;
         let b64 = b.to_f64().unwrap_or(f64::NAN);
         self.debiased = if self.steps == 0 {
             b64
         } else {
-            blend(self.debiased, w.beta * self.norm / norm, b64, 1.0 / norm)
+            within_range::<F>(blend(self.debiased, w.beta * self.norm / norm, b64, 1.0 / norm))
         };
         self.norm = norm;
         if self.steps == 0 {
@@ -315,14 +408,16 @@ impl<F: Float> Ema<F> {
         Ema {
             steps: self.steps.saturating_add(later.steps),
             decay: self.decay * later.decay,
-            zero: to_f::<F>(later.decay) * self.zero + later.zero,
+            // d_b·z_a + z_b is a weighted sum of batch means with weights
+            // summing to 1 − d_a·d_b ≤ 1: guarded like a step.
+            zero: combine(self.zero, to_f::<F>(later.decay), later.zero, F::one()),
             norm,
-            debiased: blend(
+            debiased: within_range::<F>(blend(
                 self.debiased,
                 later.decay * self.norm / norm,
                 later.debiased,
                 later.norm / norm,
-            ),
+            )),
             first: self.first,
         }
     }
@@ -339,7 +434,7 @@ impl<F: Float> Ema<F> {
             // general form below would round β·b₁ + (1 − β)·b₁ instead.
             FirstBatch if self.steps == 1 => self.first,
             // m_t = β^(t-1)·b₁ + Σ_{i≥2}(1−β)βᵗ⁻ⁱbᵢ = βᵗ·b₁ + zero.
-            FirstBatch => to_f::<F>(self.decay) * self.first + self.zero,
+            FirstBatch => combine(self.first, to_f::<F>(self.decay), self.zero, F::one()),
         }
     }
 }
@@ -370,6 +465,15 @@ mod tests {
         assert!(s.is_finite());
         assert_eq!(k, SCALE_STEP);
         assert_eq!(ldexp(s.hi, k - 1), f64::MAX);
+    }
+
+    #[test]
+    fn division_near_max_does_not_overflow_its_remainder() {
+        // MAX/3·3 rounds past MAX: the remainder would be NaN.
+        let m = Dd::from_f(f64::MAX).div(Dd::from_f(3.0));
+        assert_eq!(m, f64::MAX / 3.0);
+        let m = Dd::from_f(f32::MAX).div(Dd::from_f(3.0f32));
+        assert_eq!(m, f32::MAX / 3.0);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use centering::{Centering, CenteringParams, EmaStart, NanPolicy};
+use centering::{Centering, CenteringError, CenteringParams, EmaStart, NanPolicy};
 use common::*;
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, Dimension, IxDyn, ShapeBuilder, array, s};
 use proptest::prelude::*;
@@ -232,11 +232,29 @@ fn fit_forgets_previous_state() {
             // One batch: its mean (the zero-started average is 10% of it).
             assert_eq!(a.mean().unwrap(), array![2.0, 3.5], "{params:?}");
         }
-        // fit with an empty batch forgets and learns nothing.
-        a.fit(&Array2::<f64>::zeros((0, 2))).unwrap();
+        // fit with a batch that has nothing to learn is an error that keeps
+        // the state (it used to forget it, and fit_transform then failed
+        // with NotFitted on an estimator fitted a moment before).
+        let kept = a.clone();
+        let empty = Array2::<f64>::zeros((0, 2));
+        assert_eq!(
+            a.fit(&empty).unwrap_err(),
+            CenteringError::EmptyFit { samples: 0 },
+            "{params:?}"
+        );
+        assert_eq!(
+            a.fit_transform(&empty).unwrap_err(),
+            CenteringError::EmptyFit { samples: 0 }
+        );
+        let w0 = array![0.0, 0.0];
+        let x2 = array![[1.0, 2.0], [3.0, 4.0]];
+        assert_eq!(
+            a.fit_weighted(&x2, &w0).unwrap_err(),
+            CenteringError::EmptyFit { samples: 2 }
+        );
         assert!(
-            !a.is_fitted(),
-            "{params:?}: fit(empty) should leave an unfitted estimator"
+            a == kept && a.mean() == kept.mean(),
+            "{params:?}: a failed fit changed the state"
         );
         // reset also forgets, keeps the parameters.
         b.reset();

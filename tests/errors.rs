@@ -408,16 +408,27 @@ fn weight_shape() {
                 fails(&mut c, |c| c.partial_fit_weighted(x, w).map(|_| ())),
                 fails(&mut c, |c| c.fit_weighted(x, w).map(|_| ())),
             ] {
+                // A (n0,) weight is accepted too for 3+ dimensions: the
+                // error says so.
+                let per_first_axis = (expected.len() >= 2).then(|| expected[0]);
                 assert_eq!(
                     err,
                     CenteringError::WeightShape {
                         expected: expected.clone(),
+                        per_first_axis,
                         found: w.shape().to_vec()
                     },
                     "x {:?}",
                     x.shape()
                 );
                 names(&err, &[&format!("{expected:?}"), &format!("{:?}", w.shape())]);
+                if let Some(n0) = per_first_axis {
+                    names(&err, &[&format!("or [{n0}]"), "first axis"]);
+                }
+                if expected.is_empty() {
+                    // One sample: how to make a 0-D weight.
+                    names(&err, &["0-dimensional", "arr0"]);
+                }
             }
         }
     }

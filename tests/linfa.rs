@@ -269,6 +269,7 @@ fn fit_errors_are_errors() {
         params.fit(&short).unwrap_err(),
         CenteringError::WeightShape {
             expected: vec![2],
+            per_first_axis: None,
             found: vec![1]
         }
     );

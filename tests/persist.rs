@@ -91,26 +91,81 @@ fn moving_f64(start: EmaStart, policy: NanPolicy) -> Centering<f64> {
     c
 }
 
+/// The JSON document of `x`, with format 2's decimal-string floats turned
+/// back into JSON numbers, so that tests can read and edit values as
+/// numbers (the loader reads numbers too). `raw_value_of` keeps the strings.
 fn value_of<T: Serialize>(x: &T) -> Value {
+    numbers(raw_value_of(x))
+}
+
+fn raw_value_of<T: Serialize>(x: &T) -> Value {
     serde_json::to_value(x).expect("serialises")
 }
 
-// ---------------------------------------------------------------------------
-// Golden files: written by format version 1, frozen. They must keep loading
-// with these values; regenerating them is not a fix. (They were regenerated
-// once, before any release, when version 1 gained `torch_momentum` and the
-// moving average's f64 bookkeeping.)
+/// Every string that is a decimal float (format 2's float encoding) as a
+/// JSON number; enum tags ("f64", "zero" …) are left alone.
+fn numbers(v: Value) -> Value {
+    match v {
+        Value::String(t) if t.bytes().any(|b| b.is_ascii_digit()) && t.parse::<f64>().is_ok() => {
+            json!(t.parse::<f64>().unwrap())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(numbers).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, numbers(v))).collect()),
+        v => v,
+    }
+}
 
-/// Loads a golden file as `Centering<F>` and checks that writing it again
-/// gives the same document (nothing lost, nothing renamed).
-fn golden<F: centering::Element>(text: &str) -> Centering<F>
+/// A float of a format-2 document: a decimal string.
+fn real(v: &Value) -> f64 {
+    v.as_str()
+        .unwrap_or_else(|| panic!("format 2 writes floats as strings, found {v}"))
+        .parse()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Golden files, frozen: `tests/golden/*.json` were written by format 1
+// (centering 0.1.0; regenerated once, before any release, when version 1
+// gained `torch_momentum` and the moving average's f64 bookkeeping), and
+// `tests/golden/v2/*.json` by format 2 from the same states. Both must keep
+// loading with these values; regenerating them is not a fix.
+
+/// Loads the format-1 and format-2 golden files of one state as
+/// `Centering<F>`: both load to the same estimator, writing it gives the
+/// format-2 document exactly, and the format-1 document differs from it only
+/// in the version and in floats written as numbers (nothing lost, nothing
+/// renamed).
+fn golden_pair<F: centering::Element>(v1: &str, v2: &str) -> Centering<F>
 where
     Centering<F>: Serialize + DeserializeOwned,
 {
-    let c: Centering<F> = serde_json::from_str(text).unwrap_or_else(|e| panic!("golden file no longer loads: {e}"));
-    let file: Value = serde_json::from_str(text).unwrap();
-    assert_eq!(value_of(&c), file, "writing the loaded state changes the document");
+    let c: Centering<F> =
+        serde_json::from_str(v1).unwrap_or_else(|e| panic!("golden file (format 1) no longer loads: {e}"));
+    let c2: Centering<F> =
+        serde_json::from_str(v2).unwrap_or_else(|e| panic!("golden file (format 2) no longer loads: {e}"));
+    assert_eq!(c, c2, "the format-1 and format-2 files hold different states");
+    assert_eq!(bits(&c), bits(&c2));
+    assert_eq!(mean_bits(&c), mean_bits(&c2));
+    let file2: Value = serde_json::from_str(v2).unwrap();
+    assert_eq!(
+        raw_value_of(&c),
+        file2,
+        "writing the loaded state changes the format-2 document"
+    );
+    let mut file1: Value = serde_json::from_str(v1).unwrap();
+    assert_eq!(file1["format_version"], json!(1));
+    file1["format_version"] = json!(2);
+    assert_eq!(value_of(&c), file1, "format 2 is format 1 with floats as strings");
     c
+}
+
+macro_rules! golden {
+    ($f:ty, $name:literal) => {
+        golden_pair::<$f>(
+            include_str!(concat!("golden/", $name, ".json")),
+            include_str!(concat!("golden/v2/", $name, ".json")),
+        )
+    };
 }
 
 fn close(found: f64, expected: f64, rel: f64) -> bool {
@@ -119,7 +174,7 @@ fn close(found: f64, expected: f64, rel: f64) -> bool {
 
 #[test]
 fn golden_unfitted() {
-    let c = golden::<f32>(include_str!("golden/unfitted_moving_f32.json"));
+    let c = golden!(f32, "unfitted_moving_f32");
     assert!(!c.is_fitted());
     assert_eq!(
         c.params().mode(),
@@ -138,7 +193,7 @@ fn golden_unfitted() {
 #[test]
 fn golden_cumulative_f64_weighted() {
     let text = include_str!("golden/cumulative_f64_weighted.json");
-    let mut c = golden::<f64>(text);
+    let mut c = golden!(f64, "cumulative_f64_weighted");
     assert_eq!(c.params().mode(), Mode::Cumulative);
     assert_eq!(c.params().nan_policy(), NanPolicy::Reject);
     assert_eq!(c.n_features(), Some(3));
@@ -159,7 +214,7 @@ fn golden_cumulative_f64_weighted() {
 
 #[test]
 fn golden_cumulative_f32_nan_ignore() {
-    let mut c = golden::<f32>(include_str!("golden/cumulative_f32_nan_ignore.json"));
+    let mut c = golden!(f32, "cumulative_f32_nan_ignore");
     assert_eq!(c.params().nan_policy(), NanPolicy::Ignore);
     assert_eq!(c.n_samples_seen(), 3);
     assert_eq!(c.n_batches(), 2);
@@ -179,7 +234,7 @@ fn golden_cumulative_f32_nan_ignore() {
 
 #[test]
 fn golden_moving_zero_f64() {
-    let mut c = golden::<f64>(include_str!("golden/moving_zero_f64.json"));
+    let mut c = golden!(f64, "moving_zero_f64");
     assert_eq!(
         c.params().mode(),
         Mode::MovingAverage {
@@ -198,7 +253,7 @@ fn golden_moving_zero_f64() {
 
 #[test]
 fn golden_moving_debiased_f32_nan_ignore() {
-    let c = golden::<f32>(include_str!("golden/moving_debiased_f32_nan_ignore.json"));
+    let c = golden!(f32, "moving_debiased_f32_nan_ignore");
     assert_eq!(c.n_samples_seen(), 4);
     assert_eq!(c.n_batches(), 3);
     let m = c.mean().unwrap().to_owned();
@@ -212,7 +267,7 @@ fn golden_moving_debiased_f32_nan_ignore() {
 
 #[test]
 fn golden_moving_first_batch_f64() {
-    let mut c = golden::<f64>(include_str!("golden/moving_first_batch_f64.json"));
+    let mut c = golden!(f64, "moving_first_batch_f64");
     assert_eq!(c.params().start(), Some(EmaStart::FirstBatch));
     // Batch means 8, 4, 0 with momentum 0.75: 8 → 7 → 5.25.
     assert_eq!(c.mean().unwrap(), array![5.25]);
@@ -222,7 +277,7 @@ fn golden_moving_first_batch_f64() {
 
 #[test]
 fn golden_moving_torch_zero_f32() {
-    let mut c = golden::<f32>(include_str!("golden/moving_torch_zero_f32.json"));
+    let mut c = golden!(f32, "moving_torch_zero_f32");
     // Given as PyTorch's momentum 0.1: kept, and the update uses it.
     assert_eq!(c.params().torch_momentum(), Some(0.1));
     assert_eq!(c.params().momentum(), Some(0.9));
@@ -249,7 +304,7 @@ fn golden_moving_torch_zero_f32() {
 
 #[test]
 fn golden_batch_average_f64() {
-    let c = golden::<f64>(include_str!("golden/batch_average_f64.json"));
+    let c = golden!(f64, "batch_average_f64");
     assert_eq!(c.params().mode(), Mode::BatchAverage);
     assert_eq!(c.n_samples_seen(), 4);
     assert_eq!(c.n_batches(), 2);
@@ -273,10 +328,10 @@ fn unfitted_round_trips_in_every_format() {
     assert_eq!(
         serde_json::from_str::<Value>(&json).unwrap(),
         json!({
-            "format_version": 1,
+            "format_version": 2,
             "dtype": "f32",
             "params": {
-                "mode": "moving_average", "momentum": 0.75, "torch_momentum": 0.25,
+                "mode": "moving_average", "momentum": "0.75", "torch_momentum": "0.25",
                 "start": "zero", "nan_policy": "ignore"
             },
             "state": null
@@ -315,13 +370,14 @@ fn signed_zeros_and_subnormals_survive_json() {
     let c: Centering<f64> = serde_json::from_str(&text).unwrap();
     let again: Value = serde_json::from_str(&to_json(&c)).unwrap();
     let first = &again["state"]["accumulator"]["moving"]["first"];
-    assert_eq!(first[0].as_f64().unwrap().to_bits(), (-0.0f64).to_bits());
-    assert_eq!(first[1].as_f64().unwrap().to_bits(), 1);
-    assert_eq!(first[2].as_f64().unwrap(), -f64::MAX);
+    assert_eq!(first[0], json!("-0.0"));
+    assert_eq!(real(&first[0]).to_bits(), (-0.0f64).to_bits());
+    assert_eq!(real(&first[1]).to_bits(), 1);
+    assert_eq!(real(&first[2]), -f64::MAX);
     assert_eq!(c.mean().unwrap()[2], -f64::MAX); // 0.5·(−MAX) − MAX/2
     // 2.5e-324 rounds to the smallest subnormal, as Rust's own parser does.
     assert_eq!(
-        again["state"]["accumulator"]["moving"]["zero"][1].as_f64().unwrap(),
+        real(&again["state"]["accumulator"]["moving"]["zero"][1]),
         f64::from_bits(1)
     );
     // FirstBatch: decay·first + zero.
@@ -611,7 +667,15 @@ fn params_round_trip_and_are_validated() {
 
 #[test]
 fn rejects_unknown_and_future_versions() {
-    for version in [json!(0), json!(2), json!(99), json!(-1), json!(1u64 << 40)] {
+    for version in [
+        json!(0),
+        json!(3),
+        json!(99),
+        json!(-1),
+        json!(1u64 << 40),
+        json!(1.0),
+        json!(2.0),
+    ] {
         let mut v = value_of(&cumulative_f64());
         v["format_version"] = version;
         rejects::<f64>(&v, "format_version");
@@ -621,14 +685,14 @@ fn rejects_unknown_and_future_versions() {
 #[test]
 fn a_future_version_is_reported_before_its_unknown_layout() {
     // A later version may change everything after the version number.
-    let text = r#"{"format_version": 2, "layout": "columnar", "blocks": [1, 2, 3]}"#;
+    let text = r#"{"format_version": 3, "layout": "columnar", "blocks": [1, 2, 3]}"#;
     let err = serde_json::from_str::<Centering<f64>>(text).unwrap_err().to_string();
     assert!(err.contains("field `format_version`"), "{err}");
     assert!(err.contains("newer release"), "{err}");
     // The same in postcard, where the version is the first varint.
     let mut bytes = to_postcard(&cumulative_f64());
-    assert_eq!(bytes[0], 1, "the varint of 1");
-    bytes[0] = 2; // version 2
+    assert_eq!(bytes[0], 2, "the varint of 2");
+    bytes[0] = 3; // version 3
     bytes.truncate(3);
     let err = postcard::from_bytes::<Centering<f64>>(&bytes).unwrap_err().to_string();
     assert!(
@@ -637,7 +701,7 @@ fn a_future_version_is_reported_before_its_unknown_layout() {
     );
     // CBOR carries the message through.
     let mut v = ciborium::Value::serialized(&cumulative_f64()).unwrap();
-    set_cbor(&mut v, &["format_version"], ciborium::Value::Integer(2.into()));
+    set_cbor(&mut v, &["format_version"], ciborium::Value::Integer(3.into()));
     let err = cbor_rejects::<f64>(&v);
     assert!(err.contains("field `format_version`"), "{err}");
 }
@@ -700,10 +764,21 @@ fn rejects_lengths_other_than_n_features() {
             .push(json!(1));
         rejects::<f64>(&v, &format!("state.accumulator.moving.{f}"));
     }
-    // n_features itself disagreeing with every array.
-    let mut v = value_of(&cumulative_f64());
-    v["state"]["n_features"] = json!(4);
-    rejects::<f64>(&v, "state.accumulator.cumulative.sum_hi");
+    // n_features itself disagreeing with every array (which agree with each
+    // other): n_features is what is wrong, and is named.
+    for c in [
+        value_of(&cumulative_f64()),
+        value_of(&moving_f64(EmaStart::Zero, NanPolicy::Reject)),
+    ] {
+        let mut v = c;
+        let d = v["state"]["n_features"].as_u64().unwrap();
+        v["state"]["n_features"] = json!(d + 1);
+        let err = rejects::<f64>(&v, "state.n_features");
+        assert!(
+            err.contains(&format!("({d})")) && err.contains(&format!("n_features = {}", d + 1)),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -1168,10 +1243,13 @@ proptest! {
     }
 }
 
-/// Counts read back near `u64::MAX` saturate when fitting or merging goes
-/// on: never a panic, never a wrapped count.
+/// Counts read back near `u64::MAX` stay exact: fitting or merging past the
+/// limit is a `CountOverflow` error that leaves the estimator unchanged —
+/// never a panic, never a wrapped or saturated count (saturated step counts
+/// used to give states that could not be reloaded).
 #[test]
-fn counts_near_u64_max_saturate_after_load() {
+fn counts_near_u64_max_stay_exact_after_load() {
+    use centering::CenteringError;
     for c in [cumulative_f64(), moving_f64(EmaStart::Debiased, NanPolicy::Reject)] {
         let mut v = value_of(&c);
         v["state"]["n_samples"] = serde_json::json!(u64::MAX - 1);
@@ -1180,10 +1258,43 @@ fn counts_near_u64_max_saturate_after_load() {
         let row = ndarray::Array2::from_elem((1, c.n_features().unwrap()), 1.5);
         loaded.partial_fit(&row).unwrap();
         assert_eq!(loaded.n_samples_seen(), u64::MAX);
-        loaded.merge(&other).unwrap();
-        assert_eq!(loaded.n_samples_seen(), u64::MAX);
+        let before = loaded.clone();
+        let err = loaded.partial_fit(&row).unwrap_err();
+        assert_eq!(
+            err,
+            CenteringError::CountOverflow {
+                what: "sample",
+                this: u64::MAX,
+                added: 1
+            }
+        );
+        assert!(err.to_string().contains("u64::MAX"), "{err}");
+        assert_eq!(loaded, before);
+        assert!(matches!(
+            loaded.merge(&other),
+            Err(CenteringError::CountOverflow { what: "sample", .. })
+        ));
+        assert_eq!(loaded, before);
         assert!(loaded.mean().unwrap().iter().all(|m| m.is_finite()));
+        // Whatever was produced reloads.
+        let again: Centering<f64> = serde_json::from_str(&to_json(&loaded)).unwrap();
+        assert_eq!(again, loaded);
     }
+    // Batch counts likewise.
+    let c = moving_f64(EmaStart::Zero, NanPolicy::Reject);
+    let mut v = value_of(&c);
+    let t = u64::MAX - 1;
+    v["state"]["n_samples"] = json!(u64::MAX - 1);
+    v["state"]["n_batches"] = json!(t);
+    v["state"]["accumulator"]["moving"]["steps"] = json!([t, t]);
+    // Beyond 2^48 steps only coarse bounds on decay and norm are checked.
+    v["state"]["accumulator"]["moving"]["decay"] = json!([0.0, 0.0]);
+    v["state"]["accumulator"]["moving"]["norm"] = json!([10.0, 10.0]);
+    let mut big: Centering<f64> = serde_json::from_value(v).expect("a large step count is valid");
+    let small = moving_f64(EmaStart::Zero, NanPolicy::Reject);
+    let before = big.clone();
+    assert!(matches!(big.merge(&small), Err(CenteringError::CountOverflow { .. })));
+    assert_eq!(big, before);
 }
 
 // ---------------------------------------------------------------------------

@@ -8,15 +8,54 @@
 //! on Linux, marked `MADV_HUGEPAGE`, and first touched by the parallel
 //! kernels that write it, so faults are taken on every core.
 
+use std::alloc::Layout;
+use std::any::TypeId;
+
+use crate::Element;
+use crate::error::{CenteringError, Result};
+
 /// Buffers at least this large ask for transparent huge pages.
 const HUGE_MIN_BYTES: usize = 4 << 20;
 
 /// A zero-filled `Vec` of `len` elements whose pages are not touched yet.
-pub(crate) fn zeroed<F: num_traits::Float>(len: usize) -> Vec<F> {
-    // `vec![0.0; n]` of a float type is a zeroed (calloc-like) allocation.
-    let v = vec![F::zero(); len];
+///
+/// # Errors
+///
+/// [`CenteringError::Allocation`] when `len` elements overflow the address
+/// space or the allocator refuses them: an error, never a panic or an abort
+/// (a transform of a broadcast view can ask for far more than its input).
+pub(crate) fn zeroed<F: Element>(len: usize) -> Result<Vec<F>> {
+    let refused = |reason| CenteringError::Allocation {
+        elements: len,
+        element_bytes: std::mem::size_of::<F>(),
+        reason,
+    };
+    let layout = Layout::array::<F>(len).map_err(|_| refused("the size overflows the address space"))?;
+    let floats = TypeId::of::<F>() == TypeId::of::<f32>() || TypeId::of::<F>() == TypeId::of::<f64>();
+    let v = if layout.size() == 0 {
+        Vec::new()
+    } else if floats {
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<F>();
+        if ptr.is_null() {
+            return Err(refused("the allocator refused it (not enough memory)"));
+        }
+        // SAFETY: `ptr` was just allocated by the global allocator with the
+        // layout of `[F; len]` (so the alignment and size match a `Vec<F>` of
+        // capacity `len`), and all of it is zero bits, which is `0.0` for
+        // `f32` and `f64` — the only types that take this branch — so all
+        // `len` elements are initialised. The `Vec` now owns the allocation.
+        unsafe { Vec::from_raw_parts(ptr, len, len) }
+    } else {
+        // Other element types: fallible, but zero-filled by this thread.
+        let mut v = Vec::new();
+        v.try_reserve_exact(len)
+            .map_err(|_| refused("the allocator refused it (not enough memory)"))?;
+        v.resize(len, F::zero());
+        v
+    };
     advise_huge(&v);
-    v
+    Ok(v)
 }
 
 #[cfg(target_os = "linux")]
@@ -44,9 +83,23 @@ fn advise_huge<F>(_: &[F]) {}
 mod tests {
     #[test]
     fn large_buffers_are_zeroed_and_usable() {
-        let mut v = super::zeroed::<f64>(1 << 20);
+        let mut v = super::zeroed::<f64>(1 << 20).unwrap();
         assert!(v.iter().all(|&x| x == 0.0));
         v[12345] = 1.0;
         assert_eq!(v.iter().sum::<f64>(), 1.0);
+        let w = super::zeroed::<f32>(3).unwrap();
+        assert_eq!(w, vec![0.0f32; 3]);
+        assert!(super::zeroed::<f32>(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn impossible_sizes_are_errors() {
+        use crate::CenteringError;
+        // Overflows isize: refused before asking the allocator.
+        let err = super::zeroed::<f64>(usize::MAX / 4).unwrap_err();
+        assert!(matches!(err, CenteringError::Allocation { reason, .. } if reason.contains("overflows")));
+        // Fits the address space, but no machine has 2^61 bytes.
+        let err = super::zeroed::<f64>(1 << 58).unwrap_err();
+        assert!(matches!(err, CenteringError::Allocation { reason, .. } if reason.contains("refused")));
     }
 }

@@ -9,7 +9,7 @@
 //!    allows, so that the innermost axis is as long and contiguous as possible.
 //! 3. The plan is chosen by where the unit stride lies.
 
-use ndarray::{ArrayViewD, Axis};
+use ndarray::{ArrayViewD, Axis, Slice};
 
 /// How a batch will be traversed.
 pub(crate) enum Plan<'a, F> {
@@ -124,4 +124,32 @@ fn merge_inward<F>(mut v: ArrayViewD<'_, F>, keep: usize) -> ArrayViewD<'_, F> {
         }
     }
     v
+}
+
+/// Zero-stride sample axes (broadcast views) hold copies, not data: each
+/// such axis of length > 1 — where the weights, if any, are constant along
+/// it too — is cut to length 1, and the product of the cut lengths is
+/// returned. The batch is that many repetitions of the view that remains,
+/// which is summed once and multiplied (`Sums::repeated`), so that fitting a
+/// broadcast view of 2⁴⁰ rows costs what its one distinct row costs. Axes
+/// are cut to length 1 rather than removed, so an index into the result is
+/// an index into `x`.
+pub(crate) fn fold_broadcast<'a, 'b, F, W>(
+    mut x: ArrayViewD<'a, F>,
+    mut w: Option<ArrayViewD<'b, W>>,
+) -> (ArrayViewD<'a, F>, Option<ArrayViewD<'b, W>>, u64) {
+    let mut copies: u64 = 1;
+    for ax in 0..x.ndim().saturating_sub(1) {
+        let len = x.len_of(Axis(ax));
+        let constant_weight = w.as_ref().is_none_or(|w| w.strides()[ax] == 0);
+        if len > 1 && x.strides()[ax] == 0 && constant_weight {
+            x.slice_axis_inplace(Axis(ax), Slice::from(0..1));
+            if let Some(w) = w.as_mut() {
+                w.slice_axis_inplace(Axis(ax), Slice::from(0..1));
+            }
+            // The product of the cut lengths divides `x.len()` ≤ isize::MAX.
+            copies = copies.saturating_mul(len as u64);
+        }
+    }
+    (x, w, copies)
 }

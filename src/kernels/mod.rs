@@ -346,6 +346,21 @@ pub(crate) fn reduce<F: Element>(
     w: Option<&ArrayViewD<'_, F>>,
     policy: NanPolicy,
 ) -> Result<Sums<F>> {
+    let (x, w, copies) = layout::fold_broadcast(x.view(), w.map(|w| w.view()));
+    let sums = reduce_distinct(&x, w.as_ref(), policy)?;
+    if copies == 1 {
+        return Ok(sums);
+    }
+    sums.repeated(copies)
+        .map_err(|feature| CenteringError::WeightOverflow { feature })
+}
+
+/// [`reduce`] of a batch whose sample axes are all data (no broadcast copies).
+fn reduce_distinct<F: Element>(
+    x: &ArrayViewD<'_, F>,
+    w: Option<&ArrayViewD<'_, F>>,
+    policy: NanPolicy,
+) -> Result<Sums<F>> {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let n = x.len() / d;
