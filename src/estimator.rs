@@ -820,10 +820,19 @@ impl<F: Element> Centering<F> {
             });
         }
         let samples = IxDyn(&x.shape()[..x.ndim() - 1]);
-        let weights = column.as_ref().map(|c| {
-            c.broadcast(samples)
-                .expect("weights_for returns a view that broadcasts to the sample axes")
-        });
+        // `weights_for` returns a view that broadcasts to the sample axes;
+        // were it ever not to, that is the weights' shape error.
+        let weights = match column.as_ref() {
+            Some(c) => Some(
+                c.broadcast(samples.clone())
+                    .ok_or_else(|| CenteringError::WeightShape {
+                        expected: samples.slice().to_vec(),
+                        per_first_axis: None,
+                        found: c.shape().to_vec(),
+                    })?,
+            ),
+            None => None,
+        };
         let batch = kernels::reduce(x, weights.as_ref(), self.params.nan_policy())?;
         if batch.is_empty() {
             // Zero total weight, or every value missing: nothing to learn.

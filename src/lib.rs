@@ -601,6 +601,9 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
+// No public function panics on user input: every unwrap, expect and panic in
+// library code is an error instead, or is gone (tests may use them).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod error;
 mod estimator;

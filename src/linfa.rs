@@ -36,6 +36,8 @@ pub(crate) fn view_to_017<'a, F>(mut x: nd16::ArrayView2<'a, F>) -> ndarray::Arr
     let (rows, cols) = x.dim();
     if rows == 0 || cols == 0 {
         // Nothing to point at: an empty view needs no pointer at all.
+        // Cannot fail: a shape with no element fits an empty slice.
+        #[allow(clippy::expect_used)]
         return ndarray::ArrayView2::from_shape((rows, cols), &[]).expect("an empty shape fits an empty slice");
     }
     let inverted = [x.strides()[0] < 0, x.strides()[1] < 0];
@@ -67,6 +69,8 @@ pub(crate) fn view_to_017<'a, F>(mut x: nd16::ArrayView2<'a, F>) -> ndarray::Arr
 pub(crate) fn view_mut_to_017<'a, F>(mut x: nd16::ArrayViewMut2<'a, F>) -> ndarray::ArrayViewMut2<'a, F> {
     let (rows, cols) = x.dim();
     if rows == 0 || cols == 0 {
+        // Cannot fail: a shape with no element fits an empty slice.
+        #[allow(clippy::expect_used)]
         return ndarray::ArrayViewMut2::from_shape((rows, cols), &mut []).expect("an empty shape fits an empty slice");
     }
     let inverted = [x.strides()[0] < 0, x.strides()[1] < 0];
@@ -118,6 +122,9 @@ pub(crate) fn array_to_016<F: Copy>(a: ndarray::Array2<F>) -> nd16::Array2<F> {
     } else {
         nd16::ShapeBuilder::into_shape_with_order((rows, cols))
     };
+    // Cannot fail: `data` holds exactly rows·cols elements in the order the
+    // shape says.
+    #[allow(clippy::expect_used)]
     nd16::Array2::from_shape_vec(shape, data).expect("a contiguous buffer of rows·cols elements fits its own shape")
 }
 

@@ -49,8 +49,10 @@ pub(crate) fn ldexp<F: Float>(x: F, k: i32) -> F {
     let step = 60;
     let mut x = x;
     let mut k = k;
-    let up = F::from(2.0f64.powi(step)).expect("2^60 fits every float type");
-    let down = F::from(2.0f64.powi(-step)).expect("2^-60 fits every float type");
+    // 2^±60 converts exactly to f32 and f64; a type that cannot hold them
+    // gets its nearest value rather than a panic.
+    let up = F::from(2.0f64.powi(step)).unwrap_or_else(F::max_value);
+    let down = F::from(2.0f64.powi(-step)).unwrap_or_else(F::min_positive_value);
     while k >= step {
         x = x * up;
         k -= step;
@@ -59,7 +61,7 @@ pub(crate) fn ldexp<F: Float>(x: F, k: i32) -> F {
         x = x * down;
         k += step;
     }
-    x * F::from(2.0f64.powi(k)).expect("2^k with |k| < 60 fits every float type")
+    x * F::from(2.0f64.powi(k)).unwrap_or_else(F::one)
 }
 
 /// A double-word number `hi + lo`.
