@@ -57,7 +57,7 @@ pub(crate) struct Fitted<F> {
 /// What each mode accumulates, per feature.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Accumulator<F> {
-    Cumulative(Sums<F>),
+    Cumulative(Sums),
     Moving(Vec<Ema<F>>),
 }
 
@@ -248,7 +248,12 @@ impl<F: Element> Centering<F> {
     /// ```
     pub fn weight_sums(&self) -> Option<Array1<F>> {
         match &self.fitted.as_ref()?.acc {
-            Accumulator::Cumulative(s) => Some(s.weight.iter().map(|w| w.value()).collect()),
+            Accumulator::Cumulative(s) => Some(
+                s.weights()
+                    .into_iter()
+                    .map(|w| F::from(w).unwrap_or_else(F::infinity))
+                    .collect(),
+            ),
             Accumulator::Moving(_) => None,
         }
     }

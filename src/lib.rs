@@ -483,10 +483,13 @@
 //!
 //! No accumulation chain is longer than `L = 2¹⁵` elements (a leaf of the
 //! tree; on contiguous rows a leaf is spread over at least 64 lanes, so
-//! chains there are far shorter). The accumulator is `f64` whatever `F` is:
-//! `f64` pairs for `f64` data and for every weighted, NaN-skipping or
-//! strided batch, and a plain `f64` sum per lane for contiguous `f32` data
-//! (`u = 2⁻⁵³`). The extra term, `(L·u)²` for pairs and `L·u` for the plain
+//! chains there are far shorter; the rare re-summation of a batch whose
+//! sums would overflow is one chain per leaf as well). The accumulator is
+//! `f64` whatever `F` is — `F` types the mean and the output only: `f64`
+//! pairs for `f64` data and for every weighted, NaN-skipping or strided
+//! batch, and a plain `f64` sum per lane for contiguous `f32` data
+//! (`u = 2⁻⁵³`); the stored state keeps `f64` pairs for every `F`, and the
+//! mean is rounded to `F` once, from the pair's quotient. The extra term, `(L·u)²` for pairs and `L·u` for the plain
 //! sum, is at most `2⁻³⁸`, far below `F`'s epsilon `ε`. So for
 //! well-conditioned data (`mean(|x|)` not much larger than `|m|`) the
 //! learned mean is within one ulp of the exact mean rounded to `F`, however
@@ -498,7 +501,7 @@
 //! Weighted sums split every product exactly (`w·x = p + e` with an FMA),
 //! so weights do not loosen the bound; two limits remain, both reported or
 //! documented rather than silent: the total weight of a feature must stay
-//! below `F::MAX` ([`CenteringError::WeightOverflow`] otherwise), and a
+//! below `f64::MAX` ([`CenteringError::WeightOverflow`] otherwise), and a
 //! product `w·x` that falls below `F::MIN_POSITIVE` is rounded to the
 //! subnormal grid (an absolute error of at most half the smallest subnormal
 //! per sample).

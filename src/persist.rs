@@ -71,7 +71,8 @@ use crate::state::{Dd, Ema, SCALE_STEP, Sums};
 ///         "sum_hi": [D floats], "sum_lo": [D floats],    Σ wᵢxᵢ = (hi + lo)·2^scale
 ///         "scale": [D integers],                         0 unless the sum would overflow
 ///         "weight_hi": [D floats], "weight_lo": [D floats]   Σ wᵢ = hi + lo, per feature
-///     } }                                            every (hi, lo) normalised: hi + lo == hi in F
+///     } }                                            f64 pairs whatever dtype, each normalised:
+///                                                    hi + lo == hi in f64 (format 1: pairs in dtype)
 ///     or "accumulator": { "moving": {                modes moving_average, batch_average
 ///         "steps": [D integers],                         t, batches that updated each feature
 ///         "decay": [D floats],                           momentumᵗ (an f64 whatever F)
@@ -758,7 +759,7 @@ impl ParamsV1 {
 }
 
 impl FittedV1 {
-    fn check<F: Element>(self, params: &ValidParams) -> Result<Fitted<F>, CenteringError> {
+    fn check<F: Element>(self, params: &ValidParams, version: u64) -> Result<Fitted<F>, CenteringError> {
         let d = self.n_features.0;
         if d == 0 {
             return Err(invalid(
@@ -787,7 +788,9 @@ impl FittedV1 {
         let mode = params.mode();
         let reject = params.nan_policy() == NanPolicy::Reject;
         let acc = match (mode, self.accumulator) {
-            (Mode::Cumulative, AccumulatorV1::Cumulative(c)) => Accumulator::Cumulative(c.check::<F>(d, reject)?),
+            (Mode::Cumulative, AccumulatorV1::Cumulative(c)) => {
+                Accumulator::Cumulative(c.check::<F>(d, reject, version)?)
+            }
             (Mode::MovingAverage { .. } | Mode::BatchAverage, AccumulatorV1::Moving(m)) => {
                 Accumulator::Moving(m.check::<F>(d, n_batches, mode, reject)?)
             }
@@ -860,8 +863,44 @@ fn pairs<F: Element>(lo_field: &'static str, hi: &[F], lo: &[F]) -> Result<Vec<D
         .collect()
 }
 
+/// Double-word pairs of the stored sums, as the `f64` pairs the estimator
+/// keeps. Format 2 stores `f64` pairs (normalised in `f64`). Format 1 stored
+/// pairs in `F` (normalised in `F`, each value exactly an `F`): they are
+/// checked as such, then widened exactly into `f64` pairs.
+fn read_pairs<F: Element>(
+    version: u64,
+    hi_field: &'static str,
+    lo_field: &'static str,
+    hi: &[Real],
+    lo: &[Real],
+    d: usize,
+) -> Result<Vec<Dd<f64>>, CenteringError> {
+    if version == 1 {
+        let hi = elements::<F>(hi_field, hi, d)?;
+        let lo = elements::<F>(lo_field, lo, d)?;
+        let narrow = pairs(lo_field, &hi, &lo)?;
+        Ok(narrow
+            .iter()
+            .map(|p| {
+                Dd {
+                    hi: wide(p.hi),
+                    lo: 0.0,
+                }
+                .add(Dd {
+                    hi: wide(p.lo),
+                    lo: 0.0,
+                })
+            })
+            .collect())
+    } else {
+        let hi = elements::<f64>(hi_field, hi, d)?;
+        let lo = elements::<f64>(lo_field, lo, d)?;
+        pairs(lo_field, &hi, &lo)
+    }
+}
+
 impl CumulativeV1 {
-    fn check<F: Element>(self, d: usize, reject: bool) -> Result<Sums<F>, CenteringError> {
+    fn check<F: Element>(self, d: usize, reject: bool, version: u64) -> Result<Sums, CenteringError> {
         const SUM_HI: &str = "state.accumulator.cumulative.sum_hi";
         const SUM_LO: &str = "state.accumulator.cumulative.sum_lo";
         const SCALE: &str = "state.accumulator.cumulative.scale";
@@ -877,12 +916,16 @@ impl CumulativeV1 {
                 (WEIGHT_LO, self.weight_lo.len()),
             ],
         )?;
-        let sum_hi = elements::<F>(SUM_HI, &self.sum_hi, d)?;
-        let sum_lo = elements::<F>(SUM_LO, &self.sum_lo, d)?;
         check_len(SCALE, &self.scale, d)?;
-        let weight_hi = elements::<F>(WEIGHT_HI, &self.weight_hi, d)?;
-        let weight_lo = elements::<F>(WEIGHT_LO, &self.weight_lo, d)?;
-        let limit = max_scale::<F>();
+        let sum = read_pairs::<F>(version, SUM_HI, SUM_LO, &self.sum_hi, &self.sum_lo, d)?;
+        let weight = read_pairs::<F>(version, WEIGHT_HI, WEIGHT_LO, &self.weight_hi, &self.weight_lo, d)?;
+        // The exponent range of the sums: F's in format 1 (which kept sums
+        // in F), f64's since (sums are f64 whatever F).
+        let limit = if version == 1 {
+            max_scale::<F>()
+        } else {
+            max_scale::<f64>()
+        };
         let mut scale = Vec::with_capacity(d);
         for (j, k) in self.scale.iter().enumerate() {
             let k = k.0;
@@ -894,10 +937,8 @@ impl CumulativeV1 {
             }
             scale.push(k);
         }
-        let sum = pairs(SUM_LO, &sum_hi, &sum_lo)?;
-        let weight = pairs(WEIGHT_LO, &weight_hi, &weight_lo)?;
         for (j, w) in weight.iter().enumerate() {
-            if w.hi < F::zero() || w.value() < F::zero() {
+            if w.hi < 0.0 || w.value() < 0.0 {
                 return Err(invalid(
                     WEIGHT_HI,
                     format!(
@@ -1277,7 +1318,7 @@ impl<F: Element> TryFrom<CenteringState> for Centering<F> {
         let params = w.params.check()?;
         let fitted = match w.state {
             None => None,
-            Some(s) => Some(s.check::<F>(&params)?),
+            Some(s) => Some(s.check::<F>(&params, w.format_version)?),
         };
         Ok(Centering { params, fitted })
     }

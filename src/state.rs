@@ -84,22 +84,10 @@ impl<F: Float> Dd<F> {
         Dd { hi: x, lo: F::zero() }
     }
 
-    /// The normalised double-word of `x`, from a wider float (`f64` partial
-    /// sums of `f32` data): `hi` is `x` rounded, `lo` the rounded rest.
-    pub(crate) fn from_f64(x: f64) -> Self {
-        Self::from_wide(Dd { hi: x, lo: 0.0 })
-    }
-
-    /// The double-word in `F` nearest to an `f64` double-word (normalised;
-    /// exact when `F` is `f64`).
-    pub(crate) fn from_wide(x: Dd<f64>) -> Self {
-        let x = Dd::zero().add(x);
-        let hi = F::from(x.hi).unwrap_or_else(F::nan);
-        let rest = (x.hi - hi.to_f64().unwrap_or(f64::NAN)) + x.lo;
-        Dd {
-            hi,
-            lo: F::from(rest).unwrap_or_else(F::nan),
-        }
+    /// The same value with `|lo| ≤ ulp(hi)/2` (a pair whose `lo` collected
+    /// rounding errors without renormalising).
+    pub(crate) fn normalized(self) -> Self {
+        Dd::zero().add(self)
     }
 
     /// Adds the pair `other` (normalised result).
@@ -136,9 +124,20 @@ impl<F: Float> Dd<F> {
     /// `self / w`, nearly correctly rounded: one division and one
     /// correction step with an FMA-exact remainder.
     pub(crate) fn div(self, w: Self) -> F {
+        let q = self.quotient(w);
+        q.hi + q.lo
+    }
+
+    /// `self / w` as an unevaluated pair `q₁ + c`: the first quotient and its
+    /// correction (what [`div`](Self::div) adds), so that a narrower type
+    /// can round the quotient once, from more than `F`'s precision.
+    pub(crate) fn quotient(self, w: Self) -> Self {
         let q1 = self.hi / w.hi;
         if !q1.is_finite() || q1 == F::zero() {
-            return (self.hi + self.lo) / (w.hi + w.lo);
+            return Dd {
+                hi: (self.hi + self.lo) / (w.hi + w.lo),
+                lo: F::zero(),
+            };
         }
         let p = q1 * w.hi;
         if !p.is_finite() {
@@ -151,27 +150,37 @@ impl<F: Float> Dd<F> {
                 lo: self.lo * half,
             }
             .div(w);
-            return h + h;
+            return Dd {
+                hi: h + h,
+                lo: F::zero(),
+            };
         }
         let pe = q1.mul_add(w.hi, -p);
         let r = (((self.hi - p) - pe) + self.lo) - q1 * w.lo;
-        q1 + r / w.hi
+        Dd { hi: q1, lo: r / w.hi }
     }
 }
 
-/// The sums of one batch (or one leaf of a batch), feature by feature:
-/// `Σ wᵢ·xᵢ = sum·2^scale` and `Σ wᵢ = weight` over the observed values.
+/// The sums of one batch (or one leaf of a batch, or everything fitted),
+/// feature by feature: `Σ wᵢ·xᵢ = sum·2^scale` and `Σ wᵢ = weight` over the
+/// observed values.
+///
+/// The sums are `f64` double-words whatever the estimator's `F`: `F` types
+/// the mean and the output only. For `f32` data this keeps about 106 bits
+/// (an `f32` pair kept 48), counts exact to 2¹⁰⁶, and a sum of `f32`s can
+/// never overflow; the mean is rounded to `F` once, from the double-word
+/// quotient ([`round_pair`]).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Sums<F> {
-    pub(crate) sum: Vec<Dd<F>>,
+pub(crate) struct Sums {
+    pub(crate) sum: Vec<Dd<f64>>,
     pub(crate) scale: Vec<i32>,
-    pub(crate) weight: Vec<Dd<F>>,
+    pub(crate) weight: Vec<Dd<f64>>,
 }
 
 /// The power-of-two step by which a sum is scaled down when it would overflow.
 pub(crate) const SCALE_STEP: i32 = 64;
 
-impl<F: Float> Sums<F> {
+impl Sums {
     pub(crate) fn zeros(d: usize) -> Self {
         Sums {
             sum: vec![Dd::zero(); d],
@@ -237,21 +246,54 @@ impl<F: Float> Sums<F> {
     /// it is brought back to `±F::MAX` (within an ulp of the exact mean). A
     /// mean far beyond — a loaded state with an impossible `scale` — stays
     /// infinite, and loading refuses it.
-    pub(crate) fn mean_of(&self, j: usize) -> F {
+    pub(crate) fn mean_of<F: Float>(&self, j: usize) -> F {
         let w = self.weight[j];
         if w.is_zero() {
             return F::nan();
         }
-        let q = self.sum[j].div(w);
-        let m = ldexp(q, self.scale[j]);
+        let q = self.sum[j].quotient(w);
+        // For F = f64 this is `ldexp(q₁ + c, scale)`; narrower types round
+        // the normalised pair once.
+        let (s, e) = two_sum(q.hi, q.lo);
+        let k = self.scale[j];
+        let m: F = round_pair(ldexp(s, k), ldexp(e, k));
         if m.is_finite() {
             return m;
         }
-        from_half(ldexp(q, self.scale[j] - 1))
+        from_half(round_pair(ldexp(s, k - 1), ldexp(e, k - 1)))
     }
 
-    pub(crate) fn means(&self) -> Vec<F> {
+    pub(crate) fn means<F: Float>(&self) -> Vec<F> {
         (0..self.sum.len()).map(|j| self.mean_of(j)).collect()
+    }
+
+    /// The per-feature weight sums (counts without weights), in `f64`.
+    pub(crate) fn weights(&self) -> Vec<f64> {
+        self.weight.iter().map(Dd::value).collect()
+    }
+}
+
+/// The `F` nearest to `s + e`, for a normalised `f64` pair (`s = fl(s + e)`):
+/// `s` itself for `F = f64`; for a narrower `F`, `s` rounded — unless `s`
+/// lies exactly halfway between two `F`s and `e` says on which side the
+/// exact value is (anywhere else, `|e| < ulp(s)/2` cannot cross a midpoint
+/// of `F`, which is an `f64`). Out of `F`'s range: ±∞.
+pub(crate) fn round_pair<F: Float>(s: f64, e: f64) -> F {
+    let r = F::from(s).unwrap_or_else(|| if s > 0.0 { F::infinity() } else { F::neg_infinity() });
+    let Some(r64) = r.to_f64() else {
+        return r;
+    };
+    if e == 0.0 || r64 == s || !r.is_finite() {
+        return r;
+    }
+    // `s` rounded to `r`; the F on its other side is `r + 2·(s − r)` when `s`
+    // is a midpoint (exact in f64).
+    let other = r64 + 2.0 * (s - r64);
+    let midpoint = F::from(other).and_then(|o| o.to_f64()) == Some(other);
+    if midpoint && (e > 0.0) == (other > r64) {
+        F::from(other).unwrap_or(r)
+    } else {
+        r
     }
 }
 
@@ -467,6 +509,28 @@ mod tests {
         assert!(s.is_finite());
         assert_eq!(k, SCALE_STEP);
         assert_eq!(ldexp(s.hi, k - 1), f64::MAX);
+    }
+
+    #[test]
+    fn pairs_round_once_to_narrower_types() {
+        // Not a midpoint of f32: s alone decides.
+        assert_eq!(round_pair::<f32>(1.0 + 2f64.powi(-30), 1e-40), 1.0f32);
+        // 1 + 2⁻²⁴ is halfway between 1 and its f32 successor: the sign of
+        // the rest decides (ties to even when it is 0).
+        let mid = 1.0 + 2f64.powi(-24);
+        assert_eq!(round_pair::<f32>(mid, 0.0), 1.0f32);
+        assert_eq!(round_pair::<f32>(mid, 1e-30), 1.0f32 + f32::EPSILON);
+        assert_eq!(round_pair::<f32>(mid, -1e-30), 1.0f32);
+        // Halfway below a power of two, where the spacing halves.
+        let below = 1.0 - 2f64.powi(-25);
+        assert_eq!(round_pair::<f32>(below, -1e-30), 1.0f32 - f32::EPSILON / 2.0);
+        assert_eq!(round_pair::<f32>(below, 1e-30), 1.0f32);
+        // Negative values mirror.
+        assert_eq!(round_pair::<f32>(-mid, -1e-30), -1.0f32 - f32::EPSILON);
+        // f64 is s itself, and out of range is infinite.
+        assert_eq!(round_pair::<f64>(mid, 1e-30), mid);
+        assert_eq!(round_pair::<f32>(1e300, 0.0), f32::INFINITY);
+        assert_eq!(round_pair::<f32>(-1e300, 0.0), f32::NEG_INFINITY);
     }
 
     #[test]

@@ -491,18 +491,23 @@ fn check_invalid_weight(err: &CenteringError, index: &[usize], bad: f64) {
 
 #[test]
 fn weight_overflow() {
-    let mut c = Centering::<f32>::new();
+    // Weight sums are f64 whatever F: an f32 estimator's total weight may
+    // pass f32::MAX (it could not when the sums were kept in f32).
+    let mut c32 = Centering::<f32>::new();
+    c32.partial_fit_weighted(&array![[1.0f32, 2.0], [3.0, 2.0]], &array![f32::MAX, f32::MAX])
+        .unwrap();
+    assert_eq!(c32.mean().unwrap(), array![2.0f32, 2.0]);
+    let mut c = Centering::<f64>::new();
     let err = fails(&mut c, |c| {
-        c.partial_fit_weighted(&array![[1.0f32, 2.0], [1.0, 2.0]], &array![f32::MAX, f32::MAX])
+        c.partial_fit_weighted(&array![[1.0, 2.0], [1.0, 2.0]], &array![f64::MAX, f64::MAX])
             .map(|_| ())
     });
     assert!(matches!(err, CenteringError::WeightOverflow { feature: 0 }), "{err:?}");
     names(&err, &["feature 0", "overflows"]);
     // Across batches and merges too.
-    c.partial_fit_weighted(&array![[1.0f32, 2.0]], &array![f32::MAX])
-        .unwrap();
+    c.partial_fit_weighted(&array![[1.0, 2.0]], &array![f64::MAX]).unwrap();
     let err = fails(&mut c, |c| {
-        c.partial_fit_weighted(&array![[1.0f32, 2.0]], &array![f32::MAX])
+        c.partial_fit_weighted(&array![[1.0, 2.0]], &array![f64::MAX])
             .map(|_| ())
     });
     assert!(matches!(err, CenteringError::WeightOverflow { .. }), "{err:?}");
@@ -516,9 +521,9 @@ fn weight_overflow() {
 #[test]
 fn weight_overflow_across_leaves_of_one_batch() {
     let n = 40_000;
-    let x = Array2::from_shape_fn((n, 2), |(i, j)| if j == 1 && i < n / 2 { 0.0f32 } else { 1e-3 });
-    let w = Array1::from_elem(n, f32::MAX / 30_000.0);
-    let mut c = Centering::<f32>::new();
+    let x = Array2::from_shape_fn((n, 2), |(i, j)| if j == 1 && i < n / 2 { 0.0 } else { 1e-3 });
+    let w = Array1::from_elem(n, f64::MAX / 30_000.0);
+    let mut c = Centering::<f64>::new();
     let err = fails(&mut c, |c| c.partial_fit_weighted(&x, &w).map(|_| ()));
     assert!(matches!(err, CenteringError::WeightOverflow { feature: 0 }), "{err:?}");
 }

@@ -155,7 +155,31 @@ where
     let mut file1: Value = serde_json::from_str(v1).unwrap();
     assert_eq!(file1["format_version"], json!(1));
     file1["format_version"] = json!(2);
-    assert_eq!(value_of(&c), file1, "format 2 is format 1 with floats as strings");
+    // An f32 state's cumulative sums were f32 pairs in format 1 and are the
+    // same values as f64 pairs in format 2 (renormalised: checked above
+    // through the equal states); everything else is the same document.
+    if file1["dtype"] == json!("f32") && file1["state"]["accumulator"]["cumulative"].is_object() {
+        let mut written = value_of(&c);
+        let take = |v: &mut Value, f: &str| -> Vec<f64> {
+            let a = v["state"]["accumulator"]["cumulative"][f].take();
+            a.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        };
+        let (hi1, lo1) = (take(&mut file1, "sum_hi"), take(&mut file1, "sum_lo"));
+        let (hi2, lo2) = (take(&mut written, "sum_hi"), take(&mut written, "sum_lo"));
+        for j in 0..hi1.len() {
+            // TwoSum of the f32 pair: the f64 pair holding the same value.
+            let s = hi1[j] + lo1[j];
+            let bb = s - hi1[j];
+            let e = (hi1[j] - (s - bb)) + (lo1[j] - bb);
+            assert_eq!((hi2[j], lo2[j]), (s, e), "feature {j}");
+        }
+        assert_eq!(
+            written, file1,
+            "format 2 is format 1 with floats as strings and f64 sums"
+        );
+    } else {
+        assert_eq!(value_of(&c), file1, "format 2 is format 1 with floats as strings");
+    }
     c
 }
 
@@ -731,11 +755,15 @@ fn rejects_another_element_type() {
 
 #[test]
 fn rejects_f64_values_in_an_f32_state_even_with_an_f32_tag() {
-    // The tag lies; the values do not fit f32 exactly.
+    // The tag lies; the values do not fit f32 exactly. (Format 1 kept an
+    // f32 state's sums in f32; format 2 keeps sums in f64 whatever the
+    // dtype, so there only the moving average's F-typed values and the tag
+    // itself tell the types apart.)
     let mut c = Centering::<f64>::new();
     c.partial_fit(&array![[0.1, 0.5]]).unwrap();
     let mut v = value_of(&c);
     v["dtype"] = json!("f32");
+    v["format_version"] = json!(1);
     let err = rejects::<f32>(&v, "state.accumulator.cumulative.sum_hi");
     assert!(err.contains("not exactly representable as f32"), "{err}");
     // A value beyond f32's range.
@@ -1661,11 +1689,16 @@ fn rejects_pairs_that_are_not_normalised() {
     let mut v = v0.clone();
     v["state"]["accumulator"]["cumulative"]["weight_lo"] = json!([f64::EPSILON]);
     rejects::<f64>(&v, "state.accumulator.cumulative.weight_lo");
-    // The same in f32, whose pairs are normalised in f32.
+    // An f32 state's pairs are f64 pairs in format 2, normalised in f64 ...
     let mut c = Centering::<f32>::new();
     c.partial_fit(&array![[5.0f32]]).unwrap();
     let mut v = value_of(&c);
+    v["state"]["accumulator"]["cumulative"]["weight_lo"] = json!([f64::EPSILON / 2.0]);
+    serde_json::from_value::<Centering<f32>>(v.clone()).expect("normalised in f64");
     v["state"]["accumulator"]["cumulative"]["weight_lo"] = json!([f64::from(f32::EPSILON / 2.0)]);
+    rejects::<f32>(&v, "state.accumulator.cumulative.weight_lo");
+    // ... and f32 pairs, normalised in f32, in format 1.
+    v["format_version"] = json!(1);
     serde_json::from_value::<Centering<f32>>(v.clone()).expect("normalised in f32");
     v["state"]["accumulator"]["cumulative"]["weight_lo"] = json!([f64::from(f32::EPSILON)]);
     rejects::<f32>(&v, "state.accumulator.cumulative.weight_lo");

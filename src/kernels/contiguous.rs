@@ -105,16 +105,20 @@ impl<F: Element> RowAcc<F> {
         }
     }
 
-    /// Folds the lanes into per-feature double-words, added to `out`.
-    pub(crate) fn finish(self, out: &mut [Dd<F>]) {
+    /// Folds the lanes into per-feature `f64` double-words, added to `out`.
+    pub(crate) fn finish(self, out: &mut [Dd<f64>]) {
         let d = self.d;
         if !self.wide.is_empty() {
             for (j, &s) in self.wide.iter().enumerate() {
-                out[j % d] = out[j % d].add(Dd::from_f64(s));
+                out[j % d] = out[j % d].add(Dd { hi: s, lo: 0.0 });
             }
         } else {
+            let wide = |v: F| v.to_f64().unwrap_or(f64::NAN);
             for (j, (&h, &l)) in self.hi.iter().zip(&self.lo).enumerate() {
-                out[j % d] = out[j % d].add(Dd { hi: h, lo: l });
+                out[j % d] = out[j % d].add(Dd {
+                    hi: wide(h),
+                    lo: wide(l),
+                });
             }
         }
     }

@@ -6,7 +6,7 @@ use ndarray::{ArrayViewD, Axis, Dimension, Zip};
 use num_traits::Float;
 
 use crate::NanPolicy;
-use crate::state::{Dd, SCALE_STEP, Sums, ldexp, two_sum};
+use crate::state::{SCALE_STEP, Sums, ldexp, two_sum};
 
 /// Adds one sample (`lane`, `d` values) with weight `w` into `sums`.
 ///
@@ -18,7 +18,7 @@ use crate::state::{Dd, SCALE_STEP, Sums, ldexp, two_sum};
 /// are skipped and contribute no weight.
 #[inline]
 fn push_lane<F: Float>(
-    sums: &mut Sums<f64>,
+    sums: &mut Sums,
     lane: ndarray::ArrayView1<'_, F>,
     w: Option<F>,
     policy: NanPolicy,
@@ -62,10 +62,10 @@ pub(crate) fn sum_lanes<F: Float>(
     w: Option<&ArrayViewD<'_, F>>,
     policy: NanPolicy,
     scale: &[i32],
-) -> Sums<F> {
+) -> Sums {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
-    let mut sums = Sums::<f64>::zeros(d);
+    let mut sums = Sums::zeros(d);
     match w {
         None => {
             for lane in x.lanes(Axis(last)) {
@@ -78,10 +78,11 @@ pub(crate) fn sum_lanes<F: Float>(
                 .for_each(|lane, &wi| push_lane(&mut sums, lane, Some(wi), policy, scale));
         }
     }
+    // The lanes' `lo` parts were added without renormalising: normalise.
     Sums {
-        sum: sums.sum.iter().map(|s| Dd::from_wide(*s)).collect(),
+        sum: sums.sum.iter().map(|s| s.normalized()).collect(),
         scale: if scale.is_empty() { vec![0; d] } else { scale.to_vec() },
-        weight: sums.weight.iter().map(|w| Dd::from_wide(*w)).collect(),
+        weight: sums.weight.iter().map(|w| w.normalized()).collect(),
     }
 }
 
@@ -113,7 +114,7 @@ fn ilogb<F: Float>(x: F) -> i32 {
 /// up to 2⁶⁴ such terms stays finite. Values that become subnormal after
 /// scaling lose bits, but they are smaller than the largest term by more than
 /// `F`'s whole exponent range, so the mean does not see it.
-pub(crate) fn sum_scaled<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums<F> {
+pub(crate) fn sum_scaled<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let max_exp = ilogb(F::max_value());

@@ -271,7 +271,7 @@ fn tree<T: Halve, R: Send>(
     }
 }
 
-fn merge_dd<F: Element>(mut a: Vec<Dd<F>>, b: Vec<Dd<F>>) -> Vec<Dd<F>> {
+fn merge_dd(mut a: Vec<Dd<f64>>, b: Vec<Dd<f64>>) -> Vec<Dd<f64>> {
     for (x, y) in a.iter_mut().zip(b) {
         *x = x.add(y);
     }
@@ -279,7 +279,7 @@ fn merge_dd<F: Element>(mut a: Vec<Dd<F>>, b: Vec<Dd<F>>) -> Vec<Dd<F>> {
 }
 
 /// Sums of a `Rows` view: lanes of whole rows of `d` features.
-fn sum_rows<F: Element>(v: ArrayViewD<'_, F>, d: usize) -> Vec<Dd<F>> {
+fn sum_rows<F: Element>(v: ArrayViewD<'_, F>, d: usize) -> Vec<Dd<f64>> {
     let leaf = |Rows { view: v, .. }: Rows<'_, F>| {
         let mut acc = RowAcc::new(d);
         let last = v.ndim() - 1;
@@ -312,7 +312,7 @@ fn leaf_len(d: usize) -> usize {
 /// pool first, so a call from outside the pool hands work over once rather
 /// than once per feature; each feature is summed by the same [`sum_rows`]
 /// tree whoever runs it, so the result does not depend on the split.
-fn sum_columns<F: Element>(view: &ArrayViewD<'_, F>, f0: usize, f1: usize) -> Vec<Dd<F>> {
+fn sum_columns<F: Element>(view: &ArrayViewD<'_, F>, f0: usize, f1: usize) -> Vec<Dd<f64>> {
     let per_feature = view.len() / view.len_of(Axis(0));
     let size = (f1 - f0) * per_feature;
     if f1 - f0 > 1 && size >= PARALLEL_MIN {
@@ -326,7 +326,7 @@ fn sum_columns<F: Element>(view: &ArrayViewD<'_, F>, f0: usize, f1: usize) -> Ve
 
 /// The unweighted sums of a batch under `Reject`, by the fast kernels. A sum
 /// comes back non-finite iff an input is non-finite or the sum overflowed.
-fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<F>> {
+fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<f64>> {
     let d = x.len_of(Axis(x.ndim() - 1));
     let planned = plan(x.view());
     let mut sums = match planned.plan {
@@ -355,7 +355,7 @@ pub(crate) fn reduce<F: Element>(
     x: &ArrayViewD<'_, F>,
     w: Option<&ArrayViewD<'_, F>>,
     policy: NanPolicy,
-) -> Result<Sums<F>> {
+) -> Result<Sums> {
     let (x, w, copies) = layout::fold_broadcast(x.view(), w.map(|w| w.view()));
     let sums = reduce_distinct(&x, w.as_ref(), policy)?;
     if copies == 1 {
@@ -370,14 +370,14 @@ fn reduce_distinct<F: Element>(
     x: &ArrayViewD<'_, F>,
     w: Option<&ArrayViewD<'_, F>>,
     policy: NanPolicy,
-) -> Result<Sums<F>> {
+) -> Result<Sums> {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let n = x.len() / d;
     let sums = if w.is_none() && policy == NanPolicy::Reject {
         let sum = fast_sums(x);
-        // Exact: a double-word holds integers up to 2^48 even for f32.
-        let count: Dd<F> = Dd::from_f64(n as f64);
+        // Exact: an f64 holds every count up to 2^53.
+        let count = Dd { hi: n as f64, lo: 0.0 };
         Sums {
             sum,
             scale: vec![0; d],
@@ -398,7 +398,7 @@ fn reduce_distinct<F: Element>(
     check_weights(general::sum_scaled(x, w, policy))
 }
 
-fn check_weights<F: Element>(sums: Sums<F>) -> Result<Sums<F>> {
+fn check_weights(sums: Sums) -> Result<Sums> {
     match sums.weight.iter().position(|w| !w.is_finite()) {
         Some(feature) => Err(CenteringError::WeightOverflow { feature }),
         None => Ok(sums),
@@ -407,9 +407,9 @@ fn check_weights<F: Element>(sums: Sums<F>) -> Result<Sums<F>> {
 
 /// Weighted and/or NaN-skipping sums, by the general kernel, in the same
 /// fixed tree over the sample axes.
-fn sum_general<F: Element>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums<F> {
+fn sum_general<F: Element>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums {
     let leaf = |(x, w): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| general::sum_lanes(&x, w.as_ref(), policy, &[]);
-    let merge = |mut a: Sums<F>, b: Sums<F>| {
+    let merge = |mut a: Sums, b: Sums| {
         // An overflowed weight stays in `a`, non-finite: `reduce` reports it.
         let _ = a.merge(&b);
         a
