@@ -53,6 +53,28 @@ pub enum CenteringError {
         value: f64,
     },
 
+    /// A null (a missing value marked by a validity bitmap) in a column
+    /// given to a fitting method under [`NanPolicy::Reject`](crate::NanPolicy::Reject).
+    #[error(
+        "expected no missing values under NaN policy reject, found a null at index {index:?} (row, feature); NanPolicy::Ignore skips missing values per feature"
+    )]
+    NullValue {
+        /// `[row, feature]` of the first null, in row-major order.
+        index: Vec<usize>,
+    },
+
+    /// The columns of a columnar batch (or their validity bitmaps) do not
+    /// have the same number of rows.
+    #[error("expected {expected} rows in column {feature} (the length of column 0), found {found}")]
+    ColumnLength {
+        /// The column at fault.
+        feature: usize,
+        /// The rows of column 0, which every column must have.
+        expected: usize,
+        /// The rows this column (or its validity bitmap) has.
+        found: usize,
+    },
+
     /// The sample weights have the wrong shape.
     #[error("{}", weight_shape_message(expected, *per_first_axis, found))]
     WeightShape {

@@ -1,9 +1,7 @@
 //! `Centering<F>`: the public operations. Shapes and parameters are checked
 //! here; arithmetic lives in `state` and `kernels`.
 
-use ndarray::{
-    Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Axis, Data, DataMut, Dimension, IxDyn, ShapeBuilder, StrideShape,
-};
+use ndarray::{Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Data, DataMut, Dimension, ShapeBuilder, StrideShape};
 
 use crate::Element;
 use crate::error::{CenteringError, Result};
@@ -761,16 +759,13 @@ impl<F: Element> Centering<F> {
 
     /// Checks `x`'s shape against the state: `(d, n)`.
     fn check_shape(&self, shape: &[usize]) -> Result<(usize, usize)> {
-        let (&d, samples) = shape.split_last().ok_or(CenteringError::ZeroDimensional)?;
-        if d == 0 {
-            return Err(CenteringError::NoFeatures);
-        }
+        let (d, n) = crate::summary::batch_shape(shape)?;
         if let Some(expected) = self.n_features()
             && expected != d
         {
             return Err(CenteringError::FeatureMismatch { expected, found: d });
         }
-        Ok((d, samples.iter().product()))
+        Ok((d, n))
     }
 
     fn checked_mean(&self, shape: &[usize]) -> Result<&[F]> {
@@ -810,35 +805,17 @@ impl<F: Element> Centering<F> {
     /// it had samples (`None` for a no-op).
     fn fold(&mut self, x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>) -> Result<Option<Vec<F>>> {
         let (d, n) = self.check_shape(x.shape())?;
-        let column = w.map(|w| weights_for(x, w)).transpose()?;
-        if n == 0 {
-            return Ok(None);
+        match crate::summary::reduce_batch(x, w, self.params.nan_policy())? {
+            None => Ok(None),
+            Some(batch) => self.fold_sums(d, n as u64, &batch),
         }
-        // Bad weights are reported in the weights' own axes, not in the
-        // broadcast view's (a `(n0,)` weight names `[i]`, not `[i, 0, …]`).
-        if let Some(given) = w
-            && let Some((index, weight)) = kernels::general::first_bad_weight(given)
-        {
-            return Err(CenteringError::InvalidWeight {
-                index,
-                weight: weight.to_f64().unwrap_or(f64::NAN),
-            });
-        }
-        let samples = IxDyn(&x.shape()[..x.ndim() - 1]);
-        // `weights_for` returns a view that broadcasts to the sample axes;
-        // were it ever not to, that is the weights' shape error.
-        let weights = match column.as_ref() {
-            Some(c) => Some(
-                c.broadcast(samples.clone())
-                    .ok_or_else(|| CenteringError::WeightShape {
-                        expected: samples.slice().to_vec(),
-                        per_first_axis: None,
-                        found: c.shape().to_vec(),
-                    })?,
-            ),
-            None => None,
-        };
-        let batch = kernels::reduce(x, weights.as_ref(), self.params.nan_policy())?;
+    }
+
+    /// Folds the sums of one batch of `n ≥ 1` samples and `d` features into
+    /// the estimate, all or nothing: the one way every batch — an array, a
+    /// [`BatchSummary`](crate::BatchSummary) — enters the state. Returns the
+    /// batch's own mean.
+    pub(crate) fn fold_sums(&mut self, d: usize, n: u64, batch: &Sums) -> Result<Option<Vec<F>>> {
         if batch.is_empty() {
             // Zero total weight, or every value missing: nothing to learn.
             return Ok(Some(batch.means()));
@@ -859,7 +836,7 @@ impl<F: Element> Centering<F> {
         };
         match &mut next.acc {
             Accumulator::Cumulative(s) => {
-                s.merge(&batch)
+                s.merge(batch)
                     .map_err(|feature| CenteringError::WeightOverflow { feature })?;
             }
             Accumulator::Moving(e) => {
@@ -871,7 +848,7 @@ impl<F: Element> Centering<F> {
                 }
             }
         }
-        next.n_samples = add_count("sample", next.n_samples, n as u64)?;
+        next.n_samples = add_count("sample", next.n_samples, n)?;
         next.n_batches = add_count("batch", next.n_batches, 1)?;
         next.refresh(&self.params);
         self.fitted = Some(next);
@@ -916,25 +893,4 @@ fn alloc_like<F: Element, S: Data<Elem = F>, D: Dimension>(x: &ArrayBase<S, D>) 
 fn add_count(what: &'static str, this: u64, added: u64) -> Result<u64> {
     this.checked_add(added)
         .ok_or(CenteringError::CountOverflow { what, this, added })
-}
-
-/// The weights as a view that broadcasts to the sample axes of `x`: either
-/// exactly that shape, or `(n, 1, …, 1)` from a 1-D weight per first index.
-fn weights_for<'a, F: Element>(x: &ArrayViewD<'_, F>, w: &ArrayViewD<'a, F>) -> Result<ArrayViewD<'a, F>> {
-    let samples = &x.shape()[..x.ndim() - 1];
-    if w.shape() == samples {
-        return Ok(w.clone());
-    }
-    if samples.len() >= 2 && w.ndim() == 1 && w.len() == samples[0] {
-        let mut v = w.clone();
-        for ax in 1..samples.len() {
-            v = v.insert_axis(Axis(ax));
-        }
-        return Ok(v);
-    }
-    Err(CenteringError::WeightShape {
-        expected: samples.to_vec(),
-        per_first_axis: (samples.len() >= 2).then(|| samples[0]),
-        found: w.shape().to_vec(),
-    })
 }

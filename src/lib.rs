@@ -618,12 +618,15 @@ mod params;
 #[cfg(feature = "serde")]
 mod persist;
 mod state;
+mod summary;
 
 pub use error::{CenteringError, Result};
 pub use estimator::Centering;
+pub use kernels::columns::Validity;
 pub use params::{CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, ValidParams};
 #[cfg(feature = "serde")]
 pub use persist::STATE_FORMAT_VERSION;
+pub use summary::BatchSummary;
 
 /// The element types `Centering` works with: any [`num_traits::Float`] that
 /// can cross threads. `f32` and `f64` get SIMD kernels dispatched at run time;

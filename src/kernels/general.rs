@@ -6,7 +6,21 @@ use ndarray::{ArrayViewD, Axis, Dimension, Zip};
 use num_traits::Float;
 
 use crate::NanPolicy;
-use crate::state::{SCALE_STEP, Sums, ldexp, two_sum};
+use crate::state::{Dd, SCALE_STEP, Sums, ldexp, two_sum};
+
+/// Adds one unweighted value `x` of a feature to its sum and its count
+/// (TwoSum into `hi`, the errors collected in `lo`, renormalised at the end
+/// of a leaf). Every unweighted general path — arrays and columns — adds
+/// values this way, so their results agree bit for bit.
+#[inline(always)]
+pub(crate) fn push_one(sum: &mut Dd<f64>, count: &mut Dd<f64>, x: f64) {
+    let (s, e) = two_sum(sum.hi, x);
+    sum.hi = s;
+    sum.lo += e;
+    let (s, e) = two_sum(count.hi, 1.0);
+    count.hi = s;
+    count.lo += e;
+}
 
 /// Adds one sample (`lane`, `d` values) with weight `w` into `sums`.
 ///
@@ -32,14 +46,7 @@ fn push_lane<F: Float>(
         let x = x.to_f64().unwrap_or(f64::NAN);
         let acc = &mut sums.sum[j];
         match w.map(|w| w.to_f64().unwrap_or(f64::NAN)) {
-            None => {
-                let (s, e) = two_sum(acc.hi, x);
-                acc.hi = s;
-                acc.lo += e;
-                let (s, e) = two_sum(sums.weight[j].hi, 1.0);
-                sums.weight[j].hi = s;
-                sums.weight[j].lo += e;
-            }
+            None => push_one(acc, &mut sums.weight[j], x),
             Some(w) => {
                 let p = w * x;
                 let pe = w.mul_add(x, -p);
@@ -104,9 +111,19 @@ pub(crate) fn first_bad_weight<F: Float>(w: &ArrayViewD<'_, F>) -> Option<(Vec<u
 }
 
 /// `⌊log₂|x|⌋` for finite non-zero `x` (subnormals included).
-fn ilogb<F: Float>(x: F) -> i32 {
+pub(crate) fn ilogb<F: Float>(x: F) -> i32 {
     let (m, e, _) = x.integer_decode();
     e as i32 + 63 - m.leading_zeros() as i32
+}
+
+/// The power-of-two exponents by which [`sum_scaled`] divides each feature,
+/// from the largest `⌊log₂|w·x|⌋` of its terms (`i32::MIN`: no non-zero
+/// term, no scaling).
+pub(crate) fn scales<F: Float>(top: &[i32]) -> Vec<i32> {
+    let max_exp = ilogb(F::max_value());
+    top.iter()
+        .map(|&t| t.saturating_add(SCALE_STEP + 2).saturating_sub(max_exp).max(0))
+        .collect()
 }
 
 /// Re-sums a batch whose ordinary sums overflowed: each feature is scaled
@@ -117,7 +134,6 @@ fn ilogb<F: Float>(x: F) -> i32 {
 pub(crate) fn sum_scaled<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
-    let max_exp = ilogb(F::max_value());
     let mut top = vec![i32::MIN; d];
     let mut see = |lane: ndarray::ArrayView1<'_, F>, wi: F| {
         for (j, &v) in lane.iter().enumerate() {
@@ -130,10 +146,5 @@ pub(crate) fn sum_scaled<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<
         None => x.lanes(Axis(last)).into_iter().for_each(|l| see(l, F::one())),
         Some(w) => Zip::from(x.lanes(Axis(last))).and(w).for_each(|l, &wi| see(l, wi)),
     }
-    let scale: Vec<i32> = top
-        .iter()
-        // A feature with no non-zero term (top = i32::MIN) needs no scaling.
-        .map(|&t| t.saturating_add(SCALE_STEP + 2).saturating_sub(max_exp).max(0))
-        .collect();
-    sum_lanes(x, w, policy, &scale)
+    sum_lanes(x, w, policy, &scales::<F>(&top))
 }

@@ -34,6 +34,7 @@
 // same-type slice casts (contiguous), huge-page advice (alloc).
 #[allow(unsafe_code)]
 pub(crate) mod alloc;
+pub(crate) mod columns;
 #[allow(unsafe_code)]
 pub(crate) mod contiguous;
 pub(crate) mod general;

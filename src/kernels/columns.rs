@@ -1,0 +1,214 @@
+//! Columnar sources: one contiguous slice per feature (Arrow's layout, a
+//! Parquet column chunk), each with an optional validity bitmap, summed
+//! without an interleaving copy.
+//!
+//! The result is bit-identical to fitting the same data as an `(n, d)`
+//! array, because it runs the array paths' own arithmetic in the array
+//! paths' own order:
+//!
+//! - `Reject` and no nulls: each column is what a column-major
+//!   (Fortran-order) array's feature is to the `Columns` plan — a contiguous
+//!   run summed by the same `sum_rows` tree with `d = 1`;
+//! - otherwise (`Ignore`, or nulls): the general path's halving tree over
+//!   rows (a leaf when `rows·d ≤ LEAF`), each feature's values added in row
+//!   order by [`general::push_one`] within a leaf, leaves merged in the
+//!   tree's order — which is what fitting the array with NaN at the nulls
+//!   under `Ignore` computes, for any layout of the array;
+//! - a batch whose sums would overflow is re-summed scaled, as
+//!   [`general::sum_scaled`] does, one chain per feature.
+
+use ndarray::ArrayView1;
+
+use super::{LEAF, general, join, sum_rows};
+use crate::error::{CenteringError, Result};
+use crate::state::{Dd, Sums, ldexp};
+use crate::{Element, NanPolicy};
+
+/// Which rows of a column hold a value: bit `offset + i` of `bits` (least
+/// significant bit first within each byte, 1 = valid) is row `i` — Arrow's
+/// validity bitmap, with the offset of a sliced array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity<'a> {
+    bits: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Validity<'a> {
+    /// Row `i` is valid when bit `offset + i` of `bits` is set (least
+    /// significant bit first), as in Arrow's `BooleanBuffer` (`values()`,
+    /// `offset()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::Validity;
+    /// // Rows 0, 2 and 3 valid, row 1 null.
+    /// let v = Validity::new(&[0b0000_1101], 0);
+    /// assert_eq!(v.is_valid(1), Some(false));
+    /// assert_eq!(v.is_valid(3), Some(true));
+    /// assert_eq!(v.is_valid(8), None); // beyond the bitmap
+    /// ```
+    pub fn new(bits: &'a [u8], offset: usize) -> Self {
+        Validity { bits, offset }
+    }
+
+    /// Whether row `i` holds a value; `None` beyond the bitmap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let v = centering::Validity::new(&[0b1000_0000, 0b0000_0001], 7);
+    /// assert_eq!(v.is_valid(0), Some(true)); // bit 7
+    /// assert_eq!(v.is_valid(1), Some(true)); // bit 8
+    /// assert_eq!(v.is_valid(2), Some(false));
+    /// ```
+    pub fn is_valid(&self, i: usize) -> Option<bool> {
+        let bit = self.offset.checked_add(i)?;
+        self.bits.get(bit / 8).map(|b| b >> (bit % 8) & 1 == 1)
+    }
+
+    /// How many rows the bitmap covers.
+    pub(crate) fn rows(&self) -> usize {
+        (self.bits.len().saturating_mul(8)).saturating_sub(self.offset)
+    }
+
+    /// The first null row below `n`, if any.
+    fn first_null(&self, n: usize) -> Option<usize> {
+        (0..n).find(|&i| self.is_valid(i) != Some(true))
+    }
+}
+
+/// The per-feature sums of `columns` (each of `n ≥ 1` rows), nulls where a
+/// validity bitmap says so. The caller has checked lengths.
+///
+/// # Errors
+///
+/// [`CenteringError::NullValue`] for a null under `Reject`,
+/// [`CenteringError::NonFinite`] for a value `policy` rejects (the first in
+/// row-major order, as for an array), [`CenteringError::WeightOverflow`].
+pub(crate) fn reduce_columns<F: Element>(
+    columns: &[&[F]],
+    validity: &[Option<Validity<'_>>],
+    policy: NanPolicy,
+) -> Result<Sums> {
+    let d = columns.len();
+    let n = columns.first().map_or(0, |c| c.len());
+    let valid = |j: usize| validity.get(j).copied().flatten();
+    let nulls = (0..d).any(|j| valid(j).is_some_and(|v| v.first_null(n).is_some()));
+    if nulls && policy == NanPolicy::Reject {
+        // The first null in row-major order, as an array reports its first NaN.
+        let (row, feature) = (0..d)
+            .filter_map(|j| valid(j).and_then(|v| v.first_null(n)).map(|i| (i, j)))
+            .min()
+            .unwrap_or((0, 0));
+        return Err(CenteringError::NullValue {
+            index: vec![row, feature],
+        });
+    }
+    let sums = if policy == NanPolicy::Reject {
+        let sum = sum_slices(columns, 0, d);
+        Sums {
+            sum,
+            scale: vec![0; d],
+            weight: vec![Dd { hi: n as f64, lo: 0.0 }; d],
+        }
+    } else {
+        let leaf = |r0: usize, r1: usize| sum_range(columns, validity, r0, r1, policy, &[]);
+        rows_tree(0, n, d, &leaf)
+    };
+    if sums.sum.iter().all(Dd::is_finite) {
+        return super::check_weights(sums);
+    }
+    // A value the policy rejects: the first in row-major order.
+    let rejected = |x: F| match policy {
+        NanPolicy::Reject => !x.is_finite(),
+        NanPolicy::Ignore => x.is_infinite(),
+    };
+    for i in 0..n {
+        for (j, col) in columns.iter().enumerate() {
+            if valid(j).is_none_or(|v| v.is_valid(i) == Some(true)) && rejected(col[i]) {
+                return Err(CenteringError::NonFinite {
+                    index: vec![i, j],
+                    value: col[i].to_f64().unwrap_or(f64::NAN),
+                });
+            }
+        }
+    }
+    // The sums overflowed: re-sum each feature scaled down, in one chain.
+    let top: Vec<i32> = (0..d)
+        .map(|j| {
+            (0..n)
+                .filter(|&i| valid(j).is_none_or(|v| v.is_valid(i) == Some(true)))
+                .map(|i| columns[j][i])
+                .filter(|v| v.is_finite() && *v != F::zero())
+                .map(general::ilogb)
+                .max()
+                .unwrap_or(i32::MIN)
+        })
+        .collect();
+    let scale = general::scales::<F>(&top);
+    super::check_weights(sum_range(columns, validity, 0, n, policy, &scale))
+}
+
+/// The fast sums of features `f0..f1`, one contiguous column each: the
+/// `Columns` plan's `sum_columns`, on separate buffers.
+fn sum_slices<F: Element>(columns: &[&[F]], f0: usize, f1: usize) -> Vec<Dd<f64>> {
+    let n = columns.first().map_or(0, |c| c.len());
+    let size = (f1 - f0) * n;
+    if f1 - f0 > 1 && size >= super::PARALLEL_MIN {
+        let mid = f0 + (f1 - f0) / 2;
+        let (mut a, b) = join(size, || sum_slices(columns, f0, mid), || sum_slices(columns, mid, f1));
+        a.extend(b);
+        return a;
+    }
+    (f0..f1)
+        .map(|f| sum_rows(ArrayView1::from(columns[f]).into_dyn(), 1)[0])
+        .collect()
+}
+
+/// The general path's halving tree over rows `r0..r1` of a `d`-feature
+/// batch: a leaf when `rows·d ≤ LEAF` or a single row, else halves at
+/// `rows / 2` (as `cut_axis` halves axis 0 of an `(n, d)` array).
+fn rows_tree(r0: usize, r1: usize, d: usize, leaf: &(impl Fn(usize, usize) -> Sums + Sync)) -> Sums {
+    let rows = r1 - r0;
+    let len = rows * d;
+    if len <= LEAF || rows <= 1 {
+        return leaf(r0, r1);
+    }
+    let mid = r0 + rows / 2;
+    let (mut a, b) = join(len, || rows_tree(r0, mid, d, leaf), || rows_tree(mid, r1, d, leaf));
+    // An overflowed weight stays in `a`, non-finite: `check_weights` reports it.
+    let _ = a.merge(&b);
+    a
+}
+
+/// Rows `r0..r1` of every column, feature by feature in row order, skipping
+/// nulls (and NaN under `Ignore`); each value divided by `2^scale[j]` first
+/// when `scale` is not empty — `general::sum_lanes`, column-wise.
+fn sum_range<F: Element>(
+    columns: &[&[F]],
+    validity: &[Option<Validity<'_>>],
+    r0: usize,
+    r1: usize,
+    policy: NanPolicy,
+    scale: &[i32],
+) -> Sums {
+    let d = columns.len();
+    let mut sums = Sums::zeros(d);
+    for (j, col) in columns.iter().enumerate() {
+        let valid = validity.get(j).copied().flatten();
+        let (sum, count) = (&mut sums.sum[j], &mut sums.weight[j]);
+        for (i, &x) in col.iter().enumerate().take(r1).skip(r0) {
+            if valid.is_some_and(|v| v.is_valid(i) != Some(true)) || (policy == NanPolicy::Ignore && x.is_nan()) {
+                continue;
+            }
+            let x = if scale.is_empty() { x } else { ldexp(x, -scale[j]) };
+            general::push_one(sum, count, x.to_f64().unwrap_or(f64::NAN));
+        }
+    }
+    Sums {
+        sum: sums.sum.iter().map(|s| s.normalized()).collect(),
+        scale: if scale.is_empty() { vec![0; d] } else { scale.to_vec() },
+        weight: sums.weight.iter().map(|w| w.normalized()).collect(),
+    }
+}

@@ -1,0 +1,206 @@
+//! The integration seam: batch summaries from arrays and from per-feature
+//! columns with validity bitmaps, folded into estimators, against fitting
+//! the same data as an array — bit for bit.
+
+use centering::{BatchSummary, Centering, CenteringError, CenteringParams, EmaStart, NanPolicy, Validity};
+use ndarray::{Array2, ShapeBuilder, array};
+use proptest::prelude::*;
+
+/// A column-major copy of `x` (Fortran order), the layout columns match.
+fn fortran(x: &Array2<f64>) -> Array2<f64> {
+    let mut f = Array2::zeros(x.raw_dim().f());
+    f.assign(x);
+    f
+}
+
+/// Arrow's validity bitmap of `valid` (LSB first), at a bit offset.
+fn bitmap(valid: &[bool], offset: usize) -> Vec<u8> {
+    let mut bits = vec![0u8; (valid.len() + offset).div_ceil(8)];
+    for (i, &v) in valid.iter().enumerate() {
+        if v {
+            bits[(i + offset) / 8] |= 1 << ((i + offset) % 8);
+        }
+    }
+    bits
+}
+
+fn params_all() -> Vec<CenteringParams> {
+    vec![
+        CenteringParams::new(),
+        CenteringParams::new().batch_average(),
+        CenteringParams::new().moving_average(0.9).start(EmaStart::Zero),
+        CenteringParams::new().moving_average(0.7).start(EmaStart::Debiased),
+    ]
+}
+
+fn bits_of(c: &Centering<f64>) -> Option<Vec<u64>> {
+    c.mean().map(|m| m.iter().map(|v| v.to_bits()).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Columns with nulls under Ignore = the array with NaN at the nulls,
+    /// in C and Fortran order; without nulls under Reject = the Fortran
+    /// array. Several batches, every mode; sizes across the leaf size.
+    #[test]
+    fn columns_fold_like_the_array(
+        n in prop_oneof![0usize..40, 30_000usize..40_000],
+        d in 1usize..5,
+        batches in 1usize..3,
+        seed in any::<u64>(),
+        offset in 0usize..9,
+        null_rate in prop_oneof![Just(0.0), 0.0f64..0.5],
+    ) {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for params in params_all() {
+            let mut by_cols_ignore: Centering<f64> = params.nan_policy(NanPolicy::Ignore).build().unwrap();
+            let mut by_rows_ignore_c: Centering<f64> = params.nan_policy(NanPolicy::Ignore).build().unwrap();
+            let mut by_rows_ignore_f: Centering<f64> = params.nan_policy(NanPolicy::Ignore).build().unwrap();
+            let mut by_cols_reject: Centering<f64> = params.build().unwrap();
+            let mut by_rows_reject_f: Centering<f64> = params.build().unwrap();
+            for _ in 0..batches {
+                let x = Array2::from_shape_fn((n, d), |(_, j)| 1e6 * j as f64 + next() - 0.5);
+                let valid: Vec<Vec<bool>> = (0..d).map(|_| (0..n).map(|_| next() >= null_rate).collect()).collect();
+                let cols: Vec<Vec<f64>> = (0..d).map(|j| x.column(j).to_vec()).collect();
+                let col_refs: Vec<&[f64]> = cols.iter().map(|c| &c[..]).collect();
+                let maps: Vec<Vec<u8>> = valid.iter().map(|v| bitmap(v, offset)).collect();
+                let validity: Vec<Option<Validity<'_>>> = maps.iter().map(|m| Some(Validity::new(m, offset))).collect();
+                let with_nan = Array2::from_shape_fn((n, d), |(i, j)| if valid[j][i] { x[[i, j]] } else { f64::NAN });
+
+                let s = BatchSummary::from_columns(&col_refs, &validity, NanPolicy::Ignore).unwrap();
+                prop_assert_eq!(&s, &BatchSummary::from_array(&with_nan, NanPolicy::Ignore).unwrap());
+                by_cols_ignore.partial_fit_summary(&s).unwrap();
+                by_rows_ignore_c.partial_fit(&with_nan).unwrap();
+                by_rows_ignore_f.partial_fit(&fortran(&with_nan)).unwrap();
+
+                let s = BatchSummary::from_columns(&col_refs, &[], NanPolicy::Reject).unwrap();
+                by_cols_reject.partial_fit_summary(&s).unwrap();
+                by_rows_reject_f.partial_fit(&fortran(&x)).unwrap();
+            }
+            prop_assert_eq!(&by_cols_ignore, &by_rows_ignore_c, "{:?}", params);
+            prop_assert_eq!(&by_cols_ignore, &by_rows_ignore_f, "{:?}", params);
+            prop_assert_eq!(bits_of(&by_cols_ignore), bits_of(&by_rows_ignore_c));
+            prop_assert_eq!(&by_cols_reject, &by_rows_reject_f, "{:?}", params);
+            prop_assert_eq!(bits_of(&by_cols_reject), bits_of(&by_rows_reject_f));
+        }
+    }
+
+    /// A batch cut into chunks of rows and merged is one batch: the same
+    /// count, sums within rounding (the chunks' sums are added pairwise).
+    #[test]
+    fn chunks_of_one_batch_merge(n in 1usize..200, cut in 0usize..200, d in 1usize..4) {
+        let cut = cut.min(n);
+        let x = Array2::from_shape_fn((n, d), |(i, j)| (i * 7 + j * 3) as f64 % 11.0);
+        let mut s = BatchSummary::from_array(&x.slice(ndarray::s![..cut, ..]), NanPolicy::Reject).unwrap();
+        s.merge(&BatchSummary::from_array(&x.slice(ndarray::s![cut.., ..]), NanPolicy::Reject).unwrap()).unwrap();
+        let whole = BatchSummary::from_array(&x, NanPolicy::Reject).unwrap();
+        prop_assert_eq!(s.n_samples(), whole.n_samples());
+        prop_assert_eq!(s.counts(), whole.counts());
+        // Small integers: every sum is exact, so the means agree exactly.
+        prop_assert_eq!(s.mean::<f64>(), whole.mean::<f64>());
+        // One step for a moving average, whatever the chunks.
+        let mut c: Centering<f64> = CenteringParams::new().moving_average(0.5).build().unwrap();
+        c.partial_fit_summary(&s).unwrap();
+        prop_assert_eq!(c.n_batches(), 1);
+    }
+}
+
+#[test]
+fn f32_columns_fold_like_the_fortran_array() {
+    let x = Array2::from_shape_fn((50_000, 3), |(i, j)| 1e4 * j as f32 + (i % 97) as f32 * 0.01);
+    let cols: Vec<Vec<f32>> = (0..3).map(|j| x.column(j).to_vec()).collect();
+    let refs: Vec<&[f32]> = cols.iter().map(|c| &c[..]).collect();
+    let mut a = Centering::<f32>::new();
+    a.partial_fit_summary(&BatchSummary::from_columns(&refs, &[], NanPolicy::Reject).unwrap())
+        .unwrap();
+    let mut f = Array2::zeros(x.raw_dim().f());
+    f.assign(&x);
+    let mut b = Centering::<f32>::new();
+    b.partial_fit(&f).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn column_errors_name_what_is_wrong() {
+    let (a, b, short) = ([1.0, 2.0, 3.0], [4.0, f64::INFINITY, 6.0], [1.0, 2.0]);
+    assert_eq!(
+        BatchSummary::from_columns::<f64>(&[], &[], NanPolicy::Reject).unwrap_err(),
+        CenteringError::NoFeatures
+    );
+    let err = BatchSummary::from_columns(&[&a[..], &short[..]], &[], NanPolicy::Reject).unwrap_err();
+    assert_eq!(
+        err,
+        CenteringError::ColumnLength {
+            feature: 1,
+            expected: 3,
+            found: 2
+        }
+    );
+    assert!(err.to_string().contains("column 1"), "{err}");
+    // A bitmap too short for its column.
+    let bits = [0u8];
+    let err = BatchSummary::from_columns(&[&a[..]], &[Some(Validity::new(&bits, 6))], NanPolicy::Ignore).unwrap_err();
+    assert!(matches!(err, CenteringError::ColumnLength { found: 2, .. }), "{err}");
+    // One entry per column or none.
+    let err = BatchSummary::from_columns(&[&a[..], &a[..]], &[None], NanPolicy::Ignore).unwrap_err();
+    assert!(matches!(err, CenteringError::ColumnLength { .. }), "{err}");
+    // ±inf is rejected in both policies, at [row, feature].
+    for policy in [NanPolicy::Reject, NanPolicy::Ignore] {
+        let err = BatchSummary::from_columns(&[&a[..], &b[..]], &[], policy).unwrap_err();
+        assert!(
+            matches!(err, CenteringError::NonFinite { ref index, .. } if index == &vec![1, 1]),
+            "{err}"
+        );
+    }
+    // Nulls under Reject: the first in row-major order.
+    let (v0, v1) = (bitmap(&[true, true, false], 0), bitmap(&[true, false, true], 0));
+    let err = BatchSummary::from_columns(
+        &[&a[..], &a[..]],
+        &[Some(Validity::new(&v0, 0)), Some(Validity::new(&v1, 0))],
+        NanPolicy::Reject,
+    )
+    .unwrap_err();
+    assert_eq!(err, CenteringError::NullValue { index: vec![1, 1] });
+    assert!(err.to_string().contains("Ignore"), "{err}");
+}
+
+#[test]
+fn folding_checks_the_estimator() {
+    let s = BatchSummary::from_array(&array![[1.0, 2.0]], NanPolicy::Reject).unwrap();
+    let mut ignore: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build().unwrap();
+    assert!(matches!(
+        ignore.partial_fit_summary(&s),
+        Err(CenteringError::IncompatibleMerge { what: "NaN policy", .. })
+    ));
+    let mut c = Centering::<f64>::new();
+    c.fit(&array![[1.0, 2.0, 3.0]]).unwrap();
+    let before = c.clone();
+    assert_eq!(
+        c.partial_fit_summary(&s).unwrap_err(),
+        CenteringError::FeatureMismatch { expected: 3, found: 2 }
+    );
+    assert_eq!(c, before);
+    // An empty summary is a no-op, as an empty batch is.
+    let empty = BatchSummary::from_array(&Array2::<f64>::zeros((0, 3)), NanPolicy::Reject).unwrap();
+    assert!(empty.is_empty());
+    c.partial_fit_summary(&empty).unwrap();
+    assert_eq!(c, before);
+    // All-null columns: nothing observed; the batch is no step.
+    let a = [1.0, 2.0];
+    let none = [0u8];
+    let s = BatchSummary::from_columns(&[&a[..]], &[Some(Validity::new(&none, 0))], NanPolicy::Ignore).unwrap();
+    assert!(s.is_empty());
+    assert!(s.mean::<f64>()[0].is_nan());
+    let mut m: Centering<f64> = CenteringParams::new()
+        .moving_average(0.9)
+        .nan_policy(NanPolicy::Ignore)
+        .build()
+        .unwrap();
+    m.partial_fit_summary(&s).unwrap();
+    assert!(!m.is_fitted());
+}
