@@ -610,6 +610,7 @@
 
 mod error;
 mod estimator;
+mod import;
 mod kernels;
 #[cfg(feature = "linfa")]
 #[allow(unsafe_code)] // the ndarray 0.16 -> 0.17 view bridge; every block has a `// SAFETY:` comment
@@ -625,7 +626,7 @@ pub use estimator::Centering;
 pub use kernels::columns::Validity;
 pub use params::{CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, ValidParams};
 #[cfg(feature = "serde")]
-pub use persist::STATE_FORMAT_VERSION;
+pub use persist::{AnyCentering, STATE_FORMAT_VERSION};
 pub use summary::BatchSummary;
 
 /// The element types `Centering` works with: any [`num_traits::Float`] that

@@ -416,6 +416,37 @@ impl<F: Float> Ema<F> {
         }
     }
 
+    /// The state after `t ≥ 1` steps with momentum `beta` whose
+    /// zero-started estimate is `zero` (a framework's moving mean), or —
+    /// for `beta = 1`, the batch average — whose average is `average`: a
+    /// state imported from Keras or PyTorch. `decay` and `norm` are what `t`
+    /// steps give (within the loader's tolerance); the debiased estimate is
+    /// `zero / (1 − βᵗ)`; the first batch mean is unknown and set to the
+    /// estimate itself.
+    pub(crate) fn imported(beta: f64, t: u64, zero: F, average: f64) -> Self {
+        let (decay, norm) = if beta == 1.0 {
+            (1.0, t as f64)
+        } else if beta == 0.0 {
+            (0.0, 1.0)
+        } else {
+            (pow_u64(beta, t), norm_reference(beta, t))
+        };
+        let z = zero.to_f64().unwrap_or(f64::NAN);
+        let debiased = if beta == 1.0 {
+            average
+        } else {
+            within_range::<F>(z / (1.0 - decay))
+        };
+        Ema {
+            steps: t,
+            decay,
+            zero: if beta == 1.0 { F::zero() } else { zero },
+            norm,
+            debiased,
+            first: if beta == 1.0 { to_f(average) } else { zero },
+        }
+    }
+
     /// One step with batch mean `b`.
     pub(crate) fn step(&mut self, w: &crate::params::EmaWeights<F>, b: F) {
         // Keras's and PyTorch's own update, in F: m·old + b·new (guarded
@@ -481,6 +512,30 @@ impl<F: Float> Ema<F> {
             FirstBatch => combine(self.first, to_f::<F>(self.decay), self.zero, F::one()),
         }
     }
+}
+
+/// `β^t` by binary powering, as `powi` computes it (and for any `u64`):
+/// relative error at most `γ_{t−1}` (`γ_n = nu/(1 − nu)`), above the
+/// subnormal range.
+pub(crate) fn pow_u64(beta: f64, t: u64) -> f64 {
+    let (mut r, mut a, mut t) = (1.0, beta, t);
+    loop {
+        if t & 1 == 1 {
+            r *= a;
+        }
+        t >>= 1;
+        if t == 0 {
+            return r;
+        }
+        a *= a;
+    }
+}
+
+/// `Σ_{i<t} βⁱ = (1 − βᵗ)/(1 − β)` for `0 < β < 1`, computed as
+/// `−expm1(t·ln1p(β − 1))/(1 − β)`: no cancellation when `βᵗ` is near 1, a
+/// relative error of a few `u` whatever `t`.
+pub(crate) fn norm_reference(beta: f64, t: u64) -> f64 {
+    -(t as f64 * (beta - 1.0).ln_1p()).exp_m1() / (1.0 - beta)
 }
 
 #[cfg(test)]
