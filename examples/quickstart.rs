@@ -57,7 +57,7 @@ fn main() -> Result<(), centering::CenteringError> {
         "1. fitted {} readings in {chunks} chunks of 1 to 20,000 rows",
         scaler.n_samples_seen()
     );
-    let mean = scaler.mean().expect("fitted");
+    let mean = scaler.try_mean()?;
     println!(
         "   {:<16} {:>12} {:>12} {:>10}",
         "channel", "true offset", "learned", "error"
@@ -128,9 +128,9 @@ fn main() -> Result<(), centering::CenteringError> {
             println!(
                 "   {step:>6} {:>8.2} {:>14.3} {:>10.3} {:>11.3}",
                 level[0],
-                keras.mean().unwrap()[0],
-                debiased.mean().unwrap()[0],
-                cumulative.mean().unwrap()[0],
+                keras.try_mean()?[0],
+                debiased.try_mean()?[0],
+                cumulative.try_mean()?[0],
             );
         }
     }
@@ -146,7 +146,7 @@ fn main() -> Result<(), centering::CenteringError> {
     }
     let mut per_channel = Centering::<f32>::new();
     per_channel.fit(&images)?;
-    let learned: Array1<f32> = per_channel.mean().unwrap().to_owned();
+    let learned: Array1<f32> = per_channel.try_mean()?.to_owned();
     println!("\n5. images (64, 32, 32, 3): per-channel means {learned:.4} (true {channel_offsets:?})");
     Ok(())
 }

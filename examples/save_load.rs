@@ -52,7 +52,7 @@ fn probe() -> Array2<f64> {
 }
 
 fn show(who: &str, c: &Centering<f64>) -> Result<Array2<f64>, Box<dyn Error>> {
-    let mean = c.mean().ok_or("not fitted")?;
+    let mean = c.try_mean()?;
     let y = c.transform(&probe())?;
     println!("[{who}] {} samples in {} batches", c.n_samples_seen(), c.n_batches());
     println!("[{who}] mean      = {mean:.6}");
