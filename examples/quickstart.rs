@@ -8,7 +8,7 @@
 //!
 //! Run with `cargo run --release --example quickstart`.
 
-use centering::{Centering, CenteringParams, EmaStart, NanPolicy};
+use centering::{Centering, NanPolicy};
 use ndarray::{Array1, Array2, Array4, Axis};
 
 #[path = "support/rng.rs"]
@@ -90,12 +90,12 @@ fn main() -> Result<(), centering::CenteringError> {
             row[5] = f64::NAN; // the light sensor drops every third reading
         }
     }
-    let mut tolerant: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+    let mut tolerant = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
     tolerant.partial_fit(&gappy)?;
     let counts = tolerant.weight_sums().expect("cumulative mode");
     println!(
         "\n3. NaN ignored: per-channel counts {counts}, light mean {:.2}",
-        tolerant.mean().unwrap()[5]
+        tolerant.try_mean()?[5]
     );
     // The default policy rejects the batch and names the first NaN; the state is unchanged.
     let err = scaler.partial_fit(&gappy).unwrap_err();
@@ -106,11 +106,8 @@ fn main() -> Result<(), centering::CenteringError> {
     //    average (Keras momentum 0.99 = PyTorch momentum 0.01) follows the
     //    new level within a few hundred batches.
     let shifted: Vec<f64> = offsets.iter().map(|o| o + 5.0).collect();
-    let mut keras: Centering<f64> = CenteringParams::new()
-        .moving_average(0.99)
-        .start(EmaStart::Zero)
-        .build()?;
-    let mut debiased: Centering<f64> = CenteringParams::new().moving_average(0.99).build()?; // EmaStart::Debiased
+    let mut keras = Centering::<f64>::builder().keras(0.99).build()?; // EmaStart::Zero, as Keras
+    let mut debiased = Centering::<f64>::builder().moving_average(0.99).build()?; // EmaStart::Debiased
     let mut cumulative = Centering::<f64>::new();
     println!("\n4. the offsets jump by +5 after batch 500 (batches of 256; temperature channel):");
     println!(

@@ -6,7 +6,7 @@ use ndarray::{Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Axis, Data, Data
 use crate::Element;
 use crate::error::{CenteringError, Result};
 use crate::kernels;
-use crate::params::{CenteringParams, EmaStart, Mode, ValidParams};
+use crate::params::{CenteringBuilder, EmaStart, Mode, ValidParams};
 use crate::state::{Ema, Sums};
 
 /// Learns one mean per feature (the last axis) and subtracts it.
@@ -101,6 +101,46 @@ impl<F: PartialEq> PartialEq for Centering<F> {
     }
 }
 
+/// One line for people: the element type, the parameters (as
+/// [`ValidParams`]'s `Display`: the convention and the start of a moving
+/// average), and what was learned.
+///
+/// # Examples
+///
+/// ```
+/// use centering::Centering;
+/// use ndarray::array;
+///
+/// let mut c = Centering::<f32>::builder().torch(0.1).build()?;
+/// assert_eq!(
+///     c.to_string(),
+///     "Centering<f32> [moving average, PyTorch momentum 0.1 (Keras 0.9), zero start (as Keras and PyTorch), \
+///      NaN rejected]: not fitted"
+/// );
+/// c.partial_fit(&array![[1.0f32, 2.0], [3.0, 4.0]])?;
+/// assert!(c.to_string().ends_with("]: 2 features, 2 samples in 1 batch"));
+/// assert!(format!("{c:?}").contains("convention: PyTorch")); // Debug says it too
+/// # Ok::<(), centering::CenteringError>(())
+/// ```
+impl<F: Element> std::fmt::Display for Centering<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Centering<{}> [{}]: ", std::any::type_name::<F>(), self.params)?;
+        match &self.fitted {
+            None => write!(f, "not fitted"),
+            Some(s) => write!(
+                f,
+                "{} feature{}, {} sample{} in {} batch{}",
+                s.n_features(),
+                if s.n_features() == 1 { "" } else { "s" },
+                s.n_samples,
+                if s.n_samples == 1 { "" } else { "s" },
+                s.n_batches,
+                if s.n_batches == 1 { "" } else { "es" },
+            ),
+        }
+    }
+}
+
 impl<F: Element> Default for Centering<F> {
     fn default() -> Self {
         Self::new()
@@ -151,17 +191,24 @@ impl<F: Element> Centering<F> {
         Centering { params, fitted: None }
     }
 
-    /// The unchecked parameter builder (same as [`CenteringParams::new`]).
+    /// The parameter builder of a `Centering<F>`: the defaults of
+    /// [`CenteringParams::new`](crate::CenteringParams::new), with the
+    /// element type already known, so that `F` is named once. This is the
+    /// way to build an estimator with parameters other than the defaults.
     ///
     /// # Examples
     ///
     /// ```
-    /// let c = centering::Centering::<f64>::builder().batch_average().build::<f64>()?;
-    /// assert_eq!(c.params().mode(), centering::Mode::BatchAverage);
+    /// use centering::{Centering, EmaStart, Mode};
+    ///
+    /// let c = Centering::<f64>::builder().batch_average().build()?;
+    /// assert_eq!(c.params().mode(), Mode::BatchAverage);
+    /// let keras = Centering::<f32>::builder().keras(0.99).build()?; // Keras's moving mean, zero start
+    /// assert_eq!(keras.params().start(), Some(EmaStart::Zero));
     /// # Ok::<(), centering::CenteringError>(())
     /// ```
-    pub fn builder() -> CenteringParams {
-        CenteringParams::new()
+    pub fn builder() -> CenteringBuilder<F> {
+        CenteringBuilder::default()
     }
 
     /// The parameters.
@@ -347,8 +394,8 @@ impl<F: Element> Centering<F> {
     /// # Examples
     ///
     /// ```
-    /// use centering::{Centering, CenteringParams, NanPolicy};
-    /// let mut c: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+    /// use centering::{Centering, NanPolicy};
+    /// let mut c = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
     /// c.fit(&ndarray::array![[1.0, f64::NAN], [3.0, 4.0]])?;
     /// assert_eq!(c.weight_sums().unwrap(), ndarray::array![2.0, 1.0]);
     /// # Ok::<(), centering::CenteringError>(())
@@ -541,10 +588,10 @@ impl<F: Element> Centering<F> {
     /// # Examples
     ///
     /// ```
-    /// use centering::CenteringParams;
+    /// use centering::Centering;
     /// use ndarray::array;
     ///
-    /// let mut layer = CenteringParams::new().moving_average(0.9).build::<f64>()?;
+    /// let mut layer = Centering::<f64>::builder().moving_average(0.9).build()?;
     /// let y = layer.center_batch(&array![[1.0], [3.0]])?;
     /// assert_eq!(y, array![[-1.0], [1.0]]); // centred on the batch mean, 2
     /// assert_eq!(layer.mean().unwrap()[0], 2.0); // debiased moving mean after one step

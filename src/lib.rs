@@ -6,9 +6,28 @@
 //! # Overview
 //!
 //! [`Centering<F>`](Centering) is the estimator, for `f32`, `f64` or any
-//! [`Element`]. Its hyper-parameters are set on a [`CenteringParams`] builder
-//! and validated once into [`ValidParams`]; [`CenteringParams::build`] does
-//! both and returns an unfitted estimator.
+//! [`Element`]. [`Centering::<F>::new()`](Centering::new) gives the default
+//! (the exact cumulative mean); any other estimator is built in one line,
+//! with `F` named once:
+//!
+//! ```
+//! use centering::{Centering, NanPolicy};
+//!
+//! let keras = Centering::<f32>::builder().keras(0.99).build()?; // Keras's moving mean, exactly
+//! let torch = Centering::<f32>::builder().torch(0.1).build()?; // PyTorch's running mean, exactly
+//! let sklearn = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
+//! assert_eq!(keras.params().momentum(), Some(0.99));
+//! assert_eq!(torch.params().torch_momentum(), Some(0.1));
+//! assert_eq!(sklearn.params().nan_policy(), NanPolicy::Ignore);
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! [`Centering::builder`] returns a [`CenteringBuilder<F>`](CenteringBuilder)
+//! whose [`build`](CenteringBuilder::build) validates the parameters once.
+//! Parameters on their own, for several estimators
+//! ([`Centering::with_params`]) or for linfa's `Fit`, are a
+//! [`CenteringParams`] checked into [`ValidParams`]:
+//! `CenteringParams::keras(0.99).check()?`.
 //!
 //! - **Feature axis**: the last axis, of length `D ≥ 1`. Every other axis
 //!   indexes samples: a batch of shape `(n₀, …, n_k, D)` holds
@@ -106,16 +125,17 @@
 //! changes nothing.
 //!
 //! ```
-//! use centering::{CenteringParams, EmaStart};
+//! use centering::{Centering, EmaStart, TORCH_DEFAULT_MOMENTUM};
 //! use ndarray::array;
 //!
 //! // PyTorch's BatchNorm defaults: momentum 0.1 on the new value, running mean starting at 0.
-//! let mut layer = CenteringParams::new().torch_momentum(0.1).start(EmaStart::Zero).build::<f64>()?;
+//! let mut layer = Centering::<f64>::builder().torch(TORCH_DEFAULT_MOMENTUM).build()?;
 //! assert_eq!(layer.params().momentum(), Some(0.9)); // Keras's convention: 1 − 0.1
+//! assert_eq!(layer.params().start(), Some(EmaStart::Zero));
 //!
 //! let y = layer.center_batch(&array![[1.0, 10.0], [3.0, 30.0]])?; // training step
 //! assert_eq!(y, array![[-1.0, -10.0], [1.0, 10.0]]); // the batch's own mean, (2, 20)
-//! let m = layer.mean().unwrap();
+//! let m = layer.try_mean()?;
 //! assert!((m[0] - 0.2).abs() < 1e-12 && (m[1] - 2.0).abs() < 1e-12); // 0.9·0 + 0.1·(2, 20)
 //!
 //! let z = layer.transform(&array![[0.2, 2.0]])?; // inference
@@ -161,7 +181,7 @@
 //! ## Missing values
 //!
 //! ```
-//! use centering::{Centering, CenteringError, CenteringParams, NanPolicy};
+//! use centering::{Centering, CenteringError, NanPolicy};
 //! use ndarray::array;
 //!
 //! let x = array![[1.0, f64::NAN], [3.0, 4.0], [f64::NAN, 8.0]];
@@ -173,7 +193,7 @@
 //! assert!(!strict.is_fitted());
 //!
 //! // `Ignore` skips NaN feature by feature, as scikit-learn does.
-//! let mut lenient: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+//! let mut lenient = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
 //! lenient.partial_fit(&x)?;
 //! assert_eq!(lenient.mean().unwrap(), array![2.0, 6.0]);
 //! assert_eq!(lenient.weight_sums().unwrap(), array![2.0, 2.0]); // per-feature counts
@@ -194,6 +214,7 @@
 //! | update rule | `m ← β·m + (1 − β)·b` | `m ← (1 − μ)·m + μ·b` | exact mean of all samples | [`Mode`] |
 //! | momentum | `momentum = β = 0.99`, weight of the **old** value | `momentum = μ = 0.1`, weight of the **new** value | — | [`moving_average(β)`](CenteringParams::moving_average), [`torch_momentum(μ)`](CenteringParams::torch_momentum): `β = 1 − μ` |
 //! | initial value | zeros | zeros | — | [`EmaStart::Zero`] (the default is [`EmaStart::Debiased`]) |
+//! | **the recipe** | `BatchNormalization(momentum=β)` | `BatchNorm*d(momentum=μ)` | `StandardScaler(with_std=False)` | [`builder().keras(β)`](CenteringBuilder::keras), [`builder().torch(μ)`](CenteringBuilder::torch), [`new()`](Centering::new); as parameters [`CenteringParams::keras`], [`CenteringParams::torch`] |
 //! | average of batch means | — | `momentum=None` | — | [`Mode::BatchAverage`] ([`batch_average()`](CenteringParams::batch_average)) |
 //! | steps taken | — | `num_batches_tracked` | — | [`n_batches()`](Centering::n_batches) |
 //! | training: centre on the batch mean, update | `layer(x, training=True)` | `model.train()`, forward | — | [`center_batch`](Centering::center_batch) |
@@ -207,8 +228,28 @@
 //! **Mind the momentum convention.** A Keras momentum of `0.01` keeps only
 //! 1% of the old value at each step: the estimate is essentially the last
 //! batch's mean. That is PyTorch's `0.99`, and it is almost never what was
-//! meant; a PyTorch `momentum=0.1` is [`torch_momentum(0.1)`](CenteringParams::torch_momentum)
-//! or `moving_average(0.9)`.
+//! meant; a PyTorch `momentum=0.1` is [`torch(0.1)`](CenteringBuilder::torch)
+//! (or `moving_average(0.9)` with [`EmaStart::Zero`]).
+//!
+//! **Mind the start.** A moving average set with
+//! [`moving_average`](CenteringBuilder::moving_average) or
+//! [`torch_momentum`](CenteringBuilder::torch_momentum) starts
+//! [`Debiased`](EmaStart::Debiased) unless told otherwise: better early
+//! estimates, but not the numbers Keras and PyTorch give. The
+//! [`keras`](CenteringBuilder::keras) and [`torch`](CenteringBuilder::torch)
+//! recipes set the zero start, and the parameters' `Display` and `Debug`
+//! say which convention and start an estimator uses:
+//!
+//! ```
+//! use centering::Centering;
+//!
+//! let keras = Centering::<f32>::builder().keras(0.99).build()?;
+//! assert!(keras.params().to_string().contains("Keras momentum 0.99 (PyTorch 0.01), zero start"));
+//! let other = Centering::<f32>::builder().moving_average(0.99).build()?;
+//! assert!(other.params().to_string().contains("debiased start (Keras and PyTorch start at zero)"));
+//! assert!(format!("{other:?}").contains("convention: Keras, momentum: 0.99"));
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
 //!
 //! The worked examples below use three batches of one feature:
 //!
@@ -270,7 +311,7 @@
 //! ```
 //!
 //! ```
-//! use centering::{Centering, CenteringParams, EmaStart};
+//! use centering::{Centering, EmaStart};
 //! use ndarray::array;
 //!
 //! let batches = [array![[1.0], [3.0]], array![[10.0]], array![[4.0], [4.0], [7.0]]];
@@ -280,7 +321,7 @@
 //!     (EmaStart::Debiased, [2.0, 1.18 / 0.19, 1.562 / 0.271]),
 //! ];
 //! for (start, means) in expected {
-//!     let mut c: Centering<f64> = CenteringParams::new().moving_average(0.9).start(start).build()?;
+//!     let mut c = Centering::<f64>::builder().moving_average(0.9).start(start).build()?;
 //!     for (batch, want) in batches.iter().zip(means) {
 //!         c.partial_fit(batch)?;
 //!         assert!((c.mean().unwrap()[0] - want).abs() < 1e-12, "{start:?}");
@@ -304,10 +345,10 @@
 //! with the batches above, `(2 + 10 + 5) / 3 = 17/3`, not `29/6`.
 //!
 //! ```
-//! use centering::{Centering, CenteringParams};
+//! use centering::Centering;
 //! use ndarray::array;
 //!
-//! let mut c: Centering<f64> = CenteringParams::new().batch_average().build()?;
+//! let mut c = Centering::<f64>::builder().batch_average().build()?;
 //! c.partial_fit(&array![[1.0], [3.0]])?;
 //! c.partial_fit(&array![[10.0]])?;
 //! assert_eq!(c.mean().unwrap()[0], 6.0); // (2 + 10) / 2
@@ -330,7 +371,7 @@
 //! [`CenteringError::WeightShape`].
 //!
 //! ```
-//! use centering::{Centering, CenteringError, CenteringParams, EmaStart};
+//! use centering::{Centering, CenteringError};
 //! use ndarray::array;
 //!
 //! let mut weighted = Centering::<f64>::new();
@@ -342,7 +383,7 @@
 //! assert_eq!(weighted.n_samples_seen(), 2); // samples, whatever their weights
 //!
 //! // A moving average takes one step with the weighted batch mean.
-//! let mut ema: Centering<f64> = CenteringParams::new().moving_average(0.5).start(EmaStart::Zero).build()?;
+//! let mut ema = Centering::<f64>::builder().keras(0.5).build()?; // moving average, zero start
 //! ema.partial_fit_weighted(&array![[0.0], [4.0]], &array![1.0, 3.0])?; // b = 3
 //! assert_eq!(ema.mean().unwrap()[0], 1.5); // 0.5·0 + 0.5·3
 //!
@@ -378,10 +419,10 @@
 //! batches it missed.
 //!
 //! ```
-//! use centering::{Centering, CenteringParams, NanPolicy};
+//! use centering::{Centering, NanPolicy};
 //! use ndarray::array;
 //!
-//! let mut c: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+//! let mut c = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
 //! c.partial_fit(&array![[1.0, f64::NAN], [3.0, f64::NAN]])?;
 //! assert!(c.mean().unwrap()[1].is_nan()); // never observed
 //! let y = c.transform(&array![[2.0, 5.0]])?;
@@ -615,7 +656,10 @@ mod state;
 
 pub use error::{CenteringError, Result};
 pub use estimator::Centering;
-pub use params::{CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, ValidParams};
+pub use params::{
+    CenteringBuilder, CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, TORCH_DEFAULT_MOMENTUM,
+    ValidParams,
+};
 #[cfg(feature = "serde")]
 pub use persist::STATE_FORMAT_VERSION;
 
