@@ -636,9 +636,11 @@
 //!   arrays and datasets, bridged to ndarray 0.17 without copying the
 //!   records. Every `Transformer` impl returns a [`Result`]: a feature
 //!   mismatch is a [`CenteringError`], not a panic as in linfa's own
-//!   scalers. [`Centering`]'s inherent `transform` wins in method-call
-//!   syntax, so write `Transformer::transform(&model, dataset)?`; the
-//!   examples are on [`Centering`]'s trait implementations.
+//!   scalers. [`Centering`]'s inherent `transform` (for this crate's
+//!   ndarray) wins in method-call syntax, so linfa's is also
+//!   `model.transform_dataset(dataset)?` (`Centering::transform_dataset`,
+//!   for datasets and linfa's arrays alike); the examples are on it and on
+//!   [`Centering`]'s trait implementations.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
