@@ -54,8 +54,10 @@
 //! | `_inplace` and `_into` variants | the same into the caller's array, or into a caller's output buffer: no allocation |
 //! | [`center_batch`](Centering::center_batch), [`center_batch_inplace`](Centering::center_batch_inplace) | `x − mean(x)` with the batch's *own* mean, and fold the batch in |
 //! | [`merge`](Centering::merge) | combine two estimators (see [Merge](#merge)) |
-//! | [`mean`](Centering::mean), [`n_samples_seen`](Centering::n_samples_seen), [`n_batches`](Centering::n_batches), [`weight_sums`](Centering::weight_sums), [`n_features`](Centering::n_features) | the learned state, read-only |
+//! | [`mean`](Centering::mean), [`try_mean`](Centering::try_mean), [`n_samples_seen`](Centering::n_samples_seen), [`n_batches`](Centering::n_batches), [`weight_sums`](Centering::weight_sums), [`n_features`](Centering::n_features) | the learned state, read-only (see [Reading results](#reading-results)) |
+//! | `==`, [`same_estimate`](Centering::same_estimate) | the same state, or the same estimate (see [Equality](#equality)) |
 //! | [`reset`](Centering::reset) | back to unfitted, parameters kept |
+//! | `serde` | save and load (see [Persistence](#persistence)) |
 //!
 //! Every error is a [`CenteringError`] that names what was expected and what
 //! was found, and a fitting method that fails leaves the estimator exactly as
@@ -458,15 +460,18 @@
 //!   The merged estimate equals one pass over all batches up to rounding (a
 //!   few ulp: the one-pass recursion rounds at every step too).
 //!
-//! An unfitted side is the identity. A different mode, momentum, start or
-//! NaN policy is [`CenteringError::IncompatibleMerge`]; a different `D` is
-//! [`CenteringError::FeatureMismatch`].
+//! An unfitted side is the identity. A different mode, momentum, start, NaN
+//! policy or number of features `D` is [`CenteringError::IncompatibleMerge`],
+//! naming what differs (a `D` other than the fitted one given to
+//! [`partial_fit`](Centering::partial_fit) or
+//! [`transform`](Centering::transform) is
+//! [`CenteringError::FeatureMismatch`]).
 //!
 //! ```
-//! use centering::{Centering, CenteringError, CenteringParams, EmaStart};
+//! use centering::{Centering, CenteringError, CenteringParams};
 //! use ndarray::array;
 //!
-//! let p = CenteringParams::new().moving_average(0.9).start(EmaStart::Zero).check()?;
+//! let p = CenteringParams::keras(0.9).check()?; // moving average, zero start
 //! let (mut early, mut late, mut all) =
 //!     (Centering::<f64>::with_params(p), Centering::with_params(p), Centering::with_params(p));
 //! early.partial_fit(&array![[1.0], [3.0]])?; // b₁ = 2
@@ -484,7 +489,15 @@
 //! assert!((backwards.mean().unwrap()[0] - 1.562).abs() > 0.1);
 //!
 //! let cumulative = Centering::<f64>::new();
-//! assert!(matches!(in_order.merge(&cumulative), Err(CenteringError::IncompatibleMerge { .. })));
+//! let err = in_order.merge(&cumulative).unwrap_err();
+//! assert!(matches!(err, CenteringError::IncompatibleMerge { what: "mode", .. }));
+//!
+//! let mut wide = Centering::<f64>::with_params(p);
+//! wide.partial_fit(&array![[1.0, 2.0]])?; // D = 2 against D = 1
+//! let err = in_order.merge(&wide).unwrap_err();
+//! assert!(matches!(err, CenteringError::IncompatibleMerge { what: "number of features", .. }));
+//! assert_eq!(err.to_string(), "cannot merge: number of features differs (self has 1, other has 2)");
+//! assert_eq!(in_order.n_batches(), 3); // unchanged
 //! # Ok::<(), centering::CenteringError>(())
 //! ```
 //!
@@ -505,6 +518,72 @@
 //! let y = c.center_batch(&array![[1.0], [3.0]])?;
 //! assert_eq!(y, array![[-1.0], [1.0]]); // the batch's mean, 2, not the learned one
 //! assert_eq!(c.mean().unwrap()[0], 104.0 / 3.0); // and the batch was folded in
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! # Reading results
+//!
+//! The fitting methods and [`merge`](Centering::merge) return
+//! `Result<&mut Self>`, so that calls chain:
+//! `c.partial_fit(&a)?.partial_fit(&b)?;`. That `&mut` borrow lives as long
+//! as the value it is kept in: write the call as a statement
+//! (`c.merge(&other)?;`), not `let r = c.merge(&other);`, and read the
+//! estimator afterwards. [`mean`](Centering::mean) is an `Option` (`None`
+//! before any fit); [`try_mean`](Centering::try_mean) is the same as a
+//! [`Result`], for `?` in a function returning this crate's errors. Both
+//! borrow the estimator: `.to_owned()` keeps a copy across later fits.
+//!
+//! ```
+//! use centering::{Centering, CenteringError};
+//! use ndarray::array;
+//!
+//! fn merged_mean(a: &Centering<f64>, b: &Centering<f64>) -> Result<Vec<f64>, CenteringError> {
+//!     let mut m = a.clone();
+//!     m.merge(b)?; // a statement: the `&mut` it returns is dropped here
+//!     Ok(m.try_mean()?.to_vec()) // `NotFitted` if neither side was fitted
+//! }
+//!
+//! let mut a = Centering::<f64>::new();
+//! a.partial_fit(&array![[1.0]])?.partial_fit(&array![[3.0]])?; // chained
+//! let before = a.try_mean()?.to_owned(); // a copy, not a borrow
+//! a.partial_fit(&array![[8.0]])?;
+//! assert_eq!((before[0], a.try_mean()?[0]), (2.0, 4.0));
+//!
+//! let unfitted = Centering::<f64>::new();
+//! assert_eq!(merged_mean(&a, &unfitted)?, vec![4.0]);
+//! assert_eq!(merged_mean(&unfitted, &unfitted), Err(CenteringError::NotFitted));
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! # Equality
+//!
+//! `==` compares *states*: the parameters (the momentum's convention
+//! included), the counts (the batch count among them) and the accumulator
+//! bit for bit. It is what a save and reload preserves, and two `==`
+//! estimators give the same results for any later sequence of calls. The
+//! same data cut into different batches, or fitted in shards and merged,
+//! gives estimators that are usually not `==` even when their means are
+//! bit-identical, because their batch counts differ.
+//! [`same_estimate`](Centering::same_estimate) compares what is estimated:
+//! the parameters, the mean bit for bit, the sample count and the
+//! per-feature weight sums, not the batch counts.
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::{Array2, Axis};
+//!
+//! let x = Array2::from_shape_fn((1000, 2), |(i, j)| ((i * 31 + j) % 17) as f64);
+//! let mut merged = Centering::<f64>::new();
+//! for shard in x.axis_chunks_iter(Axis(0), 100) {
+//!     let mut c = Centering::<f64>::new();
+//!     c.fit(&shard)?;
+//!     merged.merge(&c)?;
+//! }
+//! let mut whole = Centering::<f64>::new();
+//! whole.fit(&x)?;
+//! assert_eq!(merged.mean(), whole.mean()); // bit-identical means
+//! assert!(merged.same_estimate(&whole)); // the same estimate
+//! assert_ne!(merged, whole); // not the same state: 10 batches against 1
 //! # Ok::<(), centering::CenteringError>(())
 //! ```
 //!
@@ -603,6 +682,66 @@
 //! });
 //! # Ok::<(), centering::CenteringError>(())
 //! ```
+//!
+//! # Persistence
+//!
+//! With the `serde` feature (on by default), a [`Centering<F>`](Centering)
+//! — its parameters and its learned state — saves in any serde format
+//! (JSON, CBOR, postcard, bincode …) and loads back bit for bit, and the
+//! loaded estimator keeps fitting exactly as the original would have. Loading
+//! checks every field: a state of another element type, from a newer
+//! format version, or one the crate could not have produced is an error
+//! naming the field, never a silently different estimator. The schema, its
+//! versions and the compatibility promise are on [`STATE_FORMAT_VERSION`].
+//!
+//! The setup, for JSON (any other serde format is used the same way):
+//!
+//! ```toml
+//! [dependencies]
+//! centering = "0.1"    # `serde` is a default feature
+//! # `float_roundtrip`: serde_json parses every float exactly (see STATE_FORMAT_VERSION)
+//! serde_json = { version = "1", features = ["float_roundtrip"] }
+//! ```
+//!
+//! ## Save to a file, load, keep fitting
+//!
+//! ```
+//! # #[cfg(feature = "serde")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::fs::File;
+//! use std::io::{BufReader, BufWriter, Write};
+//!
+//! use centering::{Centering, EmaStart};
+//! use ndarray::array;
+//!
+//! let path = std::env::temp_dir().join(format!("centering-doc-{}.json", std::process::id()));
+//!
+//! // Fit, save.
+//! let mut c = Centering::<f64>::builder().keras(0.9).build()?;
+//! c.partial_fit(&array![[1.0, 10.0], [3.0, 30.0]])?;
+//! let mut file = BufWriter::new(File::create(&path)?);
+//! serde_json::to_writer(&mut file, &c)?;
+//! file.flush()?;
+//!
+//! // Later, perhaps in another process: load, and keep fitting.
+//! let mut loaded: Centering<f64> = serde_json::from_reader(BufReader::new(File::open(&path)?))?;
+//! assert_eq!(loaded, c); // the parameters and the state, bit for bit
+//! assert_eq!(loaded.params().start(), Some(EmaStart::Zero));
+//! loaded.partial_fit(&array![[5.0, 50.0]])?;
+//! c.partial_fit(&array![[5.0, 50.0]])?;
+//! assert_eq!(loaded, c); // fitting continues exactly as it would have
+//!
+//! // The element type is part of the state: an f64 state is not an f32 estimator.
+//! let err = serde_json::from_reader::<_, Centering<f32>>(BufReader::new(File::open(&path)?)).unwrap_err();
+//! assert!(err.to_string().contains("dtype"));
+//! std::fs::remove_file(&path)?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "serde"))]
+//! # fn main() {}
+//! ```
+//!
+//! `examples/save_load.rs` does the same across two processes.
 //!
 //! # Why use this crate?
 //!
