@@ -7,8 +7,9 @@
 //! ```
 //!
 //! The exact mean comes from Shewchuk's exact summation (the partials of
-//! Python's `math.fsum`) and an exactly computed remainder. `tests/accuracy.rs`
-//! asserts the crate's bounds on the same kinds of data.
+//! Python's `math.fsum`) and an exactly computed remainder.
+//! `crates/centering-tests/tests/accuracy.rs` asserts the crate's bounds on
+//! the same kinds of data.
 
 use centering::Centering;
 use ndarray::{Array2, Axis};

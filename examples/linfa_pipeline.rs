@@ -7,7 +7,7 @@
 
 use centering::{CenteringError, CenteringParams};
 use linfa::DatasetBase;
-use linfa::traits::{Fit, Transformer};
+use linfa::traits::Fit;
 use ndarray016::{Array1, Array2, Axis};
 
 fn main() -> Result<(), CenteringError> {
@@ -24,9 +24,9 @@ fn main() -> Result<(), CenteringError> {
     println!("learned means: {}", model.mean().expect("fitted"));
 
     // ...and centre it: the records in place, targets and names kept.
-    // `Centering` has an inherent `transform` for ndarray 0.17 arrays, so
-    // linfa's trait is called by its path.
-    let centred = Transformer::transform(&model, dataset)?;
+    // `transform_dataset` is linfa's `Transformer::transform` as a method
+    // (`Centering`'s inherent `transform` is for ndarray 0.17 arrays).
+    let centred = model.transform_dataset(dataset)?;
     let means = centred.records.mean_axis(Axis(0)).expect("non-empty");
     println!("means after centring: {means}");
     assert!(means.iter().all(|m| m.abs() < 1e-12));
@@ -35,7 +35,7 @@ fn main() -> Result<(), CenteringError> {
 
     // A feature mismatch is an error, never a panic.
     let wrong = DatasetBase::new(Array2::<f64>::zeros((2, 4)), Array1::<usize>::zeros(2));
-    match Transformer::transform(&model, wrong) {
+    match model.transform_dataset(wrong) {
         Err(e) => println!("4 features instead of 3: {e}"),
         Ok(_) => unreachable!("the feature count is checked"),
     }

@@ -84,7 +84,13 @@ fn main() -> Result<(), centering::CenteringError> {
     let mut whole = Centering::<f64>::new();
     whole.fit(&x)?;
 
-    println!("1. cumulative mean: {} shards of {n} rows × {D} features", shards.len());
+    let sizes: Vec<usize> = cuts.windows(2).map(|w| w[1] - w[0]).collect();
+    println!(
+        "1. cumulative mean: {n} rows × {D} features in {} shards of {} to {} rows",
+        shards.len(),
+        sizes.iter().min().expect("shards"),
+        sizes.iter().max().expect("shards"),
+    );
     println!("   {:>3} {:>24} {:>24}", "j", "merged shards", "one fit over all");
     for (j, (a, b)) in merged.mean().unwrap().iter().zip(whole.mean().unwrap()).enumerate() {
         println!("   {j:>3} {a:>24.15} {b:>24.15}");
@@ -92,9 +98,10 @@ fn main() -> Result<(), centering::CenteringError> {
     let (abs, ulps) = max_diff(&merged, &whole);
     println!("   max |merged − whole| = {abs:.1e} ({ulps:.2} ulp)");
     println!(
-        "   samples: merged {} = whole {}; merge order reversed gives the same state: {}",
+        "   samples: merged {} = whole {}; the same estimate: {}; merge order reversed gives the same state: {}",
         merged.n_samples_seen(),
         whole.n_samples_seen(),
+        merged.same_estimate(&whole), // `==` would also compare batch counts: 4 against 1
         merged == reversed
     );
     let numpy_like = x.mean_axis(Axis(0)).expect("non-empty"); // plain f64 summation, for scale

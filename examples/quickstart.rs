@@ -8,7 +8,7 @@
 //!
 //! Run with `cargo run --release --example quickstart`.
 
-use centering::{Centering, CenteringParams, EmaStart, NanPolicy};
+use centering::{Centering, NanPolicy};
 use ndarray::{Array1, Array2, Array4, Axis};
 
 #[path = "support/rng.rs"]
@@ -57,7 +57,7 @@ fn main() -> Result<(), centering::CenteringError> {
         "1. fitted {} readings in {chunks} chunks of 1 to 20,000 rows",
         scaler.n_samples_seen()
     );
-    let mean = scaler.mean().expect("fitted");
+    let mean = scaler.try_mean()?;
     println!(
         "   {:<16} {:>12} {:>12} {:>10}",
         "channel", "true offset", "learned", "error"
@@ -90,12 +90,12 @@ fn main() -> Result<(), centering::CenteringError> {
             row[5] = f64::NAN; // the light sensor drops every third reading
         }
     }
-    let mut tolerant: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+    let mut tolerant = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
     tolerant.partial_fit(&gappy)?;
     let counts = tolerant.weight_sums().expect("cumulative mode");
     println!(
         "\n3. NaN ignored: per-channel counts {counts}, light mean {:.2}",
-        tolerant.mean().unwrap()[5]
+        tolerant.try_mean()?[5]
     );
     // The default policy rejects the batch and names the first NaN; the state is unchanged.
     let err = scaler.partial_fit(&gappy).unwrap_err();
@@ -106,11 +106,8 @@ fn main() -> Result<(), centering::CenteringError> {
     //    average (Keras momentum 0.99 = PyTorch momentum 0.01) follows the
     //    new level within a few hundred batches.
     let shifted: Vec<f64> = offsets.iter().map(|o| o + 5.0).collect();
-    let mut keras: Centering<f64> = CenteringParams::new()
-        .moving_average(0.99)
-        .start(EmaStart::Zero)
-        .build()?;
-    let mut debiased: Centering<f64> = CenteringParams::new().moving_average(0.99).build()?; // EmaStart::Debiased
+    let mut keras = Centering::<f64>::builder().keras(0.99).build()?; // EmaStart::Zero, as Keras
+    let mut debiased = Centering::<f64>::builder().moving_average(0.99).build()?; // EmaStart::Debiased
     let mut cumulative = Centering::<f64>::new();
     println!("\n4. the offsets jump by +5 after batch 500 (batches of 256; temperature channel):");
     println!(
@@ -128,9 +125,9 @@ fn main() -> Result<(), centering::CenteringError> {
             println!(
                 "   {step:>6} {:>8.2} {:>14.3} {:>10.3} {:>11.3}",
                 level[0],
-                keras.mean().unwrap()[0],
-                debiased.mean().unwrap()[0],
-                cumulative.mean().unwrap()[0],
+                keras.try_mean()?[0],
+                debiased.try_mean()?[0],
+                cumulative.try_mean()?[0],
             );
         }
     }
@@ -146,7 +143,7 @@ fn main() -> Result<(), centering::CenteringError> {
     }
     let mut per_channel = Centering::<f32>::new();
     per_channel.fit(&images)?;
-    let learned: Array1<f32> = per_channel.mean().unwrap().to_owned();
+    let learned: Array1<f32> = per_channel.try_mean()?.to_owned();
     println!("\n5. images (64, 32, 32, 3): per-channel means {learned:.4} (true {channel_offsets:?})");
     Ok(())
 }

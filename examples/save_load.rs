@@ -15,7 +15,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use centering::{Centering, CenteringParams, NanPolicy};
+use centering::{Centering, NanPolicy};
 use ndarray::Array2;
 
 /// The offsets the sensors add to their readings.
@@ -39,7 +39,7 @@ fn chunk(k: u64, rows: usize) -> Array2<f64> {
 
 /// The estimator fitted on the first 25 chunks, of 1 to 997 rows each.
 fn fitted() -> Result<Centering<f64>, Box<dyn Error>> {
-    let mut c: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+    let mut c = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
     for k in 0..25 {
         c.partial_fit(&chunk(k, 1 + (k as usize * 389) % 997))?;
     }
@@ -52,7 +52,7 @@ fn probe() -> Array2<f64> {
 }
 
 fn show(who: &str, c: &Centering<f64>) -> Result<Array2<f64>, Box<dyn Error>> {
-    let mean = c.mean().ok_or("not fitted")?;
+    let mean = c.try_mean()?;
     let y = c.transform(&probe())?;
     println!("[{who}] {} samples in {} batches", c.n_samples_seen(), c.n_batches());
     println!("[{who}] mean      = {mean:.6}");

@@ -6,7 +6,7 @@ use ndarray::{Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Data, DataMut, D
 use crate::Element;
 use crate::error::{CenteringError, Result};
 use crate::kernels;
-use crate::params::{CenteringParams, EmaStart, Mode, ValidParams};
+use crate::params::{CenteringBuilder, EmaStart, Mode, ValidParams};
 use crate::state::{Ema, Sums};
 
 /// Learns one mean per feature (the last axis) and subtracts it.
@@ -65,11 +65,79 @@ impl<F: PartialEq> PartialEq for Fitted<F> {
     }
 }
 
+/// `==` is *state* equality: the same parameters (the momentum's convention
+/// included) and the same learned state — the counts, the batch count
+/// among them, and the accumulator bit for bit (up to the sign of zero) —
+/// which is what a save and reload preserves. Two equal estimators give the
+/// same results for every later sequence of calls.
+///
+/// Estimators fitted on the same data cut into different batches are
+/// generally not `==` (their batch counts differ) even when their means are
+/// bit-identical; [`same_estimate`](Centering::same_estimate) compares what
+/// they estimate instead.
+///
+/// # Examples
+///
+/// ```
+/// use centering::Centering;
+/// use ndarray::array;
+///
+/// let x = array![[1.0, 10.0], [2.0, 20.0], [6.0, 30.0]];
+/// let mut once = Centering::<f64>::new();
+/// once.fit(&x)?;
+/// let mut twice = Centering::<f64>::new();
+/// twice.partial_fit(&x.slice(ndarray::s![..1, ..]))?;
+/// twice.partial_fit(&x.slice(ndarray::s![1.., ..]))?;
+///
+/// assert_eq!(once.mean(), twice.mean());
+/// assert_ne!(once, twice); // 1 batch vs 2
+/// assert!(once.same_estimate(&twice));
+/// assert_eq!(once, once.clone());
+/// # Ok::<(), centering::CenteringError>(())
+/// ```
 impl<F: PartialEq> PartialEq for Centering<F> {
-    /// Same parameters and same learned state (bit for bit, up to the sign
-    /// of zero).
     fn eq(&self, other: &Self) -> bool {
         self.params == other.params && self.fitted == other.fitted
+    }
+}
+
+/// One line for people: the element type, the parameters (as
+/// [`ValidParams`]'s `Display`: the convention and the start of a moving
+/// average), and what was learned.
+///
+/// # Examples
+///
+/// ```
+/// use centering::Centering;
+/// use ndarray::array;
+///
+/// let mut c = Centering::<f32>::builder().torch(0.1).build()?;
+/// assert_eq!(
+///     c.to_string(),
+///     "Centering<f32> [moving average, PyTorch momentum 0.1 (Keras 0.9), zero start (as Keras and PyTorch), \
+///      NaN rejected]: not fitted"
+/// );
+/// c.partial_fit(&array![[1.0f32, 2.0], [3.0, 4.0]])?;
+/// assert!(c.to_string().ends_with("]: 2 features, 2 samples in 1 batch"));
+/// assert!(format!("{c:?}").contains("convention: PyTorch")); // Debug says it too
+/// # Ok::<(), centering::CenteringError>(())
+/// ```
+impl<F: Element> std::fmt::Display for Centering<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Centering<{}> [{}]: ", std::any::type_name::<F>(), self.params)?;
+        match &self.fitted {
+            None => write!(f, "not fitted"),
+            Some(s) => write!(
+                f,
+                "{} feature{}, {} sample{} in {} batch{}",
+                s.n_features(),
+                if s.n_features() == 1 { "" } else { "s" },
+                s.n_samples,
+                if s.n_samples == 1 { "" } else { "s" },
+                s.n_batches,
+                if s.n_batches == 1 { "" } else { "es" },
+            ),
+        }
     }
 }
 
@@ -123,17 +191,24 @@ impl<F: Element> Centering<F> {
         Centering { params, fitted: None }
     }
 
-    /// The unchecked parameter builder (same as [`CenteringParams::new`]).
+    /// The parameter builder of a `Centering<F>`: the defaults of
+    /// [`CenteringParams::new`](crate::CenteringParams::new), with the
+    /// element type already known, so that `F` is named once. This is the
+    /// way to build an estimator with parameters other than the defaults.
     ///
     /// # Examples
     ///
     /// ```
-    /// let c = centering::Centering::<f64>::builder().batch_average().build::<f64>()?;
-    /// assert_eq!(c.params().mode(), centering::Mode::BatchAverage);
+    /// use centering::{Centering, EmaStart, Mode};
+    ///
+    /// let c = Centering::<f64>::builder().batch_average().build()?;
+    /// assert_eq!(c.params().mode(), Mode::BatchAverage);
+    /// let keras = Centering::<f32>::builder().keras(0.99).build()?; // Keras's moving mean, zero start
+    /// assert_eq!(keras.params().start(), Some(EmaStart::Zero));
     /// # Ok::<(), centering::CenteringError>(())
     /// ```
-    pub fn builder() -> CenteringParams {
-        CenteringParams::new()
+    pub fn builder() -> CenteringBuilder<F> {
+        CenteringBuilder::default()
     }
 
     /// The parameters.
@@ -183,6 +258,87 @@ impl<F: Element> Centering<F> {
     /// ```
     pub fn mean(&self) -> Option<ArrayView1<'_, F>> {
         self.fitted.as_ref().map(|f| ArrayView1::from(&f.mean[..]))
+    }
+
+    /// The learned mean, as [`mean`](Self::mean), or
+    /// [`CenteringError::NotFitted`] before any fit: for `?` in a function
+    /// that returns this crate's [`Result`](crate::Result) (or any error a
+    /// [`CenteringError`] converts into).
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::NotFitted`] before any non-empty batch was fitted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::{Centering, CenteringError};
+    /// use ndarray::array;
+    ///
+    /// fn offsets(batches: &[ndarray::Array2<f64>]) -> centering::Result<Vec<f64>> {
+    ///     let mut c = Centering::<f64>::new();
+    ///     for b in batches {
+    ///         c.partial_fit(b)?; // a statement: the returned `&mut` borrow ends here
+    ///     }
+    ///     Ok(c.try_mean()?.to_vec())
+    /// }
+    /// assert_eq!(offsets(&[array![[1.0], [3.0]], array![[5.0]]])?, vec![3.0]);
+    /// assert_eq!(offsets(&[]), Err(CenteringError::NotFitted));
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn try_mean(&self) -> Result<ArrayView1<'_, F>> {
+        self.mean().ok_or(CenteringError::NotFitted)
+    }
+
+    /// Whether `self` and `other` estimate the same thing: the same
+    /// parameters, both unfitted or both fitted with the same mean bit for
+    /// bit (NaN equal to NaN, up to the sign of zero), the same
+    /// [`n_samples_seen`](Self::n_samples_seen) and the same
+    /// [`weight_sums`](Self::weight_sums). Batch counts and how the
+    /// accumulator holds its sums are not compared. So `transform` gives the
+    /// same results for both, now; later fits may differ by rounding, and in
+    /// the moving-average modes, where every batch is a step, by more.
+    ///
+    /// `==` is the stricter state equality (see [`Centering`]'s `PartialEq`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::Centering;
+    /// use ndarray::{Array2, Axis};
+    ///
+    /// // Ten shards merged, against one fit of the same data.
+    /// let x = Array2::from_shape_fn((1000, 3), |(i, j)| ((i * 7 + j) % 13) as f64 - 6.0);
+    /// let mut merged = Centering::<f64>::new();
+    /// for shard in x.axis_chunks_iter(Axis(0), 100) {
+    ///     let mut c = Centering::<f64>::new();
+    ///     c.fit(&shard)?;
+    ///     merged.merge(&c)?;
+    /// }
+    /// let mut whole = Centering::<f64>::new();
+    /// whole.fit(&x)?;
+    /// assert!(merged.same_estimate(&whole));
+    /// assert_ne!(merged, whole); // 10 batches against 1
+    /// assert_eq!((merged.n_batches(), whole.n_batches()), (10, 1));
+    ///
+    /// let mut more = whole.clone();
+    /// more.partial_fit(&ndarray::array![[0.0, 0.0, 0.0]])?; // one more sample, same mean or not
+    /// assert!(!more.same_estimate(&whole));
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn same_estimate(&self, other: &Self) -> bool {
+        let same_mean =
+            |a: &[F], b: &[F]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan()));
+        self.params == other.params
+            && match (&self.fitted, &other.fitted) {
+                (None, None) => true,
+                (Some(a), Some(b)) => {
+                    a.n_samples == b.n_samples
+                        && same_mean(&a.mean, &b.mean)
+                        && self.weight_sums() == other.weight_sums()
+                }
+                _ => false,
+            }
     }
 
     /// The number of features `D`, once fitted.
@@ -238,8 +394,8 @@ impl<F: Element> Centering<F> {
     /// # Examples
     ///
     /// ```
-    /// use centering::{Centering, CenteringParams, NanPolicy};
-    /// let mut c: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+    /// use centering::{Centering, NanPolicy};
+    /// let mut c = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
     /// c.fit(&ndarray::array![[1.0, f64::NAN], [3.0, 4.0]])?;
     /// assert_eq!(c.weight_sums().unwrap(), ndarray::array![2.0, 1.0]);
     /// # Ok::<(), centering::CenteringError>(())
@@ -456,10 +612,10 @@ impl<F: Element> Centering<F> {
     /// # Examples
     ///
     /// ```
-    /// use centering::CenteringParams;
+    /// use centering::Centering;
     /// use ndarray::array;
     ///
-    /// let mut layer = CenteringParams::new().moving_average(0.9).build::<f64>()?;
+    /// let mut layer = Centering::<f64>::builder().moving_average(0.9).build()?;
     /// let y = layer.center_batch(&array![[1.0], [3.0]])?;
     /// assert_eq!(y, array![[-1.0], [1.0]]); // centred on the batch mean, 2
     /// assert_eq!(layer.mean().unwrap()[0], 2.0); // debiased moving mean after one step
@@ -519,11 +675,15 @@ impl<F: Element> Centering<F> {
     /// # Examples
     ///
     /// ```
-    /// let mut c = centering::Centering::<f64>::new();
-    /// assert!(c.transform(&ndarray::array![[1.0]]).is_err()); // not fitted
+    /// use centering::{Centering, CenteringError};
+    ///
+    /// let mut c = Centering::<f64>::new();
+    /// assert_eq!(c.transform(&ndarray::array![[1.0]]), Err(CenteringError::NotFitted));
     /// c.fit(&ndarray::array![[1.0, 2.0], [3.0, 4.0]])?;
     /// let y = c.transform(&ndarray::array![[2.0, 3.0]])?;
     /// assert_eq!(y, ndarray::array![[0.0, 0.0]]);
+    /// let err = c.transform(&ndarray::array![[2.0, 3.0, 4.0]]).unwrap_err();
+    /// assert_eq!(err, CenteringError::FeatureMismatch { expected: 2, found: 3 });
     /// # Ok::<(), centering::CenteringError>(())
     /// ```
     pub fn transform<S, D>(&self, x: &ArrayBase<S, D>) -> Result<Array<F, D>>
@@ -683,13 +843,20 @@ impl<F: Element> Centering<F> {
     /// # Examples
     ///
     /// ```
+    /// use centering::{Centering, CenteringError};
     /// use ndarray::array;
-    /// let (mut a, mut b) = (centering::Centering::<f64>::new(), centering::Centering::new());
+    ///
+    /// let (mut a, mut b) = (Centering::<f64>::new(), Centering::new());
     /// a.fit(&array![[1.0], [2.0]])?;
     /// b.fit(&array![[6.0]])?;
-    /// a.merge(&b)?;
-    /// assert_eq!(a.mean().unwrap()[0], 3.0);
+    /// a.merge(&b)?; // a statement: `a` can be read right after
+    /// assert_eq!(a.try_mean()?[0], 3.0);
     /// assert_eq!(a.n_samples_seen(), 3);
+    ///
+    /// let mut wide = Centering::<f64>::new();
+    /// wide.fit(&array![[1.0, 2.0]])?;
+    /// let err = a.merge(&wide).unwrap_err(); // D = 1 against D = 2
+    /// assert!(matches!(err, CenteringError::IncompatibleMerge { what: "number of features", .. }));
     /// # Ok::<(), centering::CenteringError>(())
     /// ```
     pub fn merge(&mut self, other: &Self) -> Result<&mut Self> {

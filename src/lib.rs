@@ -6,9 +6,28 @@
 //! # Overview
 //!
 //! [`Centering<F>`](Centering) is the estimator, for `f32`, `f64` or any
-//! [`Element`]. Its hyper-parameters are set on a [`CenteringParams`] builder
-//! and validated once into [`ValidParams`]; [`CenteringParams::build`] does
-//! both and returns an unfitted estimator.
+//! [`Element`]. [`Centering::<F>::new()`](Centering::new) gives the default
+//! (the exact cumulative mean); any other estimator is built in one line,
+//! with `F` named once:
+//!
+//! ```
+//! use centering::{Centering, NanPolicy};
+//!
+//! let keras = Centering::<f32>::builder().keras(0.99).build()?; // Keras's moving mean, exactly
+//! let torch = Centering::<f32>::builder().torch(0.1).build()?; // PyTorch's running mean, exactly
+//! let sklearn = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
+//! assert_eq!(keras.params().momentum(), Some(0.99));
+//! assert_eq!(torch.params().torch_momentum(), Some(0.1));
+//! assert_eq!(sklearn.params().nan_policy(), NanPolicy::Ignore);
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! [`Centering::builder`] returns a [`CenteringBuilder<F>`](CenteringBuilder)
+//! whose [`build`](CenteringBuilder::build) validates the parameters once.
+//! Parameters on their own, for several estimators
+//! ([`Centering::with_params`]) or for linfa's `Fit`, are a
+//! [`CenteringParams`] checked into [`ValidParams`]:
+//! `CenteringParams::keras(0.99).check()?`.
 //!
 //! - **Feature axis**: the last axis, of length `D ≥ 1`. Every other axis
 //!   indexes samples: a batch of shape `(n₀, …, n_k, D)` holds
@@ -35,8 +54,10 @@
 //! | `_inplace` and `_into` variants | the same into the caller's array, or into a caller's output buffer: no allocation |
 //! | [`center_batch`](Centering::center_batch), [`center_batch_inplace`](Centering::center_batch_inplace) | `x − mean(x)` with the batch's *own* mean, and fold the batch in |
 //! | [`merge`](Centering::merge) | combine two estimators (see [Merge](#merge)) |
-//! | [`mean`](Centering::mean), [`n_samples_seen`](Centering::n_samples_seen), [`n_batches`](Centering::n_batches), [`weight_sums`](Centering::weight_sums), [`n_features`](Centering::n_features) | the learned state, read-only |
+//! | [`mean`](Centering::mean), [`try_mean`](Centering::try_mean), [`n_samples_seen`](Centering::n_samples_seen), [`n_batches`](Centering::n_batches), [`weight_sums`](Centering::weight_sums), [`n_features`](Centering::n_features) | the learned state, read-only (see [Reading results](#reading-results)) |
+//! | `==`, [`same_estimate`](Centering::same_estimate) | the same state, or the same estimate (see [Equality](#equality)) |
 //! | [`reset`](Centering::reset) | back to unfitted, parameters kept |
+//! | `serde` | save and load (see [Persistence](#persistence)) |
 //!
 //! Every error is a [`CenteringError`] that names what was expected and what
 //! was found, and a fitting method that fails leaves the estimator exactly as
@@ -106,16 +127,17 @@
 //! changes nothing.
 //!
 //! ```
-//! use centering::{CenteringParams, EmaStart};
+//! use centering::{Centering, EmaStart, TORCH_DEFAULT_MOMENTUM};
 //! use ndarray::array;
 //!
 //! // PyTorch's BatchNorm defaults: momentum 0.1 on the new value, running mean starting at 0.
-//! let mut layer = CenteringParams::new().torch_momentum(0.1).start(EmaStart::Zero).build::<f64>()?;
+//! let mut layer = Centering::<f64>::builder().torch(TORCH_DEFAULT_MOMENTUM).build()?;
 //! assert_eq!(layer.params().momentum(), Some(0.9)); // Keras's convention: 1 − 0.1
+//! assert_eq!(layer.params().start(), Some(EmaStart::Zero));
 //!
 //! let y = layer.center_batch(&array![[1.0, 10.0], [3.0, 30.0]])?; // training step
 //! assert_eq!(y, array![[-1.0, -10.0], [1.0, 10.0]]); // the batch's own mean, (2, 20)
-//! let m = layer.mean().unwrap();
+//! let m = layer.try_mean()?;
 //! assert!((m[0] - 0.2).abs() < 1e-12 && (m[1] - 2.0).abs() < 1e-12); // 0.9·0 + 0.1·(2, 20)
 //!
 //! let z = layer.transform(&array![[0.2, 2.0]])?; // inference
@@ -161,7 +183,7 @@
 //! ## Missing values
 //!
 //! ```
-//! use centering::{Centering, CenteringError, CenteringParams, NanPolicy};
+//! use centering::{Centering, CenteringError, NanPolicy};
 //! use ndarray::array;
 //!
 //! let x = array![[1.0, f64::NAN], [3.0, 4.0], [f64::NAN, 8.0]];
@@ -173,7 +195,7 @@
 //! assert!(!strict.is_fitted());
 //!
 //! // `Ignore` skips NaN feature by feature, as scikit-learn does.
-//! let mut lenient: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+//! let mut lenient = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
 //! lenient.partial_fit(&x)?;
 //! assert_eq!(lenient.mean().unwrap(), array![2.0, 6.0]);
 //! assert_eq!(lenient.weight_sums().unwrap(), array![2.0, 2.0]); // per-feature counts
@@ -194,6 +216,7 @@
 //! | update rule | `m ← β·m + (1 − β)·b` | `m ← (1 − μ)·m + μ·b` | exact mean of all samples | [`Mode`] |
 //! | momentum | `momentum = β = 0.99`, weight of the **old** value | `momentum = μ = 0.1`, weight of the **new** value | — | [`moving_average(β)`](CenteringParams::moving_average), [`torch_momentum(μ)`](CenteringParams::torch_momentum): `β = 1 − μ` |
 //! | initial value | zeros | zeros | — | [`EmaStart::Zero`] (the default is [`EmaStart::Debiased`]) |
+//! | **the recipe** | `BatchNormalization(momentum=β)` | `BatchNorm*d(momentum=μ)` | `StandardScaler(with_std=False)` | [`builder().keras(β)`](CenteringBuilder::keras), [`builder().torch(μ)`](CenteringBuilder::torch), [`new()`](Centering::new); as parameters [`CenteringParams::keras`], [`CenteringParams::torch`] |
 //! | average of batch means | — | `momentum=None` | — | [`Mode::BatchAverage`] ([`batch_average()`](CenteringParams::batch_average)) |
 //! | steps taken | — | `num_batches_tracked` | — | [`n_batches()`](Centering::n_batches) |
 //! | training: centre on the batch mean, update | `layer(x, training=True)` | `model.train()`, forward | — | [`center_batch`](Centering::center_batch) |
@@ -207,8 +230,28 @@
 //! **Mind the momentum convention.** A Keras momentum of `0.01` keeps only
 //! 1% of the old value at each step: the estimate is essentially the last
 //! batch's mean. That is PyTorch's `0.99`, and it is almost never what was
-//! meant; a PyTorch `momentum=0.1` is [`torch_momentum(0.1)`](CenteringParams::torch_momentum)
-//! or `moving_average(0.9)`.
+//! meant; a PyTorch `momentum=0.1` is [`torch(0.1)`](CenteringBuilder::torch)
+//! (or `moving_average(0.9)` with [`EmaStart::Zero`]).
+//!
+//! **Mind the start.** A moving average set with
+//! [`moving_average`](CenteringBuilder::moving_average) or
+//! [`torch_momentum`](CenteringBuilder::torch_momentum) starts
+//! [`Debiased`](EmaStart::Debiased) unless told otherwise: better early
+//! estimates, but not the numbers Keras and PyTorch give. The
+//! [`keras`](CenteringBuilder::keras) and [`torch`](CenteringBuilder::torch)
+//! recipes set the zero start, and the parameters' `Display` and `Debug`
+//! say which convention and start an estimator uses:
+//!
+//! ```
+//! use centering::Centering;
+//!
+//! let keras = Centering::<f32>::builder().keras(0.99).build()?;
+//! assert!(keras.params().to_string().contains("Keras momentum 0.99 (PyTorch 0.01), zero start"));
+//! let other = Centering::<f32>::builder().moving_average(0.99).build()?;
+//! assert!(other.params().to_string().contains("debiased start (Keras and PyTorch start at zero)"));
+//! assert!(format!("{other:?}").contains("convention: Keras, momentum: 0.99"));
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
 //!
 //! The worked examples below use three batches of one feature:
 //!
@@ -270,7 +313,7 @@
 //! ```
 //!
 //! ```
-//! use centering::{Centering, CenteringParams, EmaStart};
+//! use centering::{Centering, EmaStart};
 //! use ndarray::array;
 //!
 //! let batches = [array![[1.0], [3.0]], array![[10.0]], array![[4.0], [4.0], [7.0]]];
@@ -280,7 +323,7 @@
 //!     (EmaStart::Debiased, [2.0, 1.18 / 0.19, 1.562 / 0.271]),
 //! ];
 //! for (start, means) in expected {
-//!     let mut c: Centering<f64> = CenteringParams::new().moving_average(0.9).start(start).build()?;
+//!     let mut c = Centering::<f64>::builder().moving_average(0.9).start(start).build()?;
 //!     for (batch, want) in batches.iter().zip(means) {
 //!         c.partial_fit(batch)?;
 //!         assert!((c.mean().unwrap()[0] - want).abs() < 1e-12, "{start:?}");
@@ -304,10 +347,10 @@
 //! with the batches above, `(2 + 10 + 5) / 3 = 17/3`, not `29/6`.
 //!
 //! ```
-//! use centering::{Centering, CenteringParams};
+//! use centering::Centering;
 //! use ndarray::array;
 //!
-//! let mut c: Centering<f64> = CenteringParams::new().batch_average().build()?;
+//! let mut c = Centering::<f64>::builder().batch_average().build()?;
 //! c.partial_fit(&array![[1.0], [3.0]])?;
 //! c.partial_fit(&array![[10.0]])?;
 //! assert_eq!(c.mean().unwrap()[0], 6.0); // (2 + 10) / 2
@@ -330,7 +373,7 @@
 //! [`CenteringError::WeightShape`].
 //!
 //! ```
-//! use centering::{Centering, CenteringError, CenteringParams, EmaStart};
+//! use centering::{Centering, CenteringError};
 //! use ndarray::array;
 //!
 //! let mut weighted = Centering::<f64>::new();
@@ -342,7 +385,7 @@
 //! assert_eq!(weighted.n_samples_seen(), 2); // samples, whatever their weights
 //!
 //! // A moving average takes one step with the weighted batch mean.
-//! let mut ema: Centering<f64> = CenteringParams::new().moving_average(0.5).start(EmaStart::Zero).build()?;
+//! let mut ema = Centering::<f64>::builder().keras(0.5).build()?; // moving average, zero start
 //! ema.partial_fit_weighted(&array![[0.0], [4.0]], &array![1.0, 3.0])?; // b = 3
 //! assert_eq!(ema.mean().unwrap()[0], 1.5); // 0.5·0 + 0.5·3
 //!
@@ -378,10 +421,10 @@
 //! batches it missed.
 //!
 //! ```
-//! use centering::{Centering, CenteringParams, NanPolicy};
+//! use centering::{Centering, NanPolicy};
 //! use ndarray::array;
 //!
-//! let mut c: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build()?;
+//! let mut c = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build()?;
 //! c.partial_fit(&array![[1.0, f64::NAN], [3.0, f64::NAN]])?;
 //! assert!(c.mean().unwrap()[1].is_nan()); // never observed
 //! let y = c.transform(&array![[2.0, 5.0]])?;
@@ -417,15 +460,18 @@
 //!   The merged estimate equals one pass over all batches up to rounding (a
 //!   few ulp: the one-pass recursion rounds at every step too).
 //!
-//! An unfitted side is the identity. A different mode, momentum, start or
-//! NaN policy is [`CenteringError::IncompatibleMerge`]; a different `D` is
-//! [`CenteringError::FeatureMismatch`].
+//! An unfitted side is the identity. A different mode, momentum, start, NaN
+//! policy or number of features `D` is [`CenteringError::IncompatibleMerge`],
+//! naming what differs (a `D` other than the fitted one given to
+//! [`partial_fit`](Centering::partial_fit) or
+//! [`transform`](Centering::transform) is
+//! [`CenteringError::FeatureMismatch`]).
 //!
 //! ```
-//! use centering::{Centering, CenteringError, CenteringParams, EmaStart};
+//! use centering::{Centering, CenteringError, CenteringParams};
 //! use ndarray::array;
 //!
-//! let p = CenteringParams::new().moving_average(0.9).start(EmaStart::Zero).check()?;
+//! let p = CenteringParams::keras(0.9).check()?; // moving average, zero start
 //! let (mut early, mut late, mut all) =
 //!     (Centering::<f64>::with_params(p), Centering::with_params(p), Centering::with_params(p));
 //! early.partial_fit(&array![[1.0], [3.0]])?; // b₁ = 2
@@ -443,7 +489,15 @@
 //! assert!((backwards.mean().unwrap()[0] - 1.562).abs() > 0.1);
 //!
 //! let cumulative = Centering::<f64>::new();
-//! assert!(matches!(in_order.merge(&cumulative), Err(CenteringError::IncompatibleMerge { .. })));
+//! let err = in_order.merge(&cumulative).unwrap_err();
+//! assert!(matches!(err, CenteringError::IncompatibleMerge { what: "mode", .. }));
+//!
+//! let mut wide = Centering::<f64>::with_params(p);
+//! wide.partial_fit(&array![[1.0, 2.0]])?; // D = 2 against D = 1
+//! let err = in_order.merge(&wide).unwrap_err();
+//! assert!(matches!(err, CenteringError::IncompatibleMerge { what: "number of features", .. }));
+//! assert_eq!(err.to_string(), "cannot merge: number of features differs (self has 1, other has 2)");
+//! assert_eq!(in_order.n_batches(), 3); // unchanged
 //! # Ok::<(), centering::CenteringError>(())
 //! ```
 //!
@@ -464,6 +518,72 @@
 //! let y = c.center_batch(&array![[1.0], [3.0]])?;
 //! assert_eq!(y, array![[-1.0], [1.0]]); // the batch's mean, 2, not the learned one
 //! assert_eq!(c.mean().unwrap()[0], 104.0 / 3.0); // and the batch was folded in
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! # Reading results
+//!
+//! The fitting methods and [`merge`](Centering::merge) return
+//! `Result<&mut Self>`, so that calls chain:
+//! `c.partial_fit(&a)?.partial_fit(&b)?;`. That `&mut` borrow lives as long
+//! as the value it is kept in: write the call as a statement
+//! (`c.merge(&other)?;`), not `let r = c.merge(&other);`, and read the
+//! estimator afterwards. [`mean`](Centering::mean) is an `Option` (`None`
+//! before any fit); [`try_mean`](Centering::try_mean) is the same as a
+//! [`Result`], for `?` in a function returning this crate's errors. Both
+//! borrow the estimator: `.to_owned()` keeps a copy across later fits.
+//!
+//! ```
+//! use centering::{Centering, CenteringError};
+//! use ndarray::array;
+//!
+//! fn merged_mean(a: &Centering<f64>, b: &Centering<f64>) -> Result<Vec<f64>, CenteringError> {
+//!     let mut m = a.clone();
+//!     m.merge(b)?; // a statement: the `&mut` it returns is dropped here
+//!     Ok(m.try_mean()?.to_vec()) // `NotFitted` if neither side was fitted
+//! }
+//!
+//! let mut a = Centering::<f64>::new();
+//! a.partial_fit(&array![[1.0]])?.partial_fit(&array![[3.0]])?; // chained
+//! let before = a.try_mean()?.to_owned(); // a copy, not a borrow
+//! a.partial_fit(&array![[8.0]])?;
+//! assert_eq!((before[0], a.try_mean()?[0]), (2.0, 4.0));
+//!
+//! let unfitted = Centering::<f64>::new();
+//! assert_eq!(merged_mean(&a, &unfitted)?, vec![4.0]);
+//! assert_eq!(merged_mean(&unfitted, &unfitted), Err(CenteringError::NotFitted));
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
+//! # Equality
+//!
+//! `==` compares *states*: the parameters (the momentum's convention
+//! included), the counts (the batch count among them) and the accumulator
+//! bit for bit. It is what a save and reload preserves, and two `==`
+//! estimators give the same results for any later sequence of calls. The
+//! same data cut into different batches, or fitted in shards and merged,
+//! gives estimators that are usually not `==` even when their means are
+//! bit-identical, because their batch counts differ.
+//! [`same_estimate`](Centering::same_estimate) compares what is estimated:
+//! the parameters, the mean bit for bit, the sample count and the
+//! per-feature weight sums, not the batch counts.
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::{Array2, Axis};
+//!
+//! let x = Array2::from_shape_fn((1000, 2), |(i, j)| ((i * 31 + j) % 17) as f64);
+//! let mut merged = Centering::<f64>::new();
+//! for shard in x.axis_chunks_iter(Axis(0), 100) {
+//!     let mut c = Centering::<f64>::new();
+//!     c.fit(&shard)?;
+//!     merged.merge(&c)?;
+//! }
+//! let mut whole = Centering::<f64>::new();
+//! whole.fit(&x)?;
+//! assert_eq!(merged.mean(), whole.mean()); // bit-identical means
+//! assert!(merged.same_estimate(&whole)); // the same estimate
+//! assert_ne!(merged, whole); // not the same state: 10 batches against 1
 //! # Ok::<(), centering::CenteringError>(())
 //! ```
 //!
@@ -566,6 +686,67 @@
 //! # Ok::<(), centering::CenteringError>(())
 //! ```
 //!
+//! # Persistence
+//!
+//! With the `serde` feature (on by default), a [`Centering<F>`](Centering)
+//! — its parameters and its learned state — saves in any serde format
+//! (JSON, CBOR, postcard, bincode …) and loads back bit for bit, and the
+//! loaded estimator keeps fitting exactly as the original would have. Loading
+//! checks every field: a state of another element type, from a newer
+//! format version, or one the crate could not have produced is an error
+//! naming the field, never a silently different estimator. The schema, its
+//! versions and the compatibility promise are on [`STATE_FORMAT_VERSION`].
+//!
+//! The setup, for JSON (any other serde format is used the same way):
+//!
+//! ```toml
+//! [dependencies]
+//! centering = "0.1"    # `serde` is a default feature
+//! # Floats are stored as exact decimal strings: no `float_roundtrip` needed
+//! # (only to read format-1 files, written by centering 0.1.0, bit for bit).
+//! serde_json = "1"
+//! ```
+//!
+//! ## Save to a file, load, keep fitting
+//!
+//! ```
+//! # #[cfg(feature = "serde")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::fs::File;
+//! use std::io::{BufReader, BufWriter, Write};
+//!
+//! use centering::{Centering, EmaStart};
+//! use ndarray::array;
+//!
+//! let path = std::env::temp_dir().join(format!("centering-doc-{}.json", std::process::id()));
+//!
+//! // Fit, save.
+//! let mut c = Centering::<f64>::builder().keras(0.9).build()?;
+//! c.partial_fit(&array![[1.0, 10.0], [3.0, 30.0]])?;
+//! let mut file = BufWriter::new(File::create(&path)?);
+//! serde_json::to_writer(&mut file, &c)?;
+//! file.flush()?;
+//!
+//! // Later, perhaps in another process: load, and keep fitting.
+//! let mut loaded: Centering<f64> = serde_json::from_reader(BufReader::new(File::open(&path)?))?;
+//! assert_eq!(loaded, c); // the parameters and the state, bit for bit
+//! assert_eq!(loaded.params().start(), Some(EmaStart::Zero));
+//! loaded.partial_fit(&array![[5.0, 50.0]])?;
+//! c.partial_fit(&array![[5.0, 50.0]])?;
+//! assert_eq!(loaded, c); // fitting continues exactly as it would have
+//!
+//! // The element type is part of the state: an f64 state is not an f32 estimator.
+//! let err = serde_json::from_reader::<_, Centering<f32>>(BufReader::new(File::open(&path)?)).unwrap_err();
+//! assert!(err.to_string().contains("dtype"));
+//! std::fs::remove_file(&path)?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "serde"))]
+//! # fn main() {}
+//! ```
+//!
+//! `examples/save_load.rs` does the same across two processes.
+//!
 //! # Why use this crate?
 //!
 //! - **Exact streaming mean.** The mean is within one ulp of the exact one
@@ -598,9 +779,11 @@
 //!   arrays and datasets, bridged to ndarray 0.17 without copying the
 //!   records. Every `Transformer` impl returns a [`Result`]: a feature
 //!   mismatch is a [`CenteringError`], not a panic as in linfa's own
-//!   scalers. [`Centering`]'s inherent `transform` wins in method-call
-//!   syntax, so write `Transformer::transform(&model, dataset)?`; the
-//!   examples are on [`Centering`]'s trait implementations.
+//!   scalers. [`Centering`]'s inherent `transform` (for this crate's
+//!   ndarray) wins in method-call syntax, so linfa's is also
+//!   `model.transform_dataset(dataset)?` (`Centering::transform_dataset`,
+//!   for datasets and linfa's arrays alike); the examples are on it and on
+//!   [`Centering`]'s trait implementations.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -624,7 +807,10 @@ mod summary;
 pub use error::{CenteringError, Result};
 pub use estimator::Centering;
 pub use kernels::columns::Validity;
-pub use params::{CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, ValidParams};
+pub use params::{
+    CenteringBuilder, CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, TORCH_DEFAULT_MOMENTUM,
+    ValidParams,
+};
 #[cfg(feature = "serde")]
 pub use persist::{AnyCentering, STATE_FORMAT_VERSION};
 pub use summary::BatchSummary;

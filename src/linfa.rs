@@ -24,7 +24,7 @@
 //! [`CenteringError`] and nothing panics.
 
 use linfa::ParamGuard;
-use linfa::dataset::{AsTargets, DatasetBase};
+use linfa::dataset::{AsTargets, DatasetBase, Records};
 use linfa::traits::{Fit, Transformer};
 use ndarray::ShapeBuilder as _;
 use ndarray016 as nd16;
@@ -240,7 +240,8 @@ impl ParamGuard for CenteringParams {
 /// them.
 ///
 /// [`Centering`]'s inherent `transform` takes precedence in method-call
-/// syntax, so call the trait as `Transformer::transform(&model, x)`.
+/// syntax: call this one as [`model.transform_dataset(x)`](Centering::transform_dataset)
+/// or `Transformer::transform(&model, x)`.
 ///
 /// # Errors
 ///
@@ -365,6 +366,58 @@ impl<'a, F: Element, T: AsTargets>
             .with_weights(dataset.weights)
             .with_feature_names(feature_names)
             .with_target_names(target_names))
+    }
+}
+
+/// linfa's `Transformer` in method-call syntax.
+impl<F: Element> Centering<F> {
+    /// linfa's [`Transformer::transform`], callable as a method:
+    /// `model.transform_dataset(x)?` for any `x` linfa's trait is
+    /// implemented for here — an owned or borrowed `DatasetBase` with
+    /// ndarray 0.16 records, or an ndarray 0.16 `Array2` or `ArrayView2` —
+    /// with the same result type (a `Result` of the same kind of value:
+    /// owned inputs are centred in place and returned, views into a new
+    /// array). [`Centering`]'s inherent [`transform`](Centering::transform),
+    /// for this crate's ndarray 0.17, would otherwise shadow the trait's
+    /// method.
+    ///
+    /// # Errors
+    ///
+    /// As the `Transformer` impls: [`CenteringError::NotFitted`],
+    /// [`CenteringError::FeatureMismatch`]. An owned input is consumed either
+    /// way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::{Centering, CenteringError, CenteringParams};
+    /// use linfa::DatasetBase;
+    /// use linfa::traits::Fit;
+    /// use ndarray016::{Array1, array};
+    ///
+    /// let dataset = DatasetBase::new(array![[1.0, 10.0], [3.0, 30.0]], Array1::from(vec![0usize, 1]));
+    /// let model = CenteringParams::new().fit(&dataset)?;
+    ///
+    /// let centred = array![[-1.0, -10.0], [1.0, 10.0]];
+    /// let from_view = model.transform_dataset(dataset.view())?; // a new dataset
+    /// assert_eq!(from_view.records, centred);
+    /// let in_place = model.transform_dataset(dataset)?; // the records centred in place
+    /// assert_eq!(in_place.records, centred);
+    /// assert_eq!(in_place.targets, Array1::from(vec![0usize, 1]));
+    ///
+    /// let y = model.transform_dataset(array![[2.0, 20.0]])?; // linfa's ndarray, records only
+    /// assert_eq!(y, array![[0.0, 0.0]]);
+    /// let err = model.transform_dataset(array![[2.0]]).unwrap_err();
+    /// assert_eq!(err, CenteringError::FeatureMismatch { expected: 2, found: 1 });
+    /// assert_eq!(Centering::<f64>::new().transform_dataset(array![[2.0]]), Err(CenteringError::NotFitted));
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn transform_dataset<X, Y>(&self, x: X) -> Y
+    where
+        X: Records,
+        Self: Transformer<X, Y>,
+    {
+        Transformer::transform(self, x)
     }
 }
 

@@ -4,8 +4,8 @@
 //! ndarray's own baseline.
 //!
 //! ```text
-//! cargo bench --bench roofline                            # full sizes (1 GiB inputs), 5–10 minutes
-//! CENTERING_BENCH_QUICK=1 cargo bench --bench roofline    # sizes ÷ 64, fewer rounds: a smoke check
+//! cargo bench -p centering-bench --bench roofline                          # full sizes (1 GiB inputs), 5–10 minutes
+//! CENTERING_BENCH_QUICK=1 cargo bench -p centering-bench --bench roofline  # sizes ÷ 64, fewer rounds: a smoke check
 //! ```
 //!
 //! Prints a Markdown table and writes the rows as a JSON list to

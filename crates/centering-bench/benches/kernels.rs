@@ -4,12 +4,12 @@
 //! streams from DRAM (256 MiB).
 //!
 //! ```text
-//! cargo bench --bench kernels                 # all, a few minutes
-//! cargo bench --bench kernels -- 'f32/D=3'    # a filter, as criterion takes it
+//! cargo bench -p centering-bench --bench kernels               # all, a few minutes
+//! cargo bench -p centering-bench --bench kernels -- 'f32/D=3'  # a filter, as criterion takes it
 //! ```
 //!
 //! Throughput is the input's size in bytes for every operation (as in the
-//! roofline bench, `benches/roofline.rs`, which compares each operation with
+//! roofline bench, `roofline.rs` beside this file, which compares each operation with
 //! the machine's limit). `transform`'s output is freed outside the timing in
 //! DRAM, inside it (at once, as in a user's loop) in cache.
 

@@ -345,6 +345,45 @@ fn f32_and_moving_average_go_through_the_same_bridge() {
     assert_eq!(bits16(&y.view()), bits17(&reference.transform(&x17).unwrap().view()));
 }
 
+/// `transform_dataset` is linfa's `Transformer::transform` in method syntax,
+/// for each of the four inputs, with the same results and errors.
+#[test]
+fn transform_dataset_is_the_trait_in_method_syntax() {
+    let model = model(); // 5 features
+    let x = nd16::Array2::from_shape_fn((4, 5), |(i, j)| value(i, j));
+    let want = Transformer::transform(&model, x.view()).unwrap();
+
+    let from_view: nd16::Array2<f64> = model.transform_dataset(x.slice(nd16::s![.., ..])).unwrap();
+    assert_eq!(bits16(&from_view.view()), bits16(&want.view()));
+    let ptr = x.as_ptr();
+    let owned = model.transform_dataset(x.clone()).unwrap();
+    assert_eq!(bits16(&owned.view()), bits16(&want.view()));
+
+    let targets = nd16::Array1::from(vec![0usize, 1, 0, 1]);
+    let dataset = DatasetBase::new(x, targets.clone()).with_feature_names(vec!["a", "b", "c", "d", "e"]);
+    let from_dataset_view = model.transform_dataset(dataset.view()).unwrap();
+    assert_eq!(bits16(&from_dataset_view.records.view()), bits16(&want.view()));
+    assert_eq!(from_dataset_view.targets, targets);
+    let centred = model.transform_dataset(dataset).unwrap();
+    assert_eq!(centred.records.as_ptr(), ptr, "the owned dataset is centred in place");
+    assert_eq!(bits16(&centred.records.view()), bits16(&want.view()));
+    assert_eq!(centred.feature_names(), ["a", "b", "c", "d", "e"]);
+
+    // The same errors as the trait's.
+    let narrow = nd16::Array2::<f64>::zeros((2, 3));
+    let mismatch = CenteringError::FeatureMismatch { expected: 5, found: 3 };
+    assert_eq!(model.transform_dataset(narrow.view()).unwrap_err(), mismatch);
+    assert_eq!(model.transform_dataset(narrow.clone()).unwrap_err(), mismatch);
+    let ds = DatasetBase::new(narrow, nd16::Array1::<usize>::zeros(2));
+    assert_eq!(model.transform_dataset(ds.view()).unwrap_err(), mismatch);
+    assert_eq!(model.transform_dataset(ds).unwrap_err(), mismatch);
+    let unfitted = Centering::<f64>::new();
+    assert_eq!(
+        unfitted.transform_dataset(nd16::array![[1.0]]).unwrap_err(),
+        CenteringError::NotFitted
+    );
+}
+
 #[test]
 fn the_error_converts_from_linfa() {
     let e: CenteringError = linfa::Error::Parameters("momentum".into()).into();

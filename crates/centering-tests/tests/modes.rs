@@ -964,7 +964,8 @@ fn exact_batches() -> Vec<Array2<f64>> {
 #[test]
 fn zero_start_matches_keras_and_pytorch_bit_for_bit() {
     fn run<F: centering::Element>(params: CenteringParams, old: f64, new: f64) {
-        let mut c: Centering<F> = params.start(EmaStart::Zero).build().unwrap();
+        assert_eq!(params.check().unwrap().start(), Some(EmaStart::Zero));
+        let mut c: Centering<F> = params.build().unwrap();
         let (old, new) = (F::from(old).unwrap(), F::from(new).unwrap());
         let mut moving = [F::zero(); 2];
         for b in exact_batches() {
@@ -976,13 +977,20 @@ fn zero_start_matches_keras_and_pytorch_bit_for_bit() {
             assert_eq!(c.mean().unwrap().to_vec(), moving.to_vec());
         }
     }
+    // The recipes (issue 14), and the long forms they stand for.
     for beta in [0.99, 0.9, 0.01, 0.7] {
-        run::<f32>(CenteringParams::new().moving_average(beta), beta, 1.0 - beta);
-        run::<f64>(CenteringParams::new().moving_average(beta), beta, 1.0 - beta);
+        let long = CenteringParams::new().moving_average(beta).start(EmaStart::Zero);
+        for params in [CenteringParams::keras(beta), long] {
+            run::<f32>(params, beta, 1.0 - beta);
+            run::<f64>(params, beta, 1.0 - beta);
+        }
     }
     for mu in [0.1, 0.01, 0.3] {
-        run::<f32>(CenteringParams::new().torch_momentum(mu), 1.0 - mu, mu);
-        run::<f64>(CenteringParams::new().torch_momentum(mu), 1.0 - mu, mu);
+        let long = CenteringParams::new().torch_momentum(mu).start(EmaStart::Zero);
+        for params in [CenteringParams::torch(mu), long] {
+            run::<f32>(params, 1.0 - mu, mu);
+            run::<f64>(params, 1.0 - mu, mu);
+        }
     }
 }
 
