@@ -1,0 +1,3 @@
+#![no_main]
+//! libFuzzer driver; the logic and its invariants are in `centering_fuzz::load_binary`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| centering_fuzz::load_binary(data));
