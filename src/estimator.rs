@@ -6,8 +6,8 @@ use ndarray::{Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Data, DataMut, D
 use crate::Element;
 use crate::error::{CenteringError, Result};
 use crate::kernels;
-use crate::params::{CenteringBuilder, EmaStart, Mode, ValidParams};
-use crate::state::{Ema, Sums};
+use crate::params::{CenteringBuilder, ValidParams};
+use crate::state::{Accumulator, Fitted, Sums};
 
 /// Learns one mean per feature (the last axis) and subtracts it.
 ///
@@ -40,29 +40,6 @@ use crate::state::{Ema, Sums};
 pub struct Centering<F> {
     pub(crate) params: ValidParams,
     pub(crate) fitted: Option<Fitted<F>>,
-}
-
-/// The learned state: present once a non-empty batch was fitted.
-#[derive(Debug, Clone)]
-pub(crate) struct Fitted<F> {
-    pub(crate) n_samples: u64,
-    pub(crate) n_batches: u64,
-    pub(crate) acc: Accumulator<F>,
-    /// Derived from `acc` after every update (not part of equality).
-    pub(crate) mean: Vec<F>,
-}
-
-/// What each mode accumulates, per feature.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Accumulator<F> {
-    Cumulative(Sums),
-    Moving(Vec<Ema<F>>),
-}
-
-impl<F: PartialEq> PartialEq for Fitted<F> {
-    fn eq(&self, other: &Self) -> bool {
-        self.n_samples == other.n_samples && self.n_batches == other.n_batches && self.acc == other.acc
-    }
 }
 
 /// `==` is *state* equality: the same parameters (the momentum's convention
@@ -144,22 +121,6 @@ impl<F: Element> std::fmt::Display for Centering<F> {
 impl<F: Element> Default for Centering<F> {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl<F: Element> Fitted<F> {
-    /// Recomputes the cached mean from the accumulator.
-    pub(crate) fn refresh(&mut self, params: &ValidParams) {
-        // The batch average is the debiased average with β = 1.
-        let start = params.start().unwrap_or(EmaStart::Debiased);
-        self.mean = match &self.acc {
-            Accumulator::Cumulative(s) => s.means(),
-            Accumulator::Moving(e) => e.iter().map(|e| e.value(start)).collect(),
-        };
-    }
-
-    pub(crate) fn n_features(&self) -> usize {
-        self.mean.len()
     }
 }
 
@@ -881,36 +842,7 @@ impl<F: Element> Centering<F> {
             self.fitted = Some(theirs.clone());
             return Ok(self);
         };
-        if ours.n_features() != theirs.n_features() {
-            return Err(CenteringError::IncompatibleMerge {
-                what: "number of features",
-                this: ours.n_features().to_string(),
-                other: theirs.n_features().to_string(),
-            });
-        }
-        let acc = match (&ours.acc, &theirs.acc) {
-            (Accumulator::Cumulative(a), Accumulator::Cumulative(b)) => {
-                let mut s = a.clone();
-                s.merge(b)
-                    .map_err(|feature| CenteringError::WeightOverflow { feature })?;
-                Accumulator::Cumulative(s)
-            }
-            (Accumulator::Moving(a), Accumulator::Moving(b)) => {
-                Accumulator::Moving(a.iter().zip(b).map(|(a, b)| a.then(b)).collect())
-            }
-            _ => unreachable!("the mode decides the accumulator"),
-        };
-        let mut merged = Fitted {
-            // Counts stay exact or the merge fails: a loaded state may sit
-            // near u64::MAX. (Per-feature step counts are at most
-            // `n_batches`, so they cannot overflow once this has not.)
-            n_samples: add_count("sample", ours.n_samples, theirs.n_samples)?,
-            n_batches: add_count("batch", ours.n_batches, theirs.n_batches)?,
-            acc,
-            mean: Vec::new(),
-        };
-        merged.refresh(&self.params);
-        self.fitted = Some(merged);
+        self.fitted = Some(ours.merge(theirs, &self.params)?);
         Ok(self)
     }
 
@@ -988,36 +920,10 @@ impl<F: Element> Centering<F> {
             return Ok(Some(batch.means()));
         }
         let batch_mean = batch.means();
-        let mode = self.params.mode();
-        let mut next = match &self.fitted {
-            Some(f) => f.clone(),
-            None => Fitted {
-                n_samples: 0,
-                n_batches: 0,
-                acc: match mode {
-                    Mode::Cumulative => Accumulator::Cumulative(Sums::zeros(d)),
-                    _ => Accumulator::Moving(vec![Ema::new(); d]),
-                },
-                mean: Vec::new(),
-            },
+        let next = match &self.fitted {
+            Some(f) => f.fold(batch, &batch_mean, n, &self.params)?,
+            None => Fitted::empty(self.params.mode(), d).fold(batch, &batch_mean, n, &self.params)?,
         };
-        match &mut next.acc {
-            Accumulator::Cumulative(s) => {
-                s.merge(batch)
-                    .map_err(|feature| CenteringError::WeightOverflow { feature })?;
-            }
-            Accumulator::Moving(e) => {
-                let weights = self.params.ema_weights::<F>();
-                for ((e, &b), w) in e.iter_mut().zip(&batch_mean).zip(&batch.weight) {
-                    if !w.is_zero() {
-                        e.step(&weights, b);
-                    }
-                }
-            }
-        }
-        next.n_samples = add_count("sample", next.n_samples, n)?;
-        next.n_batches = add_count("batch", next.n_batches, 1)?;
-        next.refresh(&self.params);
         self.fitted = Some(next);
         Ok(Some(batch_mean))
     }
@@ -1054,10 +960,4 @@ fn alloc_like<F: Element, S: Data<Elem = F>, D: Dimension>(x: &ArrayBase<S, D>) 
         expected: x.shape().to_vec(),
         found: vec![x.len()],
     })
-}
-
-/// `this + added`, or [`CenteringError::CountOverflow`] past `u64::MAX`.
-fn add_count(what: &'static str, this: u64, added: u64) -> Result<u64> {
-    this.checked_add(added)
-        .ok_or(CenteringError::CountOverflow { what, this, added })
 }
