@@ -204,8 +204,8 @@ impl<F: Element> Centering<F> {
     ///
     /// Under [`NanPolicy::Ignore`](crate::NanPolicy::Ignore), a feature with no observed value yet has
     /// a NaN mean (as in scikit-learn and `numpy.nanmean`); so has every
-    /// feature of a [`EmaStart::FirstBatch`] or [`EmaStart::Debiased`] moving
-    /// average that has not taken a step, while [`EmaStart::Zero`] reports 0
+    /// feature of a [`EmaStart::FirstBatch`](crate::EmaStart::FirstBatch) or [`EmaStart::Debiased`](crate::EmaStart::Debiased) moving
+    /// average that has not taken a step, while [`EmaStart::Zero`](crate::EmaStart::Zero) reports 0
     /// (Keras's and PyTorch's initial moving mean).
     ///
     /// # Examples

@@ -38,7 +38,9 @@ mod ema;
 mod sums;
 
 pub(crate) use dd::{Dd, ldexp, two_sum};
-pub(crate) use ema::{Ema, norm_reference, pow_u64};
+pub(crate) use ema::Ema;
+#[cfg(feature = "serde")]
+pub(crate) use ema::{norm_reference, pow_u64};
 pub(crate) use sums::{SCALE_STEP, Sums};
 
 use crate::Element;
