@@ -223,7 +223,7 @@ impl<F: Element> Centering<F> {
 
     /// The learned mean, as [`mean`](Self::mean), or
     /// [`CenteringError::NotFitted`] before any fit: for `?` in a function
-    /// that returns this crate's [`Result`](crate::Result) (or any error a
+    /// that returns this crate's [`Result`] (or any error a
     /// [`CenteringError`] converts into).
     ///
     /// # Errors

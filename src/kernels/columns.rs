@@ -19,7 +19,9 @@
 
 use ndarray::ArrayView1;
 
-use super::{LEAF, general, join, sum_rows};
+use super::general;
+use super::reduce::{check_weights, sum_rows};
+use super::tree::{LEAF, PARALLEL_MIN, join};
 use crate::error::{CenteringError, Result};
 use crate::state::{Dd, Sums, ldexp};
 use crate::{Element, NanPolicy};
@@ -117,7 +119,7 @@ pub(crate) fn reduce_columns<F: Element>(
         rows_tree(0, n, d, &leaf)
     };
     if sums.sum.iter().all(Dd::is_finite) {
-        return super::check_weights(sums);
+        return check_weights(sums);
     }
     // A value the policy rejects: the first in row-major order.
     let rejected = |x: F| match policy {
@@ -147,7 +149,7 @@ pub(crate) fn reduce_columns<F: Element>(
         })
         .collect();
     let scale = general::scales::<F>(&top);
-    super::check_weights(sum_range(columns, validity, 0, n, policy, &scale))
+    check_weights(sum_range(columns, validity, 0, n, policy, &scale))
 }
 
 /// The fast sums of features `f0..f1`, one contiguous column each: the
@@ -155,7 +157,7 @@ pub(crate) fn reduce_columns<F: Element>(
 fn sum_slices<F: Element>(columns: &[&[F]], f0: usize, f1: usize) -> Vec<Dd<f64>> {
     let n = columns.first().map_or(0, |c| c.len());
     let size = (f1 - f0) * n;
-    if f1 - f0 > 1 && size >= super::PARALLEL_MIN {
+    if f1 - f0 > 1 && size >= PARALLEL_MIN {
         let mid = f0 + (f1 - f0) / 2;
         let (mut a, b) = join(size, || sum_slices(columns, f0, mid), || sum_slices(columns, mid, f1));
         a.extend(b);
