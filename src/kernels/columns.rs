@@ -14,8 +14,8 @@
 //!   order by [`general::push_one`] within a leaf, leaves merged in the
 //!   tree's order — which is what fitting the array with NaN at the nulls
 //!   under `Ignore` computes, for any layout of the array;
-//! - a batch whose sums would overflow is re-summed scaled, as
-//!   [`general::sum_scaled`] does, one chain per feature.
+//! - a batch whose sums would overflow is re-summed scaled, as the array
+//!   paths do (the same scales, the same general tree).
 
 use ndarray::ArrayView1;
 
@@ -149,7 +149,8 @@ pub(crate) fn reduce_columns<F: Element>(
         })
         .collect();
     let scale = general::scales::<F>(&top);
-    check_weights(sum_range(columns, validity, 0, n, policy, &scale))
+    let leaf = |r0: usize, r1: usize| sum_range(columns, validity, r0, r1, policy, &scale);
+    check_weights(rows_tree(0, n, d, &leaf))
 }
 
 /// The fast sums of features `f0..f1`, one contiguous column each: the

@@ -116,7 +116,7 @@ pub(crate) fn ilogb<F: Float>(x: F) -> i32 {
     e as i32 + 63 - m.leading_zeros() as i32
 }
 
-/// The power-of-two exponents by which [`sum_scaled`] divides each feature,
+/// The power-of-two exponents by which [`overflow_scales`] divides each feature,
 /// from the largest `⌊log₂|w·x|⌋` of its terms (`i32::MIN`: no non-zero
 /// term, no scaling).
 pub(crate) fn scales<F: Float>(top: &[i32]) -> Vec<i32> {
@@ -126,12 +126,14 @@ pub(crate) fn scales<F: Float>(top: &[i32]) -> Vec<i32> {
         .collect()
 }
 
-/// Re-sums a batch whose ordinary sums overflowed: each feature is scaled
-/// down by a power of two chosen from its largest `|w·x|`, so that the sum of
-/// up to 2⁶⁴ such terms stays finite. Values that become subnormal after
-/// scaling lose bits, but they are smaller than the largest term by more than
-/// `F`'s whole exponent range, so the mean does not see it.
-pub(crate) fn sum_scaled<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums {
+/// The scale exponents for re-summing a batch whose ordinary sums
+/// overflowed: each feature is scaled down by a power of two chosen from its
+/// largest `|w·x|`, so that the sum of up to 2⁶⁴ such terms stays finite.
+/// Values that become subnormal after scaling lose bits, but they are
+/// smaller than the largest term by more than `F`'s whole exponent range, so
+/// the mean does not see it. The re-sum itself runs in the same tree as any
+/// sum (`reduce::sum_general` with these scales).
+pub(crate) fn overflow_scales<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>) -> Vec<i32> {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let mut top = vec![i32::MIN; d];
@@ -146,5 +148,5 @@ pub(crate) fn sum_scaled<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<
         None => x.lanes(Axis(last)).into_iter().for_each(|l| see(l, F::one())),
         Some(w) => Zip::from(x.lanes(Axis(last))).and(w).for_each(|l, &wi| see(l, wi)),
     }
-    sum_lanes(x, w, policy, &scales::<F>(&top))
+    scales::<F>(&top)
 }

@@ -124,7 +124,7 @@ pub(super) fn reduce_distinct<F: Element>(
             weight: vec![count; d],
         }
     } else {
-        sum_general(x, w, policy)
+        sum_general(x, w, policy, &[])
     };
     if sums.sum.iter().all(Dd::is_finite) {
         return check_weights(sums);
@@ -135,7 +135,8 @@ pub(super) fn reduce_distinct<F: Element>(
             value: v.to_f64().unwrap_or(f64::NAN),
         });
     }
-    check_weights(general::sum_scaled(x, w, policy))
+    let scale = general::overflow_scales(x, w);
+    check_weights(sum_general(x, w, policy, &scale))
 }
 
 pub(super) fn check_weights(sums: Sums) -> Result<Sums> {
@@ -147,8 +148,14 @@ pub(super) fn check_weights(sums: Sums) -> Result<Sums> {
 
 /// Weighted and/or NaN-skipping sums, by the general kernel, in the same
 /// fixed tree over the sample axes.
-pub(super) fn sum_general<F: Element>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums {
-    let leaf = |(x, w): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| general::sum_lanes(&x, w.as_ref(), policy, &[]);
+pub(super) fn sum_general<F: Element>(
+    x: &ArrayViewD<'_, F>,
+    w: Option<&ArrayViewD<'_, F>>,
+    policy: NanPolicy,
+    scale: &[i32],
+) -> Sums {
+    let leaf =
+        |(x, w): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| general::sum_lanes(&x, w.as_ref(), policy, scale);
     let merge = |mut a: Sums, b: Sums| {
         // An overflowed weight stays in `a`, non-finite: `reduce` reports it.
         let _ = a.merge(&b);
