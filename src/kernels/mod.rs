@@ -43,6 +43,11 @@
 //! | `columns.rs` | columnar sources (one slice per feature, validity bitmaps), bit-identical to the array paths |
 //! | `alloc.rs` | fallible, zeroed, huge-page output buffers |
 
+//! Workload names (W1, W3, W7 …) in these modules' comments are the rows of
+//! the benchmark table defined in the project's `WORKLOADS.md` and measured
+//! by `crates/centering-bench/benches/roofline.rs` (W1: 2M×64 f64, C order;
+//! W3: 8192×16384 f64; W7: W1 fed as 4096-row chunks).
+
 // The two modules that need `unsafe`: runtime CPU-feature dispatch and
 // same-type slice casts (contiguous), huge-page advice (alloc).
 #[allow(unsafe_code)]
