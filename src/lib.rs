@@ -794,6 +794,7 @@
 mod error;
 mod estimator;
 mod import;
+mod input;
 mod kernels;
 #[cfg(feature = "linfa")]
 #[allow(unsafe_code)] // the ndarray 0.16 -> 0.17 view bridge; every block has a `// SAFETY:` comment
@@ -806,6 +807,7 @@ mod summary;
 
 pub use error::{CenteringError, Result};
 pub use estimator::Centering;
+pub use input::{Element, Input};
 pub use kernels::columns::Validity;
 pub use params::{
     CenteringBuilder, CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, TORCH_DEFAULT_MOMENTUM,
@@ -814,10 +816,3 @@ pub use params::{
 #[cfg(feature = "serde")]
 pub use persist::{AnyCentering, STATE_FORMAT_VERSION};
 pub use summary::BatchSummary;
-
-/// The element types `Centering` works with: any [`num_traits::Float`] that
-/// can cross threads. `f32` and `f64` get SIMD kernels dispatched at run time;
-/// other float types take the portable path.
-pub trait Element: num_traits::Float + Send + Sync + std::fmt::Debug + 'static {}
-
-impl<T: num_traits::Float + Send + Sync + std::fmt::Debug + 'static> Element for T {}
