@@ -14,10 +14,30 @@ mod sealed {
 /// mean and of what `transform` returns, `f32` or `f64` (sealed: no other
 /// type can give a correct mean here; `half::f16` once compiled and
 /// returned NaN). `f32` and `f64` get SIMD kernels dispatched at run time.
-pub trait Element: num_traits::Float + Input + Send + Sync + std::fmt::Debug + 'static + sealed::Sealed {}
+pub trait Element: num_traits::Float + Input + Send + Sync + std::fmt::Debug + 'static + sealed::Sealed {
+    /// The batch as a view of `Self`, when it is one (not part of the
+    /// public API).
+    #[doc(hidden)]
+    fn same_view(b: Batch<'_>) -> Option<ArrayViewD<'_, Self>>;
+}
 
-impl Element for f32 {}
-impl Element for f64 {}
+impl Element for f32 {
+    fn same_view(b: Batch<'_>) -> Option<ArrayViewD<'_, Self>> {
+        match b {
+            Batch::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Element for f64 {
+    fn same_view(b: Batch<'_>) -> Option<ArrayViewD<'_, Self>> {
+        match b {
+            Batch::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
 
 /// An element type a `Centering<F>` fits and transforms without the
 /// caller converting the array first (sealed).

@@ -6,7 +6,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD, Axis};
 
 use super::contiguous;
 use super::tree::{APPLY_CHUNK, BLOCK, for_chunks, for_chunks_at, for_chunks_mut, for_chunks_mut_at, tree};
-use crate::Element;
+use crate::{Element, Input};
 
 /// Where a contiguous buffer keeps its features: element `i` of the buffer
 /// in memory order is feature `(i / stride) mod d` (reversed when the
@@ -159,4 +159,32 @@ pub(crate) fn apply_inplace<F: Element>(mut x: ArrayViewMutD<'_, F>, mean: &[F],
         return;
     }
     update_blocks(x, mean, add);
+}
+
+/// `out = x ∓ mean` for an input of any [`Input`] type: the kernels above
+/// when it is `F` itself; otherwise each value widened to `f64`, the mean
+/// subtracted there, and the difference rounded once to `F` — in the same
+/// fixed tree of blocks, in parallel when large.
+pub(crate) fn apply_input<T: Input, F: Element>(
+    x: ArrayViewD<'_, T>,
+    out: ArrayViewMutD<'_, F>,
+    mean: &[F],
+    add: bool,
+) {
+    if let Some(v) = F::same_view(T::batch(x.view())) {
+        return apply(v, out, mean, add);
+    }
+    let m: Vec<f64> = mean.iter().map(|v| v.widen()).collect();
+    let last = x.ndim() - 1;
+    let leaf = |(x, mut o): (ArrayViewD<'_, T>, ArrayViewMutD<'_, F>)| {
+        ndarray::Zip::from(x.lanes(Axis(last)))
+            .and(o.lanes_mut(Axis(last)))
+            .for_each(|xl, mut ol| {
+                for ((o, &v), &mj) in ol.iter_mut().zip(xl).zip(&m) {
+                    let y = if add { v.widen() + mj } else { v.widen() - mj };
+                    *o = F::from(y).unwrap_or_else(F::nan);
+                }
+            });
+    };
+    tree((x, out), BLOCK, &leaf, &|(), ()| ());
 }

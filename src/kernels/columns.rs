@@ -148,7 +148,7 @@ pub(crate) fn reduce_columns<F: Element>(
                 .unwrap_or(i32::MIN)
         })
         .collect();
-    let scale = general::scales::<F>(&top);
+    let scale = general::scales::<f64>(&top);
     let leaf = |r0: usize, r1: usize| sum_range(columns, validity, r0, r1, policy, &scale);
     check_weights(rows_tree(0, n, d, &leaf))
 }

@@ -61,5 +61,5 @@ pub(crate) mod layout;
 mod reduce;
 mod tree;
 
-pub(crate) use apply::{apply, apply_inplace};
+pub(crate) use apply::{apply_inplace, apply_input};
 pub(crate) use reduce::reduce;

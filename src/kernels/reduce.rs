@@ -8,8 +8,9 @@ use super::general;
 use super::layout::{self, Plan, plan};
 use super::tree::{LEAF, PARALLEL_MIN, Rows, join, tree};
 use crate::error::{CenteringError, Result};
+use crate::input::__private::Batch;
 use crate::state::{Dd, Sums};
-use crate::{Element, NanPolicy};
+use crate::{Element, Input, NanPolicy};
 
 pub(super) fn merge_dd(mut a: Vec<Dd<f64>>, b: Vec<Dd<f64>>) -> Vec<Dd<f64>> {
     for (x, y) in a.iter_mut().zip(b) {
@@ -74,7 +75,7 @@ pub(super) fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<f64>> {
         Plan::Columns(view) => sum_columns(&view, 0, d),
         Plan::Strided(view) => {
             let leaf = |(v, _): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| {
-                general::sum_lanes(&v, None, NanPolicy::Reject, &[]).sum
+                general::sum_lanes::<F, F>(&v, None, NanPolicy::Reject, &[]).sum
             };
             tree((view, None), LEAF, &leaf, &merge_dd)
         }
@@ -91,9 +92,9 @@ pub(super) fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<f64>> {
 ///
 /// [`CenteringError::NonFinite`] for a value `policy` rejects,
 /// [`CenteringError::WeightOverflow`] if a feature's weight sum overflows.
-pub(crate) fn reduce<F: Element>(
-    x: &ArrayViewD<'_, F>,
-    w: Option<&ArrayViewD<'_, F>>,
+pub(crate) fn reduce<T: Input, W: Input>(
+    x: &ArrayViewD<'_, T>,
+    w: Option<&ArrayViewD<'_, W>>,
     policy: NanPolicy,
 ) -> Result<Sums> {
     let (x, w, copies) = layout::fold_broadcast(x.view(), w.map(|w| w.view()));
@@ -106,16 +107,28 @@ pub(crate) fn reduce<F: Element>(
 }
 
 /// [`reduce`] of a batch whose sample axes are all data (no broadcast copies).
-pub(super) fn reduce_distinct<F: Element>(
-    x: &ArrayViewD<'_, F>,
-    w: Option<&ArrayViewD<'_, F>>,
+///
+/// `f32` and `f64` batches without weights under `Reject` take the fast
+/// kernels; every other batch — integers (summed exactly), half-precision
+/// values, weights, missing values — the general path, widened to `f64`.
+pub(super) fn reduce_distinct<T: Input, W: Input>(
+    x: &ArrayViewD<'_, T>,
+    w: Option<&ArrayViewD<'_, W>>,
     policy: NanPolicy,
 ) -> Result<Sums> {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let n = x.len() / d;
-    let sums = if w.is_none() && policy == NanPolicy::Reject {
-        let sum = fast_sums(x);
+    let fast = if w.is_none() && policy == NanPolicy::Reject {
+        match T::batch(x.view()) {
+            Batch::F32(v) => Some(fast_sums(&v)),
+            Batch::F64(v) => Some(fast_sums(&v)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let sums = if let Some(sum) = fast {
         // Exact: an f64 holds every count up to 2^53.
         let count = Dd { hi: n as f64, lo: 0.0 };
         Sums {
@@ -130,10 +143,7 @@ pub(super) fn reduce_distinct<F: Element>(
         return check_weights(sums);
     }
     if let Some((index, v)) = general::first_rejected(x, policy) {
-        return Err(CenteringError::NonFinite {
-            index,
-            value: v.to_f64().unwrap_or(f64::NAN),
-        });
+        return Err(CenteringError::NonFinite { index, value: v });
     }
     let scale = general::overflow_scales(x, w);
     check_weights(sum_general(x, w, policy, &scale))
@@ -148,14 +158,14 @@ pub(super) fn check_weights(sums: Sums) -> Result<Sums> {
 
 /// Weighted and/or NaN-skipping sums, by the general kernel, in the same
 /// fixed tree over the sample axes.
-pub(super) fn sum_general<F: Element>(
-    x: &ArrayViewD<'_, F>,
-    w: Option<&ArrayViewD<'_, F>>,
+pub(super) fn sum_general<T: Input, W: Input>(
+    x: &ArrayViewD<'_, T>,
+    w: Option<&ArrayViewD<'_, W>>,
     policy: NanPolicy,
     scale: &[i32],
 ) -> Sums {
     let leaf =
-        |(x, w): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| general::sum_lanes(&x, w.as_ref(), policy, scale);
+        |(x, w): (ArrayViewD<'_, T>, Option<ArrayViewD<'_, W>>)| general::sum_lanes(&x, w.as_ref(), policy, scale);
     let merge = |mut a: Sums, b: Sums| {
         // An overflowed weight stays in `a`, non-finite: `reduce` reports it.
         let _ = a.merge(&b);

@@ -151,7 +151,7 @@ impl<F: Sync> Halve for Rows<'_, F> {
 
 /// A batch and its optional weights (shaped like its sample axes), cut
 /// together along a sample axis.
-impl<F: Sync> Halve for (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>) {
+impl<F: Sync, W: Sync> Halve for (ArrayViewD<'_, F>, Option<ArrayViewD<'_, W>>) {
     fn size(&self) -> usize {
         self.0.len()
     }
@@ -174,7 +174,7 @@ impl<F: Sync> Halve for (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>) {
 }
 
 /// An input and an output of the same shape, cut together.
-impl<F: Send + Sync> Halve for (ArrayViewD<'_, F>, ArrayViewMutD<'_, F>) {
+impl<T: Sync, F: Send + Sync> Halve for (ArrayViewD<'_, T>, ArrayViewMutD<'_, F>) {
     fn size(&self) -> usize {
         self.0.len()
     }

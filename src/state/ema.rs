@@ -146,6 +146,31 @@ impl<F: Float> Ema<F> {
         };
     }
 
+    /// The average of replicas' segments that took the same steps with the
+    /// same momentum (data-parallel replicas in lock step): `m ↦ d·m + c̄`,
+    /// the mean of their affine maps — because the moving average is linear
+    /// in the batch means, the moving average of the averaged batch means.
+    /// `None` if the step counts differ.
+    pub(crate) fn average(es: &[Self]) -> Option<Self> {
+        let first = es.first()?;
+        if es.iter().any(|e| e.steps != first.steps) {
+            return None;
+        }
+        let k = es.len() as f64;
+        let mean_f = |f: &dyn Fn(&Self) -> F| -> F {
+            to_f::<F>(es.iter().map(|e| f(e).to_f64().unwrap_or(f64::NAN)).sum::<f64>() / k)
+        };
+        let debiased = within_range::<F>(es.iter().map(|e| e.debiased).sum::<f64>() / k);
+        Some(Ema {
+            steps: first.steps,
+            decay: first.decay,
+            zero: mean_f(&|e| e.zero),
+            norm: first.norm,
+            debiased,
+            first: mean_f(&|e| e.first),
+        })
+    }
+
     /// `self`'s batches followed by `later`'s.
     pub(crate) fn then(&self, later: &Self) -> Self {
         if self.steps == 0 {

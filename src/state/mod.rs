@@ -187,6 +187,84 @@ impl<F: Element> Fitted<F> {
     }
 }
 
+impl<F: Element> Fitted<F> {
+    /// The average of data-parallel replicas that ran in lock step (the
+    /// layer's `aggregation=MEAN`): moving modes average the replicas'
+    /// segments (equal step counts required, per feature and in batches);
+    /// the cumulative mode merges them (the union of the shards, weighted
+    /// by counts). Samples add up; batches are the common count.
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::IncompatibleMerge`] for replicas with other
+    /// feature counts or step counts, and as [`merge`](Self::merge).
+    pub(crate) fn average(replicas: &[&Self], params: &ValidParams) -> Result<Self> {
+        let Some((first, rest)) = replicas.split_first() else {
+            return Err(CenteringError::NoReplicas);
+        };
+        if let Accumulator::Cumulative(_) = first.acc {
+            let mut all = (*first).clone();
+            for r in rest {
+                all = all.merge(r, params)?;
+            }
+            return Ok(all);
+        }
+        let mut n_samples = first.n_samples;
+        let mut emas = Vec::with_capacity(replicas.len());
+        for r in replicas {
+            if r.n_features() != first.n_features() {
+                return Err(CenteringError::IncompatibleMerge {
+                    what: "number of features",
+                    this: first.n_features().to_string(),
+                    other: r.n_features().to_string(),
+                });
+            }
+            if r.n_batches != first.n_batches {
+                return Err(CenteringError::IncompatibleMerge {
+                    what: "step count (replicas must run in lock step)",
+                    this: first.n_batches.to_string(),
+                    other: r.n_batches.to_string(),
+                });
+            }
+            match &r.acc {
+                Accumulator::Moving(e) => emas.push(e),
+                Accumulator::Cumulative(_) => {
+                    return Err(CenteringError::IncompatibleMerge {
+                        what: "mode",
+                        this: "moving".into(),
+                        other: "cumulative".into(),
+                    });
+                }
+            }
+        }
+        for r in rest {
+            n_samples = add_count("sample", n_samples, r.n_samples)?;
+        }
+        let d = first.n_features();
+        let mut averaged = Vec::with_capacity(d);
+        for j in 0..d {
+            let column: Vec<Ema<F>> = emas.iter().map(|e| e[j]).collect();
+            let Some(e) = Ema::average(&column) else {
+                let steps: Vec<String> = column.iter().map(|e| e.steps.to_string()).collect();
+                return Err(CenteringError::IncompatibleMerge {
+                    what: "per-feature step count (replicas must run in lock step)",
+                    this: steps[0].clone(),
+                    other: steps.join(", "),
+                });
+            };
+            averaged.push(e);
+        }
+        let mut out = Fitted {
+            n_samples,
+            n_batches: first.n_batches,
+            acc: Accumulator::Moving(averaged),
+            mean: Vec::new(),
+        };
+        out.refresh(params);
+        Ok(out)
+    }
+}
+
 /// `this + added`, or [`CenteringError::CountOverflow`] past `u64::MAX`.
 fn add_count(what: &'static str, this: u64, added: u64) -> Result<u64> {
     this.checked_add(added)
