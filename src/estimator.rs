@@ -418,7 +418,7 @@ impl<F: Element> Centering<F> {
         D: Dimension,
     {
         let x = x.view().into_dyn();
-        self.fold(&x, None)?;
+        self.fold(&x, None, false)?;
         Ok(self)
     }
 
@@ -457,7 +457,7 @@ impl<F: Element> Centering<F> {
     {
         let x = x.view().into_dyn();
         let w = weights.view().into_dyn();
-        self.fold(&x, Some(&w))?;
+        self.fold(&x, Some(&w), false)?;
         Ok(self)
     }
 
@@ -591,7 +591,7 @@ impl<F: Element> Centering<F> {
         // Allocated before the fold, so that a refused allocation leaves the
         // estimator unchanged.
         let mut out = alloc_like(x)?;
-        let batch_mean = self.fold(&xd, None)?;
+        let batch_mean = self.fold(&xd, None, true)?;
         if let Some(m) = batch_mean {
             kernels::apply_input(xd, out.view_mut().into_dyn(), &m, false);
         }
@@ -618,7 +618,7 @@ impl<F: Element> Centering<F> {
         S: DataMut<Elem = F>,
         D: Dimension,
     {
-        let batch_mean = self.fold(&x.view().into_dyn(), None)?;
+        let batch_mean = self.fold(&x.view().into_dyn(), None, true)?;
         if let Some(m) = batch_mean {
             kernels::apply_inplace(x.view_mut().into_dyn(), &m, false);
         }
@@ -767,7 +767,7 @@ impl<F: Element> Centering<F> {
         D: Dimension,
     {
         let x = x.view().into_dyn();
-        self.fold(&x, None)?;
+        self.fold(&x, None, false)?;
         Ok(self)
     }
 
@@ -800,7 +800,7 @@ impl<F: Element> Centering<F> {
     {
         let x = x.view().into_dyn();
         let w = weights.view().into_dyn();
-        self.fold(&x, Some(&w))?;
+        self.fold(&x, Some(&w), false)?;
         Ok(self)
     }
 
@@ -962,7 +962,7 @@ impl<F: Element> Centering<F> {
     {
         let xd = x.view().into_dyn();
         let mut out = alloc_like(x)?;
-        if let Some(m) = self.fold(&xd, None)? {
+        if let Some(m) = self.fold(&xd, None, true)? {
             kernels::apply_input(xd, out.view_mut().into_dyn(), &m, false);
         }
         Ok(out)
@@ -1192,11 +1192,16 @@ impl<F: Element> Centering<F> {
 
     /// Folds a batch in, all or nothing. Returns the batch's own mean when
     /// it had samples (`None` for a no-op).
-    fn fold<T: Input>(&mut self, x: &ArrayViewD<'_, T>, w: Option<&ArrayViewD<'_, F>>) -> Result<Option<Vec<F>>> {
+    fn fold<T: Input>(
+        &mut self,
+        x: &ArrayViewD<'_, T>,
+        w: Option<&ArrayViewD<'_, F>>,
+        want_mean: bool,
+    ) -> Result<Option<Vec<F>>> {
         let (d, n) = self.check_shape(x.shape())?;
         match crate::summary::reduce_batch(x, w, self.params.nan_policy())? {
             None => Ok(None),
-            Some(batch) => self.fold_sums(d, n as u64, &batch),
+            Some(batch) => self.fold_sums(d, n as u64, batch, want_mean),
         }
     }
 
@@ -1204,18 +1209,22 @@ impl<F: Element> Centering<F> {
     /// the estimate, all or nothing: the one way every batch — an array, a
     /// [`BatchSummary`](crate::BatchSummary) — enters the state. Returns the
     /// batch's own mean.
-    pub(crate) fn fold_sums(&mut self, d: usize, n: u64, batch: &Sums) -> Result<Option<Vec<F>>> {
+    ///
+    /// The batch's mean is computed only where it is needed: by the moving
+    /// averages, and when `want_mean` (batch centering) asks for it.
+    pub(crate) fn fold_sums(&mut self, d: usize, n: u64, batch: Sums, want_mean: bool) -> Result<Option<Vec<F>>> {
         if batch.is_empty() {
             // Zero total weight, or every value missing: nothing to learn.
-            return Ok(Some(batch.means()));
+            return Ok(want_mean.then(|| batch.means()));
         }
-        let batch_mean = batch.means();
+        let moving = self.params.mode() != crate::Mode::Cumulative;
+        let batch_mean: Option<Vec<F>> = (moving || want_mean).then(|| batch.means());
         let next = match &self.fitted {
-            Some(f) => f.fold(batch, &batch_mean, n, &self.params)?,
-            None => Fitted::empty(self.params.mode(), d).fold(batch, &batch_mean, n, &self.params)?,
+            Some(f) => f.fold(&batch, batch_mean.as_deref(), n, &self.params)?,
+            None => Fitted::first(self.params.mode(), d, batch, batch_mean.as_deref(), n, &self.params)?,
         };
         self.fitted = Some(next);
-        Ok(Some(batch_mean))
+        Ok(batch_mean)
     }
 }
 

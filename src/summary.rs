@@ -467,7 +467,7 @@ impl<F: Element> Centering<F> {
             return Err(CenteringError::FeatureMismatch { expected, found: d });
         }
         if summary.n_samples() > 0 {
-            self.fold_sums(d, summary.n_samples(), summary.sums())?;
+            self.fold_sums(d, summary.n_samples(), summary.sums().clone(), false)?;
         }
         Ok(self)
     }

@@ -5,7 +5,7 @@
 use ndarray::{ArrayViewD, Axis, Dimension, Zip};
 use num_traits::Float;
 
-use crate::state::{Dd, SCALE_STEP, Sums, ldexp, two_sum};
+use crate::state::{Dd, SCALE_STEP, Sums, ldexp, product_error, two_sum};
 use crate::{Input, NanPolicy};
 
 /// Adds one unweighted value `x` of a feature to its sum and its count
@@ -54,7 +54,7 @@ fn push_lane<T: Input, W: Input>(
             None => push_one(acc, &mut sums.weight[j], x),
             Some(w) => {
                 let p = w * x;
-                let pe = w.mul_add(x, -p);
+                let pe = product_error(w, x, p);
                 let (s, e) = two_sum(acc.hi, p);
                 acc.hi = s;
                 acc.lo += e + pe;

@@ -23,6 +23,10 @@ fn fast_two_sum<F: Float>(a: F, b: F) -> (F, F) {
 /// Multiplies by `2^k` without intermediate overflow or underflow of the
 /// factor itself (steps of at most `2^±60`, exact for normal results).
 pub(crate) fn ldexp<F: Float>(x: F, k: i32) -> F {
+    if k == 0 {
+        // The common case (no rescaled sum): no work at all.
+        return x;
+    }
     let step = 60;
     let mut x = x;
     let mut k = k;
@@ -38,7 +42,38 @@ pub(crate) fn ldexp<F: Float>(x: F, k: i32) -> F {
         x = x * down;
         k += step;
     }
-    x * F::from(2.0f64.powi(k)).unwrap_or_else(F::one)
+    x * F::from(pow2(k)).unwrap_or_else(F::one)
+}
+
+/// `2^k` for `|k| < 60`, built from its bits (no `powi` call, which is a
+/// library routine in a baseline build).
+fn pow2(k: i32) -> f64 {
+    f64::from_bits(((1023 + i64::from(k)) as u64) << 52)
+}
+
+/// The exact error `a·b − p` of the product `p = fl(a·b)`: Dekker's
+/// TwoProduct (Veltkamp's split, 2²⁷ + 1) where it is exact — no overflow
+/// of the split, no underflow of the error — else the FMA. Both are exact,
+/// so the result is the same bits either way; the split needs no FMA
+/// instruction, which a default (SSE2) build does not have and would call
+/// a slow library routine for, once per weighted value.
+#[inline(always)]
+pub(crate) fn product_error(a: f64, b: f64, p: f64) -> f64 {
+    const SPLIT: f64 = 134_217_729.0;
+    const BIG: f64 = 1.0e297; // < 2^996 / SPLIT
+    const TINY: f64 = 1.0e-290; // > 2^-968: the error stays a normal number
+    if a.abs() < BIG && b.abs() < BIG && p.abs() > TINY {
+        let split = |v: f64| {
+            let c = SPLIT * v;
+            let hi = c - (c - v);
+            (hi, v - hi)
+        };
+        let (ah, al) = split(a);
+        let (bh, bl) = split(b);
+        ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    } else {
+        a.mul_add(b, -p)
+    }
 }
 
 /// A double-word number `hi + lo`.
@@ -132,7 +167,12 @@ impl<F: Float> Dd<F> {
                 lo: F::zero(),
             };
         }
-        let pe = q1.mul_add(w.hi, -p);
+        let pe = match (q1.to_f64(), w.hi.to_f64(), p.to_f64()) {
+            (Some(a), Some(b), Some(p64)) if std::mem::size_of::<F>() == 8 => {
+                F::from(product_error(a, b, p64)).unwrap_or_else(|| q1.mul_add(w.hi, -p))
+            }
+            _ => q1.mul_add(w.hi, -p),
+        };
         let r = (((self.hi - p) - pe) + self.lo) - q1 * w.lo;
         Dd { hi: q1, lo: r / w.hi }
     }
@@ -190,6 +230,37 @@ mod tests {
         let (s, e) = two_sum(1.0f64, 1e-20);
         assert_eq!(s, 1.0);
         assert_eq!(e, 1e-20);
+    }
+
+    #[test]
+    fn the_product_error_is_the_fma_s() {
+        let mut z = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            // Mantissa and exponent both random, across the whole range.
+            f64::from_bits(z & 0xBFFF_FFFF_FFFF_FFFF)
+        };
+        for _ in 0..200_000 {
+            let (a, b) = (next(), next());
+            let p = a * b;
+            if p.is_finite() {
+                let want = a.mul_add(b, -p);
+                assert_eq!(product_error(a, b, p).to_bits(), want.to_bits(), "{a:e} · {b:e}");
+            }
+        }
+        for (a, b) in [
+            (1.0 + f64::EPSILON, 1.0 - f64::EPSILON),
+            (3.0, 1.0 / 3.0),
+            (1e300, 1e-300),
+            (1e-160, 1e-160),
+        ] {
+            let p = a * b;
+            assert_eq!(product_error(a, b, p).to_bits(), a.mul_add(b, -p).to_bits());
+        }
+        assert_eq!(pow2(-59), 2f64.powi(-59));
+        assert_eq!(pow2(59), 2f64.powi(59));
     }
 
     #[test]

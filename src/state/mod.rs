@@ -37,7 +37,7 @@ mod dd;
 mod ema;
 mod sums;
 
-pub(crate) use dd::{Dd, ldexp, two_sum};
+pub(crate) use dd::{Dd, ldexp, product_error, two_sum};
 pub(crate) use ema::Ema;
 #[cfg(feature = "serde")]
 pub(crate) use ema::{norm_reference, pow_u64};
@@ -106,6 +106,39 @@ impl<F: Element> Fitted<F> {
         }
     }
 
+    /// The state after a first batch (`batch`, something observed) of
+    /// `n ≥ 1` samples and `d` features: [`fold`](Self::fold) into the
+    /// empty state, without the copy and the merge into zeros in the
+    /// cumulative mode (the same bits: adding a normalised pair to zero
+    /// gives it back).
+    ///
+    /// # Errors
+    ///
+    /// As [`fold`](Self::fold).
+    pub(crate) fn first(
+        mode: Mode,
+        d: usize,
+        batch: Sums,
+        batch_mean: Option<&[F]>,
+        n: u64,
+        params: &ValidParams,
+    ) -> Result<Self> {
+        if mode != Mode::Cumulative {
+            return Self::empty(mode, d).fold(&batch, batch_mean, n, params);
+        }
+        if let Some(feature) = batch.weight.iter().position(|w| !w.is_finite()) {
+            return Err(CenteringError::WeightOverflow { feature });
+        }
+        let mut first = Fitted {
+            n_samples: n,
+            n_batches: 1,
+            acc: Accumulator::Cumulative(batch),
+            mean: Vec::new(),
+        };
+        first.refresh(params);
+        Ok(first)
+    }
+
     /// The state after one more batch of `n ≥ 1` samples with sums `batch`
     /// (something observed) and mean `batch_mean`; `self` is untouched, so
     /// an error changes nothing.
@@ -113,7 +146,7 @@ impl<F: Element> Fitted<F> {
     /// # Errors
     ///
     /// [`CenteringError::WeightOverflow`], [`CenteringError::CountOverflow`].
-    pub(crate) fn fold(&self, batch: &Sums, batch_mean: &[F], n: u64, params: &ValidParams) -> Result<Self> {
+    pub(crate) fn fold(&self, batch: &Sums, batch_mean: Option<&[F]>, n: u64, params: &ValidParams) -> Result<Self> {
         let mut next = self.clone();
         match &mut next.acc {
             Accumulator::Cumulative(s) => {
@@ -122,7 +155,8 @@ impl<F: Element> Fitted<F> {
             }
             Accumulator::Moving(e) => {
                 let weights = params.ema_weights::<F>();
-                for ((e, &b), w) in e.iter_mut().zip(batch_mean).zip(&batch.weight) {
+                let means = batch_mean.map_or_else(|| batch.means(), <[F]>::to_vec);
+                for ((e, &b), w) in e.iter_mut().zip(&means).zip(&batch.weight) {
                     // A feature with nothing observed in this batch takes no step.
                     if !w.is_zero() {
                         e.step(&weights, b);
