@@ -417,9 +417,7 @@ impl<F: Element> Centering<F> {
         S: Data<Elem = F>,
         D: Dimension,
     {
-        let x = x.view().into_dyn();
-        self.fold(&x, None, false)?;
-        Ok(self)
+        self.partial_fit_input(x)
     }
 
     /// [`partial_fit`](Self::partial_fit) with one non-negative weight per
@@ -455,10 +453,7 @@ impl<F: Element> Centering<F> {
         SW: Data<Elem = F>,
         DW: Dimension,
     {
-        let x = x.view().into_dyn();
-        let w = weights.view().into_dyn();
-        self.fold(&x, Some(&w), false)?;
-        Ok(self)
+        self.partial_fit_input_weighted(x, weights)
     }
 
     /// Forgets everything, then [`partial_fit`](Self::partial_fit)s `x`.
@@ -495,11 +490,7 @@ impl<F: Element> Centering<F> {
         S: Data<Elem = F>,
         D: Dimension,
     {
-        let mut fresh = Self::with_params(self.params);
-        fresh.partial_fit(x)?;
-        fresh.require_fitted(x.shape())?;
-        *self = fresh;
-        Ok(self)
+        self.fit_input(x)
     }
 
     /// Forgets everything, then
@@ -587,15 +578,7 @@ impl<F: Element> Centering<F> {
         S: Data<Elem = F>,
         D: Dimension,
     {
-        let xd = x.view().into_dyn();
-        // Allocated before the fold, so that a refused allocation leaves the
-        // estimator unchanged.
-        let mut out = alloc_like(x)?;
-        let batch_mean = self.fold(&xd, None, true)?;
-        if let Some(m) = batch_mean {
-            kernels::apply_input(xd, out.view_mut().into_dyn(), &m, false);
-        }
-        Ok(out)
+        self.center_batch_input(x)
     }
 
     /// In-place [`center_batch`](Self::center_batch).
