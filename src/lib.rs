@@ -803,6 +803,7 @@ mod params;
 mod persist;
 mod state;
 mod summary;
+mod version;
 
 pub use error::{CenteringError, Result};
 pub use estimator::Centering;
@@ -814,6 +815,7 @@ pub use params::{
 #[cfg(feature = "serde")]
 pub use persist::{AnyCentering, STATE_FORMAT_VERSION};
 pub use summary::BatchSummary;
+pub use version::VERSION;
 
 /// The element types `Centering` works with: any [`num_traits::Float`] that
 /// can cross threads. `f32` and `f64` get SIMD kernels dispatched at run time;
