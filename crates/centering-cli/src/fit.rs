@@ -1,0 +1,256 @@
+//! `centering fit`: files folded batch by batch into one estimator.
+//!
+//! Each batch is one `partial_fit` of a `(rows, D)` view of the batch
+//! buffer, so the state is bit for bit what a Rust program gets by calling
+//! `partial_fit` on the same rows of the same arrays in the same order.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use centering::{AnyCentering, Centering, CenteringError, EmaStart, Mode, NanPolicy};
+use clap::CommandFactory;
+use ndarray::{ArrayView2, ShapeBuilder};
+
+use crate::cli::{Cli, FitArgs, NanPolicyArg, StartArg};
+use crate::csvio::CsvReader;
+use crate::elem::{Dtype, Float};
+use crate::npy::NpyReader;
+use crate::output::AtomicOutput;
+use crate::{progress, state};
+
+/// The values one batch holds by default, in the cumulative mode (whose
+/// result does not depend on the batch size beyond rounding): the bound on
+/// the reader's memory.
+pub const DEFAULT_BATCH_BYTES: usize = 8 << 20;
+
+/// Rows per batch: as given, or what fills [`DEFAULT_BATCH_BYTES`].
+pub fn batch_rows(given: Option<u64>, d: usize, elem: usize) -> usize {
+    match given {
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => (DEFAULT_BATCH_BYTES / d.saturating_mul(elem).max(1)).max(1),
+    }
+}
+
+/// The format of a file, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Npy,
+    Csv,
+}
+
+pub fn format_of(path: &Path) -> Result<Format> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("npy") => Ok(Format::Npy),
+        Some("csv") => Ok(Format::Csv),
+        _ => bail!(
+            "{}: unknown file format: expected a .npy or .csv extension",
+            path.display()
+        ),
+    }
+}
+
+pub fn run(args: &FitArgs) -> Result<()> {
+    let formats = args.files.iter().map(|f| format_of(f)).collect::<Result<Vec<_>>>()?;
+    let resumed = args.resume.as_deref().map(state::load).transpose()?;
+    let moving = match &resumed {
+        Some(s) => s.params().mode() != Mode::Cumulative,
+        None => args.momentum.is_some() || args.torch_momentum.is_some() || args.batch_average,
+    };
+    if moving && args.batch_rows.is_none() {
+        // A usage error (exit 2): the batch is what a moving average steps on.
+        let mut cli = Cli::command();
+        let cmd = match cli.find_subcommand_mut("fit") {
+            Some(fit) => fit,
+            None => &mut cli,
+        };
+        cmd.error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "the moving and batch averages take one step per batch: --batch-rows N is required to say how many rows form one",
+            )
+            .exit();
+    }
+    let dtype = match (args.dtype.map(Dtype::from), &resumed) {
+        (Some(asked), Some(s)) if asked.to_string() != s.dtype() => bail!(
+            "--dtype {asked} disagrees with the resumed state {}, which is {}",
+            args.resume
+                .as_deref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+            s.dtype()
+        ),
+        (Some(asked), _) => asked,
+        (None, Some(s)) if s.dtype() == "f32" => Dtype::F32,
+        (None, Some(_)) => Dtype::F64,
+        (None, None) => match args.files.iter().zip(&formats).find(|(_, f)| **f == Format::Npy) {
+            Some((path, _)) => NpyReader::open(path)?.dtype,
+            None => Dtype::F64,
+        },
+    };
+    let out = AtomicOutput::create(&args.output)?;
+    let json = match dtype {
+        Dtype::F32 => fit_all::<f32>(args, &formats, resumed)?,
+        Dtype::F64 => fit_all::<f64>(args, &formats, resumed)?,
+    };
+    write_state(out, &json, &args.output)
+}
+
+fn write_state(mut out: AtomicOutput, json: &str, path: &Path) -> Result<()> {
+    use std::io::Write;
+    out.file_mut()
+        .write_all(json.as_bytes())
+        .with_context(|| format!("cannot write output {}", path.display()))?;
+    out.commit()
+}
+
+fn build<F: Float>(args: &FitArgs) -> Result<Centering<F>> {
+    let mut b = Centering::<F>::builder();
+    if let Some(m) = args.momentum {
+        b = b.moving_average(m);
+    }
+    if let Some(mu) = args.torch_momentum {
+        b = b.torch_momentum(mu);
+    }
+    if args.batch_average {
+        b = b.batch_average();
+    }
+    if let Some(s) = args.start {
+        b = b.start(match s {
+            StartArg::Zero => EmaStart::Zero,
+            StartArg::FirstBatch => EmaStart::FirstBatch,
+            StartArg::Debiased => EmaStart::Debiased,
+        });
+    }
+    if let Some(p) = args.nan_policy {
+        b = b.nan_policy(match p {
+            NanPolicyArg::Reject => NanPolicy::Reject,
+            NanPolicyArg::Ignore => NanPolicy::Ignore,
+        });
+    }
+    b.build().context("invalid parameters")
+}
+
+fn fit_all<F: Float>(args: &FitArgs, formats: &[Format], resumed: Option<AnyCentering>) -> Result<String> {
+    let mut est: Centering<F> = match resumed {
+        Some(s) => s.try_into().context("the resumed state")?,
+        None => build(args)?,
+    };
+    for (path, format) in args.files.iter().zip(formats) {
+        match format {
+            Format::Npy => fit_npy(&mut est, path, args.batch_rows)?,
+            Format::Csv => fit_csv(&mut est, path, &args.columns, args.batch_rows)?,
+        }
+    }
+    let mut json = serde_json::to_string_pretty(&est).context("cannot serialise the state")?;
+    json.push('\n');
+    Ok(json)
+}
+
+/// Checks that a file's `d` features agree with the estimator's.
+pub fn check_features(fitted: Option<usize>, d: usize, path: &Path, what: &str) -> Result<()> {
+    match fitted {
+        Some(expected) if expected != d => bail!("{} has {d} features, but {what} has {expected}", path.display()),
+        _ => Ok(()),
+    }
+}
+
+/// Fits `path`, a `.npy` file, in chunks of `batch_rows` rows.
+pub fn fit_npy<F: Float>(est: &mut Centering<F>, path: &Path, batch_rows_arg: Option<u64>) -> Result<()> {
+    let mut r = NpyReader::open(path)?;
+    check_features(est.n_features(), r.d, path, "the state (fitted on earlier inputs)")?;
+    let widen = match (r.dtype, F::DTYPE) {
+        (Dtype::F64, Dtype::F32) => bail!(
+            "{} holds float64 values and the state is f32: they would be rounded (fit with --dtype f64, or convert the file)",
+            path.display()
+        ),
+        (Dtype::F32, Dtype::F64) => true,
+        _ => false,
+    };
+    let d = r.d;
+    let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>()).min(r.rows);
+    let len = batch.checked_mul(d).with_context(|| {
+        format!(
+            "{}: a batch of {batch} rows of {d} features is too large",
+            path.display()
+        )
+    })?;
+    let mut buf = vec![F::zero(); len];
+    let mut narrow = if widen { vec![0f32; len] } else { Vec::new() };
+    let policy = est.params().nan_policy();
+    let bar = progress::bytes(r.data_bytes(), &path.display().to_string());
+    let mut start = 0;
+    while start < r.rows {
+        let n = batch.min(r.rows - start);
+        let x = &mut buf[..n * d];
+        if widen {
+            let raw = &mut narrow[..n * d];
+            r.read_rows(start, n, raw)?;
+            for (o, &i) in x.iter_mut().zip(raw.iter()) {
+                *o = F::from_f32(i);
+            }
+        } else {
+            r.read_rows(start, n, x)?;
+        }
+        let view = if r.fortran {
+            ArrayView2::from_shape((n, d).f(), &*x)
+        } else {
+            ArrayView2::from_shape((n, d), &*x)
+        }
+        .context("internal error: batch shape")?;
+        est.partial_fit(&view).map_err(|e| match e {
+            CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
+                "{}: {value} at index {:?}: {}",
+                path.display(),
+                r.index_of(start + index[0], index[1]),
+                non_finite_hint(policy)
+            ),
+            e => anyhow::Error::new(e).context(format!("cannot fit rows {start}..{} of {}", start + n, path.display())),
+        })?;
+        bar.inc((n * d * r.dtype.size()) as u64);
+        start += n;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn non_finite_hint(policy: NanPolicy) -> &'static str {
+    match policy {
+        NanPolicy::Reject => "NaN policy reject refuses NaN and infinities (--nan-policy ignore skips NaN)",
+        NanPolicy::Ignore => "infinities are refused under every NaN policy",
+    }
+}
+
+/// Fits `path`, a CSV file, in batches of `batch_rows` rows.
+pub fn fit_csv<F: Float>(
+    est: &mut Centering<F>,
+    path: &Path,
+    columns: &[String],
+    batch_rows_arg: Option<u64>,
+) -> Result<()> {
+    let mut r = CsvReader::open(path, columns)?;
+    let d = r.d();
+    check_features(est.n_features(), d, path, "the state (fitted on earlier inputs)")?;
+    let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>());
+    let policy = est.params().nan_policy();
+    let mut buf: Vec<F> = Vec::new();
+    let bar = progress::bytes(r.len, &path.display().to_string());
+    loop {
+        let n = r.read_batch(batch, policy, &mut buf, None)?;
+        if n == 0 {
+            break;
+        }
+        let view = ArrayView2::from_shape((n, d), &buf[..]).context("internal error: batch shape")?;
+        est.partial_fit(&view).map_err(|e| match e {
+            CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
+                "{}: line {}, column {:?}: {value}: {}",
+                path.display(),
+                r.lines.get(index[0]).copied().unwrap_or(0),
+                r.column_name(index[1]),
+                non_finite_hint(policy)
+            ),
+            e => anyhow::Error::new(e).context(format!("cannot fit {}", path.display())),
+        })?;
+        bar.set_position(r.position());
+    }
+    bar.finish_and_clear();
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! `.npy` files read in bounded memory: the header parsed by `ndarray-npy`,
+//! then chunks of rows read into one reused buffer — sequential reads for
+//! C order, one positioned read per feature for Fortran order.
+//!
+//! An array of shape `(n0, …, nk, D)` is `N = n0·…·nk` samples of `D`
+//! features: rows of the `(N, D)` view, which in C order is contiguous
+//! row-major and in Fortran order contiguous column-major (sample `s`'s
+//! feature `j` at `j·N + s`, with `s` the Fortran-order index of the leading
+//! axes). A chunk of rows is therefore a `(rows, D)` row-major buffer (C) or
+//! column-major buffer (Fortran).
+
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ndarray_npy::npy::header::{Header, Layout};
+
+use crate::elem::{Dtype, Float};
+
+/// An open `.npy` file, its header checked against its length.
+pub struct NpyReader {
+    file: File,
+    path: PathBuf,
+    pub dtype: Dtype,
+    big_endian: bool,
+    pub fortran: bool,
+    pub shape: Vec<usize>,
+    /// Samples: the product of all axes but the last.
+    pub rows: usize,
+    /// Features: the last axis.
+    pub d: usize,
+    data_offset: u64,
+    /// The next row a sequential (C-order) read starts at.
+    cursor: usize,
+}
+
+impl NpyReader {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        if len == 0 {
+            bail!("{} is empty: expected a .npy file", path.display());
+        }
+        let header = Header::from_reader(&mut file).with_context(|| {
+            format!(
+                "{} is not a valid .npy file (its header cannot be read)",
+                path.display()
+            )
+        })?;
+        let data_offset = file
+            .stream_position()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let descr = match &header.type_descriptor {
+            py_literal::Value::String(s) => s.clone(),
+            other => bail!(
+                "{}: unsupported dtype {other}: expected float32 or float64 ('<f4', '<f8', '>f4', '>f8')",
+                path.display()
+            ),
+        };
+        let (big_endian, dtype) = match descr.as_str() {
+            "<f4" => (false, Dtype::F32),
+            "<f8" => (false, Dtype::F64),
+            ">f4" => (true, Dtype::F32),
+            ">f8" => (true, Dtype::F64),
+            "=f4" => (cfg!(target_endian = "big"), Dtype::F32),
+            "=f8" => (cfg!(target_endian = "big"), Dtype::F64),
+            _ => bail!(
+                "{}: unsupported dtype '{descr}': expected float32 or float64 ('<f4', '<f8', '>f4', '>f8')",
+                path.display()
+            ),
+        };
+        let shape = header.shape.clone();
+        let Some((&d, samples)) = shape.split_last() else {
+            bail!(
+                "{}: a 0-dimensional array has no feature axis: expected shape (..., D)",
+                path.display()
+            );
+        };
+        if d == 0 {
+            bail!(
+                "{}: shape {shape:?} has 0 features (a last axis of length 0)",
+                path.display()
+            );
+        }
+        let rows = samples
+            .iter()
+            .try_fold(1usize, |a, &n| a.checked_mul(n))
+            .with_context(|| format!("{}: shape {shape:?} overflows", path.display()))?;
+        let need = (rows as u128) * (d as u128) * (dtype.size() as u128);
+        let have = u128::from(len - data_offset);
+        if have < need {
+            bail!(
+                "{} is truncated: its header says shape {shape:?} of {dtype}, {need} bytes of data, but only {have} bytes follow the header",
+                path.display()
+            );
+        }
+        if have > need {
+            bail!(
+                "{}: its header says shape {shape:?} of {dtype}, {need} bytes of data, but {have} bytes follow the header (the header does not describe the file)",
+                path.display()
+            );
+        }
+        Ok(NpyReader {
+            file,
+            path: path.to_path_buf(),
+            dtype,
+            big_endian,
+            fortran: header.layout.is_fortran(),
+            shape,
+            rows,
+            d,
+            data_offset,
+            cursor: 0,
+        })
+    }
+
+    /// Reads rows `start .. start + n` into `buf` (`n·D` elements of the
+    /// file's own type `E`): row-major for C order, column-major for Fortran.
+    pub fn read_rows<E: Float>(&mut self, start: usize, n: usize, buf: &mut [E]) -> Result<()> {
+        if E::DTYPE != self.dtype || buf.len() != n * self.d || start + n > self.rows {
+            bail!(
+                "internal error: a read of rows {start}..{} does not fit {}",
+                start + n,
+                self.path.display()
+            );
+        }
+        let size = self.dtype.size() as u64;
+        let context = || format!("cannot read rows {start}..{} of {}", start + n, self.path.display());
+        if self.fortran {
+            for (j, col) in buf.chunks_exact_mut(n.max(1)).enumerate().take(self.d) {
+                let at = self.data_offset + ((j as u64) * (self.rows as u64) + start as u64) * size;
+                self.file
+                    .read_exact_at(bytemuck::cast_slice_mut(col), at)
+                    .with_context(context)?;
+            }
+        } else {
+            if start != self.cursor {
+                let at = self.data_offset + (start as u64) * (self.d as u64) * size;
+                self.file.seek(std::io::SeekFrom::Start(at)).with_context(context)?;
+            }
+            self.file
+                .read_exact(bytemuck::cast_slice_mut(buf))
+                .with_context(context)?;
+            self.cursor = start + n;
+        }
+        if self.big_endian != cfg!(target_endian = "big") {
+            for v in buf.iter_mut() {
+                *v = v.swap_bytes();
+            }
+        }
+        Ok(())
+    }
+
+    /// The index `[i0, …, ik, j]` of sample `s`, feature `j` in the file's own axes.
+    pub fn index_of(&self, s: usize, j: usize) -> Vec<usize> {
+        let lead = &self.shape[..self.shape.len() - 1];
+        let mut idx = vec![0; lead.len()];
+        let mut rest = s;
+        if self.fortran {
+            for (i, &n) in idx.iter_mut().zip(lead) {
+                *i = rest % n.max(1);
+                rest /= n.max(1);
+            }
+        } else {
+            for (i, &n) in idx.iter_mut().zip(lead).rev() {
+                *i = rest % n.max(1);
+                rest /= n.max(1);
+            }
+        }
+        idx.push(j);
+        idx
+    }
+
+    pub fn data_bytes(&self) -> u64 {
+        (self.rows as u64) * (self.d as u64) * (self.dtype.size() as u64)
+    }
+
+    pub fn layout(&self) -> Layout {
+        if self.fortran {
+            Layout::Fortran
+        } else {
+            Layout::Standard
+        }
+    }
+}
+
+/// The header of an output `.npy` file of element type `F`.
+pub fn header_for<F: Float>(shape: &[usize], layout: Layout) -> Header {
+    Header {
+        type_descriptor: <F as ndarray_npy::WritableElement>::type_descriptor(),
+        layout,
+        shape: shape.to_vec(),
+    }
+}

@@ -1,0 +1,192 @@
+//! `centering transform`: a file minus a fitted state's mean, streamed
+//! chunk by chunk into a new file of the same format.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use centering::{AnyCentering, Centering, NanPolicy};
+use ndarray::{ArrayView2, ArrayViewMut2, Ix2, ShapeBuilder, StrideShape};
+
+use crate::cli::TransformArgs;
+use crate::csvio::CsvReader;
+use crate::elem::{Dtype, Float};
+use crate::fit::{Format, batch_rows, check_features, format_of};
+use crate::npy::{NpyReader, header_for};
+use crate::output::AtomicOutput;
+use crate::{progress, state};
+
+pub fn run(args: &TransformArgs) -> Result<()> {
+    let format = format_of(&args.file)?;
+    let out_format = format_of(&args.output).with_context(|| format!("output {}", args.output.display()))?;
+    if out_format != format {
+        bail!(
+            "the output {} must have the input's format ({:?}): transform does not convert between formats",
+            args.output.display(),
+            format
+        );
+    }
+    let any = state::load(&args.state)?;
+    match any {
+        AnyCentering::F32(c) => transform::<f32>(&c, args, format),
+        AnyCentering::F64(c) => transform::<f64>(&c, args, format),
+        _ => bail!(
+            "{}: a state of an element type this build does not know",
+            args.state.display()
+        ),
+    }
+}
+
+fn transform<F: Float>(est: &Centering<F>, args: &TransformArgs, format: Format) -> Result<()> {
+    if !est.is_fitted() {
+        bail!(
+            "the state {} is not fitted (it has seen no samples): there is no mean to subtract",
+            args.state.display()
+        );
+    }
+    let what = format!("the state {}", args.state.display());
+    match format {
+        Format::Npy => transform_npy(est, &args.file, &args.output, args.batch_rows, &what),
+        Format::Csv => transform_csv(est, &args.file, &args.output, &args.columns, args.batch_rows, &what),
+    }
+}
+
+/// `input` (.npy) minus the mean into `output` (.npy of dtype `F`, the
+/// input's shape and order).
+pub fn transform_npy<F: Float>(
+    est: &Centering<F>,
+    input: &Path,
+    output: &Path,
+    batch_rows_arg: Option<u64>,
+    what: &str,
+) -> Result<()> {
+    let mut r = NpyReader::open(input)?;
+    check_features(est.n_features(), r.d, input, what)?;
+    let widen = match (r.dtype, F::DTYPE) {
+        (Dtype::F64, Dtype::F32) => bail!(
+            "{} holds float64 values and {what} is f32: they would be rounded",
+            input.display()
+        ),
+        (Dtype::F32, Dtype::F64) => true,
+        _ => false,
+    };
+    let mut out = AtomicOutput::create(output)?;
+    let err = || format!("cannot write output {}", output.display());
+    let header = header_for::<F>(&r.shape, r.layout())
+        .to_bytes()
+        .context("cannot format the output's .npy header")?;
+    out.file_mut().write_all(&header).with_context(err)?;
+    let offset = header.len() as u64;
+    let size = std::mem::size_of::<F>() as u64;
+    let (d, total) = (r.d, r.rows);
+    if r.fortran {
+        out.file()
+            .set_len(offset + (total as u64) * (d as u64) * size)
+            .with_context(err)?;
+    }
+    let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>()).min(total);
+    let len = batch
+        .checked_mul(d)
+        .with_context(|| format!("{}: a batch of {batch} rows is too large", input.display()))?;
+    let mut x = vec![F::zero(); len];
+    let mut y = vec![F::zero(); len];
+    let mut narrow = if widen { vec![0f32; len] } else { Vec::new() };
+    let bar = progress::bytes(r.data_bytes(), &input.display().to_string());
+    let mut start = 0;
+    while start < total {
+        let n = batch.min(total - start);
+        let (xs, ys) = (&mut x[..n * d], &mut y[..n * d]);
+        if widen {
+            let raw = &mut narrow[..n * d];
+            r.read_rows(start, n, raw)?;
+            for (o, &i) in xs.iter_mut().zip(raw.iter()) {
+                *o = F::from_f32(i);
+            }
+        } else {
+            r.read_rows(start, n, xs)?;
+        }
+        let fortran = r.fortran;
+        let shape = || -> StrideShape<Ix2> { if fortran { (n, d).f().into() } else { (n, d).into() } };
+        let xv = ArrayView2::from_shape(shape(), &*xs).context("internal error: batch shape")?;
+        let mut yv = ArrayViewMut2::from_shape(shape(), &mut *ys).context("internal error: batch shape")?;
+        est.transform_into(&xv, &mut yv)
+            .with_context(|| format!("cannot transform rows {start}..{} of {}", start + n, input.display()))?;
+        if r.fortran {
+            for (j, col) in ys.chunks_exact(n).enumerate() {
+                let at = offset + ((j as u64) * (total as u64) + start as u64) * size;
+                out.file()
+                    .write_all_at(bytemuck::cast_slice(col), at)
+                    .with_context(err)?;
+            }
+        } else {
+            out.file_mut().write_all(bytemuck::cast_slice(ys)).with_context(err)?;
+        }
+        bar.inc((n * d * r.dtype.size()) as u64);
+        start += n;
+    }
+    bar.finish_and_clear();
+    out.commit()
+}
+
+/// `input` (CSV) with its chosen columns centred into `output` (CSV); the
+/// other columns are copied as they are, empty cells stay empty.
+pub fn transform_csv<F: Float>(
+    est: &Centering<F>,
+    input: &Path,
+    output: &Path,
+    columns: &[String],
+    batch_rows_arg: Option<u64>,
+    what: &str,
+) -> Result<()> {
+    let mut r = CsvReader::open(input, columns)?;
+    let d = r.d();
+    check_features(est.n_features(), d, input, what)?;
+    let mut feature_of = vec![None; r.headers.len()];
+    for (j, &c) in r.columns.iter().enumerate() {
+        if let Some(slot) = feature_of.get_mut(c) {
+            *slot = Some(j);
+        }
+    }
+    let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>());
+    let mut out = AtomicOutput::create(output)?;
+    let err = || format!("cannot write output {}", output.display());
+    {
+        let mut w = csv::Writer::from_writer(std::io::BufWriter::new(out.file_mut()));
+        w.write_byte_record(&r.headers).with_context(err)?;
+        let (mut x, mut y, mut records) = (Vec::<F>::new(), Vec::<F>::new(), Vec::new());
+        let mut rec = csv::ByteRecord::new();
+        let mut cell = String::new();
+        let bar = progress::bytes(r.len, &input.display().to_string());
+        loop {
+            let n = r.read_batch(batch, NanPolicy::Ignore, &mut x, Some(&mut records))?;
+            if n == 0 {
+                break;
+            }
+            y.clear();
+            y.resize(n * d, F::zero());
+            let xv = ArrayView2::from_shape((n, d), &x[..]).context("internal error: batch shape")?;
+            let mut yv = ArrayViewMut2::from_shape((n, d), &mut y[..]).context("internal error: batch shape")?;
+            est.transform_into(&xv, &mut yv)
+                .with_context(|| format!("cannot transform {}", input.display()))?;
+            for (i, record) in records.iter().enumerate() {
+                rec.clear();
+                for (c, field) in record.iter().enumerate() {
+                    match feature_of.get(c).copied().flatten() {
+                        Some(j) if !field.is_empty() => {
+                            cell.clear();
+                            y[i * d + j].write_shortest(&mut cell);
+                            rec.push_field(cell.as_bytes());
+                        }
+                        _ => rec.push_field(field),
+                    }
+                }
+                w.write_byte_record(&rec).with_context(err)?;
+            }
+            bar.set_position(r.position());
+        }
+        bar.finish_and_clear();
+        w.flush().with_context(err)?;
+    }
+    out.commit()
+}
