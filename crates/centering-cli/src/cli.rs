@@ -43,13 +43,14 @@ Examples:
 
 A .npy file of shape (n0, ..., nk, D) holds n0*...*nk samples of D features
 (C or Fortran order, float32 or float64). A CSV file has a header row;
-empty cells are missing values (see --nan-policy).";
+empty cells are missing values (see --nan-policy). In a Parquet file, each
+record batch of --batch-rows rows is one batch; nulls are missing values.";
 
 /// `fit`'s options.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("ema").args(["momentum", "torch_momentum"])))]
 pub struct FitArgs {
-    /// Input files: .npy or .csv (by extension), fitted in the order given.
+    /// Input files: .npy, .csv or .parquet (by extension), fitted in the order given.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
@@ -87,7 +88,8 @@ pub struct FitArgs {
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
 
-    /// CSV columns to fit, by header name (comma-separated; default: every column).
+    /// CSV or Parquet columns to fit, by name (comma-separated; default: every CSV column,
+    /// every Float32/Float64 Parquet column).
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     pub columns: Vec<String>,
 
@@ -105,7 +107,7 @@ pub struct FitArgs {
 /// `transform`'s options.
 #[derive(Debug, Args)]
 pub struct TransformArgs {
-    /// The input: .npy or .csv (by extension).
+    /// The input: .npy, .csv or .parquet (by extension).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
@@ -114,11 +116,11 @@ pub struct TransformArgs {
     pub state: PathBuf,
 
     /// The output, in the input's format (a .npy of the state's dtype and the input's shape and
-    /// order; a CSV with the fitted columns centred and the others as they were).
+    /// order; a CSV or Parquet file with the fitted columns centred and the others as they were).
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: PathBuf,
 
-    /// CSV columns to centre, by header name (comma-separated; default: every column);
+    /// CSV or Parquet columns to centre, by name (comma-separated; default as for fit);
     /// as many as the state has features.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     pub columns: Vec<String>,

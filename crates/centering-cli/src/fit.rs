@@ -36,6 +36,7 @@ pub fn batch_rows(given: Option<u64>, d: usize, elem: usize) -> usize {
 pub enum Format {
     Npy,
     Csv,
+    Parquet,
 }
 
 pub fn format_of(path: &Path) -> Result<Format> {
@@ -43,8 +44,13 @@ pub fn format_of(path: &Path) -> Result<Format> {
     match ext.as_deref() {
         Some("npy") => Ok(Format::Npy),
         Some("csv") => Ok(Format::Csv),
+        Some("parquet" | "pq") if cfg!(feature = "parquet") => Ok(Format::Parquet),
+        Some("parquet" | "pq") => bail!(
+            "{}: this build of centering has no Parquet support (cargo feature `parquet`)",
+            path.display()
+        ),
         _ => bail!(
-            "{}: unknown file format: expected a .npy or .csv extension",
+            "{}: unknown file format: expected a .npy, .csv or .parquet extension",
             path.display()
         ),
     }
@@ -81,9 +87,11 @@ pub fn run(args: &FitArgs) -> Result<()> {
         (Some(asked), _) => asked,
         (None, Some(s)) if s.dtype() == "f32" => Dtype::F32,
         (None, Some(_)) => Dtype::F64,
-        (None, None) => match args.files.iter().zip(&formats).find(|(_, f)| **f == Format::Npy) {
-            Some((path, _)) => NpyReader::open(path)?.dtype,
-            None => Dtype::F64,
+        (None, None) => match args.files.iter().zip(&formats).find(|(_, f)| **f != Format::Csv) {
+            Some((path, Format::Npy)) => NpyReader::open(path)?.dtype,
+            #[cfg(feature = "parquet")]
+            Some((path, Format::Parquet)) => crate::parquet::default_dtype(path, &args.columns)?,
+            _ => Dtype::F64,
         },
     };
     let out = AtomicOutput::create(&args.output)?;
@@ -138,6 +146,10 @@ fn fit_all<F: Float>(args: &FitArgs, formats: &[Format], resumed: Option<AnyCent
         match format {
             Format::Npy => fit_npy(&mut est, path, args.batch_rows)?,
             Format::Csv => fit_csv(&mut est, path, &args.columns, args.batch_rows)?,
+            #[cfg(feature = "parquet")]
+            Format::Parquet => crate::parquet::fit_parquet(&mut est, path, &args.columns, args.batch_rows)?,
+            #[cfg(not(feature = "parquet"))]
+            Format::Parquet => bail!("{}: this build has no Parquet support", path.display()),
         }
     }
     let mut json = serde_json::to_string_pretty(&est).context("cannot serialise the state")?;

@@ -18,6 +18,8 @@ mod elem;
 mod fit;
 mod npy;
 mod output;
+#[cfg(feature = "parquet")]
+mod parquet;
 mod progress;
 mod state;
 mod transform;

@@ -49,6 +49,12 @@ fn transform<F: Float>(est: &Centering<F>, args: &TransformArgs, format: Format)
     match format {
         Format::Npy => transform_npy(est, &args.file, &args.output, args.batch_rows, &what),
         Format::Csv => transform_csv(est, &args.file, &args.output, &args.columns, args.batch_rows, &what),
+        #[cfg(feature = "parquet")]
+        Format::Parquet => {
+            crate::parquet::transform_parquet(est, &args.file, &args.output, &args.columns, args.batch_rows, &what)
+        }
+        #[cfg(not(feature = "parquet"))]
+        Format::Parquet => bail!("{}: this build has no Parquet support", args.file.display()),
     }
 }
 
