@@ -99,7 +99,7 @@ pub struct FitArgs {
 
     /// Rows (samples) per batch: each batch is one `partial_fit` call, one step of a moving
     /// average; a batch never spans two files. Required for the moving and batch averages;
-    /// in the cumulative mode the default holds 8 MiB of values.
+    /// in the cumulative mode the default holds 1 MiB of values.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_rows: Option<u64>,
 }
@@ -125,7 +125,7 @@ pub struct TransformArgs {
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     pub columns: Vec<String>,
 
-    /// Rows per chunk read and written (default: 8 MiB of values); does not change the result.
+    /// Rows per chunk read and written (default: 1 MiB of values); does not change the result.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_rows: Option<u64>,
 }

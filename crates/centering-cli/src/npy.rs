@@ -156,26 +156,6 @@ impl NpyReader {
         Ok(())
     }
 
-    /// The index `[i0, …, ik, j]` of sample `s`, feature `j` in the file's own axes.
-    pub fn index_of(&self, s: usize, j: usize) -> Vec<usize> {
-        let lead = &self.shape[..self.shape.len() - 1];
-        let mut idx = vec![0; lead.len()];
-        let mut rest = s;
-        if self.fortran {
-            for (i, &n) in idx.iter_mut().zip(lead) {
-                *i = rest % n.max(1);
-                rest /= n.max(1);
-            }
-        } else {
-            for (i, &n) in idx.iter_mut().zip(lead).rev() {
-                *i = rest % n.max(1);
-                rest /= n.max(1);
-            }
-        }
-        idx.push(j);
-        idx
-    }
-
     pub fn data_bytes(&self) -> u64 {
         (self.rows as u64) * (self.d as u64) * (self.dtype.size() as u64)
     }
@@ -196,4 +176,23 @@ pub fn header_for<F: Float>(shape: &[usize], layout: Layout) -> Header {
         layout,
         shape: shape.to_vec(),
     }
+}
+
+/// The index `[i0, …, ik, j]`, in the file's own axes, of sample `s`
+/// (C- or Fortran-order flattening of the leading axes), feature `j`.
+pub fn index_of(shape: &[usize], fortran: bool, s: usize, j: usize) -> Vec<usize> {
+    let lead = &shape[..shape.len().saturating_sub(1)];
+    let mut idx = vec![0; lead.len()];
+    let mut rest = s;
+    let mut take = |i: &mut usize, n: usize| {
+        *i = rest % n.max(1);
+        rest /= n.max(1);
+    };
+    if fortran {
+        idx.iter_mut().zip(lead).for_each(|(i, &n)| take(i, n));
+    } else {
+        idx.iter_mut().zip(lead).rev().for_each(|(i, &n)| take(i, n));
+    }
+    idx.push(j);
+    idx
 }

@@ -324,3 +324,22 @@ fn empty_array_fits_nothing() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read(&s), state_json(&Centering::<f64>::new()));
 }
+
+#[test]
+fn default_batches_of_a_larger_file_hold_1_mib() {
+    // 40,000 × 4 f64 is 1.28 MB: two batches of 1 MiB / 32 B = 32,768 rows (C and
+    // Fortran), read by the reader thread while the other is fitted.
+    for fortran in [false, true] {
+        let (_d, dir) = tmp();
+        let x: ArrayD<f64> = data(&[40_000, 4], 11);
+        let file = dir.join("x.npy");
+        write_npy(&file, &x, fortran, false);
+        let out = dir.join("s.json");
+        let o = run(&["fit", p(&file), "-o", p(&out)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut est = Centering::<f64>::new();
+        fit_batches(&mut est, rows_of(&x, fortran).view(), (1 << 20) / 32);
+        assert_eq!(est.n_batches(), 2);
+        assert_eq!(read(&out), state_json(&est));
+    }
+}
