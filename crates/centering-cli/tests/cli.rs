@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 use ndarray::ArrayD;
 
@@ -132,4 +134,33 @@ fn a_library_state_is_a_cli_state() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["mean"], serde_json::json!([2.0, 3.0]));
     assert_eq!(v["counts"], serde_json::json!([2.0, 2.0]));
+}
+
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    // util-linux's `script` gives the command a pseudo-terminal; skip where it is missing.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to provide a terminal");
+        return;
+    }
+    let (_d, dir) = tmp();
+    let x: ArrayD<f64> = data(&[40_000, 4], 1);
+    let file = dir.join("x.npy");
+    write_npy(&file, &x, false, false);
+    let s = dir.join("s.json");
+    let cmd = format!("{} fit {} -o {}", env!("CARGO_BIN_EXE_centering"), p(&file), p(&s));
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains("x.npy") && shown.contains("MiB"),
+        "a progress bar on the terminal: {shown:?}"
+    );
+    // The same command with stderr a pipe draws nothing.
+    let o = run(&["fit", p(&file), "-o", p(&s)]);
+    assert!(o.status.success() && o.stderr.is_empty() && o.stdout.is_empty());
 }
