@@ -12,8 +12,6 @@ pub trait Float:
 {
     /// The dtype name, as states spell it.
     const DTYPE: Dtype;
-    /// Exact widening from a file's `f32`.
-    fn from_f32(x: f32) -> Self;
     /// Reverses the byte order (a big-endian file on a little-endian machine).
     fn swap_bytes(self) -> Self;
     /// Writes the value as the shortest decimal that reads back to it.
@@ -36,9 +34,6 @@ fn lit<F: num_traits::Float>(x: f64) -> F {
 
 impl Float for f32 {
     const DTYPE: Dtype = Dtype::F32;
-    fn from_f32(x: f32) -> Self {
-        x
-    }
     fn swap_bytes(self) -> Self {
         f32::from_bits(self.to_bits().swap_bytes())
     }
@@ -46,9 +41,6 @@ impl Float for f32 {
 
 impl Float for f64 {
     const DTYPE: Dtype = Dtype::F64;
-    fn from_f32(x: f32) -> Self {
-        f64::from(x)
-    }
     fn swap_bytes(self) -> Self {
         f64::from_bits(self.to_bits().swap_bytes())
     }

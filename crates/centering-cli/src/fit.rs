@@ -182,88 +182,31 @@ pub fn fit_npy<F: Float>(est: &mut Centering<F>, path: &Path, batch_rows_arg: Op
     }
 }
 
-/// A batch read by the reader thread: its first row, its rows, its buffer.
-type Filled<E> = Result<(usize, usize, Vec<E>)>;
-
 /// Fits a file of element type `E` into `Centering<F>` (`E` is `F`, or
-/// `f32` widened into `f64`). A reader thread fills one of two buffers
-/// while this one fits the other, so that reading and summing overlap;
-/// peak memory is two batches (three when widening).
-fn fit_npy_from<E: Float, F: Float>(est: &mut Centering<F>, mut r: NpyReader, path: &Path, batch: usize) -> Result<()> {
-    let (d, rows, fortran, shape) = (r.d, r.rows, r.fortran, r.shape.clone());
-    let len = batch.checked_mul(d).with_context(|| {
-        format!(
-            "{}: a batch of {batch} rows of {d} features is too large",
-            path.display()
-        )
-    })?;
+/// `f32` widened into `f64`), reading on a thread while fitting here.
+fn fit_npy_from<E: Float, F: Float>(est: &mut Centering<F>, r: NpyReader, path: &Path, batch: usize) -> Result<()> {
+    let (d, fortran, shape) = (r.d, r.fortran, r.shape.clone());
     let policy = est.params().nan_policy();
     let bar = progress::bytes(r.data_bytes(), &path.display().to_string());
     let elem = r.dtype.size();
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Filled<E>>(1);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<E>>();
-    for _ in 0..2 {
-        // The receiver is alive: this cannot fail.
-        let _ = empty_tx.send(vec![E::zero(); len]);
-    }
-    let ticks = bar.clone();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut start = 0;
-            while start < rows {
-                // Ends when the fitting side has stopped (returned or failed).
-                let Ok(mut buf) = empty_rx.recv() else { return };
-                let n = batch.min(rows - start);
-                let msg = r.read_rows(start, n, &mut buf[..n * d]).map(|()| (start, n, buf));
-                let failed = msg.is_err();
-                if full_tx.send(msg).is_err() || failed {
-                    return;
-                }
-                start += n;
-            }
-        });
-        // Owns the channel ends, so that returning (on error too) releases the reader.
-        let fit = move |est: &mut Centering<F>| -> Result<()> {
-            let mut wide: Vec<F> = Vec::new();
-            for msg in full_rx {
-                let (start, n, buf) = msg?;
-                let raw = &buf[..n * d];
-                let x: &[F] = if E::DTYPE == F::DTYPE {
-                    bytemuck::cast_slice(raw)
-                } else {
-                    wide.clear();
-                    wide.extend(
-                        raw.iter()
-                            .map(|&v| <F as num_traits::NumCast>::from(v).unwrap_or_else(F::nan)),
-                    );
-                    &wide
-                };
-                let view = if fortran {
-                    ArrayView2::from_shape((n, d).f(), x)
-                } else {
-                    ArrayView2::from_shape((n, d), x)
-                }
-                .context("internal error: batch shape")?;
-                est.partial_fit(&view).map_err(|e| match e {
-                    CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
-                        "{}: {value} at index {:?}: {}",
-                        path.display(),
-                        crate::npy::index_of(&shape, fortran, start + index[0], index[1]),
-                        non_finite_hint(policy)
-                    ),
-                    e => anyhow::Error::new(e).context(format!(
-                        "cannot fit rows {start}..{} of {}",
-                        start + n,
-                        path.display()
-                    )),
-                })?;
-                ticks.inc((n * d * elem) as u64);
-                // The reader may have finished: then the buffer is not needed.
-                let _ = empty_tx.send(buf);
-            }
-            Ok(())
-        };
-        fit(est)
+    crate::npy::for_each_batch::<E, F>(r, batch, path, |start, n, x| {
+        let view = if fortran {
+            ArrayView2::from_shape((n, d).f(), x)
+        } else {
+            ArrayView2::from_shape((n, d), x)
+        }
+        .context("internal error: batch shape")?;
+        est.partial_fit(&view).map_err(|e| match e {
+            CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
+                "{}: {value} at index {:?}: {}",
+                path.display(),
+                crate::npy::index_of(&shape, fortran, start + index[0], index[1]),
+                non_finite_hint(policy)
+            ),
+            e => anyhow::Error::new(e).context(format!("cannot fit rows {start}..{} of {}", start + n, path.display())),
+        })?;
+        bar.inc((n * d * elem) as u64);
+        Ok(())
     })?;
     bar.finish_and_clear();
     Ok(())

@@ -196,3 +196,71 @@ pub fn index_of(shape: &[usize], fortran: bool, s: usize, j: usize) -> Vec<usize
     idx.push(j);
     idx
 }
+
+/// A batch read by the reader thread: its first row, its rows, its buffer.
+type Filled<E> = Result<(usize, usize, Vec<E>)>;
+
+/// Calls `each(start, n, x)` for consecutive batches of `batch` rows of
+/// `r` (`x`: `n·D` values in the file's layout, as `F`: the file's `E`
+/// itself, or `f32` widened exactly into `f64`), in order, on this thread,
+/// while a reader thread fills the next batch: reading and computing
+/// overlap, with two buffers in flight (a third when widening).
+pub fn for_each_batch<E: Float, F: Float>(
+    mut r: NpyReader,
+    batch: usize,
+    path: &Path,
+    mut each: impl FnMut(usize, usize, &[F]) -> Result<()>,
+) -> Result<()> {
+    let (d, rows) = (r.d, r.rows);
+    let len = batch.checked_mul(d).with_context(|| {
+        format!(
+            "{}: a batch of {batch} rows of {d} features is too large",
+            path.display()
+        )
+    })?;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Filled<E>>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<E>>();
+    for _ in 0..2 {
+        // The receiver is alive: this cannot fail.
+        let _ = empty_tx.send(vec![E::zero(); len]);
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut start = 0;
+            while start < rows {
+                // Ends when the computing side has stopped (returned or failed).
+                let Ok(mut buf) = empty_rx.recv() else { return };
+                let n = batch.min(rows - start);
+                let msg = r.read_rows(start, n, &mut buf[..n * d]).map(|()| (start, n, buf));
+                let failed = msg.is_err();
+                if full_tx.send(msg).is_err() || failed {
+                    return;
+                }
+                start += n;
+            }
+        });
+        // Owns the channel ends, so that returning (on error too) releases the reader.
+        let compute = move || -> Result<()> {
+            let mut wide: Vec<F> = Vec::new();
+            for msg in full_rx {
+                let (start, n, buf) = msg?;
+                let raw = &buf[..n * d];
+                let x: &[F] = if E::DTYPE == F::DTYPE {
+                    bytemuck::cast_slice(raw)
+                } else {
+                    wide.clear();
+                    wide.extend(
+                        raw.iter()
+                            .map(|&v| <F as num_traits::NumCast>::from(v).unwrap_or_else(F::nan)),
+                    );
+                    &wide
+                };
+                each(start, n, x)?;
+                // The reader may have finished: then the buffer is not needed.
+                let _ = empty_tx.send(buf);
+            }
+            Ok(())
+        };
+        compute()
+    })
+}

@@ -132,7 +132,7 @@ fn values<'a, F: Float>(col: &'a ArrayRef, spill: &'a mut Vec<F>, path: &Path, n
                 col.as_primitive::<Float32Type>()
                     .values()
                     .iter()
-                    .map(|&v| F::from_f32(v)),
+                    .map(|&v| <F as num_traits::NumCast>::from(v).unwrap_or_else(F::nan)),
             );
             Ok(&spill[..])
         }

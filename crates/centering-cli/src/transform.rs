@@ -67,16 +67,8 @@ pub fn transform_npy<F: Float>(
     batch_rows_arg: Option<u64>,
     what: &str,
 ) -> Result<()> {
-    let mut r = NpyReader::open(input)?;
+    let r = NpyReader::open(input)?;
     check_features(est.n_features(), r.d, input, what)?;
-    let widen = match (r.dtype, F::DTYPE) {
-        (Dtype::F64, Dtype::F32) => bail!(
-            "{} holds float64 values and {what} is f32: they would be rounded",
-            input.display()
-        ),
-        (Dtype::F32, Dtype::F64) => true,
-        _ => false,
-    };
     let mut out = AtomicOutput::create(output)?;
     let err = || format!("cannot write output {}", output.display());
     let header = header_for::<F>(&r.shape, r.layout())
@@ -85,40 +77,24 @@ pub fn transform_npy<F: Float>(
     out.file_mut().write_all(&header).with_context(err)?;
     let offset = header.len() as u64;
     let size = std::mem::size_of::<F>() as u64;
-    let (d, total) = (r.d, r.rows);
-    if r.fortran {
+    let (d, total, fortran) = (r.d, r.rows, r.fortran);
+    if fortran {
         out.file()
             .set_len(offset + (total as u64) * (d as u64) * size)
             .with_context(err)?;
     }
     let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>()).min(total);
-    let len = batch
-        .checked_mul(d)
-        .with_context(|| format!("{}: a batch of {batch} rows is too large", input.display()))?;
-    let mut x = vec![F::zero(); len];
-    let mut y = vec![F::zero(); len];
-    let mut narrow = if widen { vec![0f32; len] } else { Vec::new() };
+    let mut y = vec![F::zero(); batch.saturating_mul(d)];
     let bar = progress::bytes(r.data_bytes(), &input.display().to_string());
-    let mut start = 0;
-    while start < total {
-        let n = batch.min(total - start);
-        let (xs, ys) = (&mut x[..n * d], &mut y[..n * d]);
-        if widen {
-            let raw = &mut narrow[..n * d];
-            r.read_rows(start, n, raw)?;
-            for (o, &i) in xs.iter_mut().zip(raw.iter()) {
-                *o = F::from_f32(i);
-            }
-        } else {
-            r.read_rows(start, n, xs)?;
-        }
-        let fortran = r.fortran;
+    let elem = r.dtype.size();
+    let mut each = |start: usize, n: usize, xs: &[F]| -> Result<()> {
+        let ys = &mut y[..n * d];
         let shape = || -> StrideShape<Ix2> { if fortran { (n, d).f().into() } else { (n, d).into() } };
-        let xv = ArrayView2::from_shape(shape(), &*xs).context("internal error: batch shape")?;
+        let xv = ArrayView2::from_shape(shape(), xs).context("internal error: batch shape")?;
         let mut yv = ArrayViewMut2::from_shape(shape(), &mut *ys).context("internal error: batch shape")?;
         est.transform_into(&xv, &mut yv)
             .with_context(|| format!("cannot transform rows {start}..{} of {}", start + n, input.display()))?;
-        if r.fortran {
+        if fortran {
             for (j, col) in ys.chunks_exact(n).enumerate() {
                 let at = offset + ((j as u64) * (total as u64) + start as u64) * size;
                 out.file()
@@ -128,8 +104,16 @@ pub fn transform_npy<F: Float>(
         } else {
             out.file_mut().write_all(bytemuck::cast_slice(ys)).with_context(err)?;
         }
-        bar.inc((n * d * r.dtype.size()) as u64);
-        start += n;
+        bar.inc((n * d * elem) as u64);
+        Ok(())
+    };
+    match (r.dtype, F::DTYPE) {
+        (Dtype::F64, Dtype::F32) => bail!(
+            "{} holds float64 values and {what} is f32: they would be rounded",
+            input.display()
+        ),
+        (Dtype::F32, _) => crate::npy::for_each_batch::<f32, F>(r, batch, input, &mut each)?,
+        (Dtype::F64, _) => crate::npy::for_each_batch::<f64, F>(r, batch, input, &mut each)?,
     }
     bar.finish_and_clear();
     out.commit()
