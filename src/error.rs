@@ -118,6 +118,11 @@ pub enum CenteringError {
         samples: usize,
     },
 
+    /// [`Centering::average`](crate::Centering::average) was given no
+    /// replica.
+    #[error("expected at least one replica to average, found none")]
+    NoReplicas,
+
     /// A count of the learned state would exceed `u64::MAX` (only reachable
     /// by merging or fitting states loaded with counts near that limit).
     #[error("the {what} count would exceed u64::MAX (found {this} + {added}); the estimator is unchanged")]

@@ -3,11 +3,11 @@
 
 use ndarray::{Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Data, DataMut, Dimension, ShapeBuilder, StrideShape};
 
-use crate::Element;
 use crate::error::{CenteringError, Result};
 use crate::kernels;
-use crate::params::{CenteringBuilder, EmaStart, Mode, ValidParams};
-use crate::state::{Ema, Sums};
+use crate::params::{CenteringBuilder, ValidParams};
+use crate::state::{Accumulator, Fitted, Sums};
+use crate::{Element, Input};
 
 /// Learns one mean per feature (the last axis) and subtracts it.
 ///
@@ -40,29 +40,6 @@ use crate::state::{Ema, Sums};
 pub struct Centering<F> {
     pub(crate) params: ValidParams,
     pub(crate) fitted: Option<Fitted<F>>,
-}
-
-/// The learned state: present once a non-empty batch was fitted.
-#[derive(Debug, Clone)]
-pub(crate) struct Fitted<F> {
-    pub(crate) n_samples: u64,
-    pub(crate) n_batches: u64,
-    pub(crate) acc: Accumulator<F>,
-    /// Derived from `acc` after every update (not part of equality).
-    pub(crate) mean: Vec<F>,
-}
-
-/// What each mode accumulates, per feature.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Accumulator<F> {
-    Cumulative(Sums),
-    Moving(Vec<Ema<F>>),
-}
-
-impl<F: PartialEq> PartialEq for Fitted<F> {
-    fn eq(&self, other: &Self) -> bool {
-        self.n_samples == other.n_samples && self.n_batches == other.n_batches && self.acc == other.acc
-    }
 }
 
 /// `==` is *state* equality: the same parameters (the momentum's convention
@@ -147,22 +124,6 @@ impl<F: Element> Default for Centering<F> {
     }
 }
 
-impl<F: Element> Fitted<F> {
-    /// Recomputes the cached mean from the accumulator.
-    pub(crate) fn refresh(&mut self, params: &ValidParams) {
-        // The batch average is the debiased average with β = 1.
-        let start = params.start().unwrap_or(EmaStart::Debiased);
-        self.mean = match &self.acc {
-            Accumulator::Cumulative(s) => s.means(),
-            Accumulator::Moving(e) => e.iter().map(|e| e.value(start)).collect(),
-        };
-    }
-
-    pub(crate) fn n_features(&self) -> usize {
-        self.mean.len()
-    }
-}
-
 impl<F: Element> Centering<F> {
     /// An unfitted estimator of the exact cumulative mean (the default).
     ///
@@ -243,8 +204,8 @@ impl<F: Element> Centering<F> {
     ///
     /// Under [`NanPolicy::Ignore`](crate::NanPolicy::Ignore), a feature with no observed value yet has
     /// a NaN mean (as in scikit-learn and `numpy.nanmean`); so has every
-    /// feature of a [`EmaStart::FirstBatch`] or [`EmaStart::Debiased`] moving
-    /// average that has not taken a step, while [`EmaStart::Zero`] reports 0
+    /// feature of a [`EmaStart::FirstBatch`](crate::EmaStart::FirstBatch) or [`EmaStart::Debiased`](crate::EmaStart::Debiased) moving
+    /// average that has not taken a step, while [`EmaStart::Zero`](crate::EmaStart::Zero) reports 0
     /// (Keras's and PyTorch's initial moving mean).
     ///
     /// # Examples
@@ -262,7 +223,7 @@ impl<F: Element> Centering<F> {
 
     /// The learned mean, as [`mean`](Self::mean), or
     /// [`CenteringError::NotFitted`] before any fit: for `?` in a function
-    /// that returns this crate's [`Result`](crate::Result) (or any error a
+    /// that returns this crate's [`Result`] (or any error a
     /// [`CenteringError`] converts into).
     ///
     /// # Errors
@@ -632,7 +593,7 @@ impl<F: Element> Centering<F> {
         let mut out = alloc_like(x)?;
         let batch_mean = self.fold(&xd, None)?;
         if let Some(m) = batch_mean {
-            kernels::apply(xd, out.view_mut().into_dyn(), &m, false);
+            kernels::apply_input(xd, out.view_mut().into_dyn(), &m, false);
         }
         Ok(out)
     }
@@ -769,6 +730,244 @@ impl<F: Element> Centering<F> {
         self.apply_into(y, out, true)
     }
 
+    /// [`partial_fit`](Self::partial_fit) of an array of any [`Input`]
+    /// element type — `u8`/`u16` images, `i16` sensor streams, `f16`
+    /// activations (feature `half`), or `F` itself — without converting it
+    /// first. Integers are summed exactly (see [`Input`]), so the mean of
+    /// integer data depends on the exact sum and count only: bit-identical
+    /// whatever the batch split, merge order and thread count. Integer and
+    /// float batches mix in one estimator (the sum is then as exact as the
+    /// float batches allow).
+    ///
+    /// (`partial_fit` itself takes `F` arrays only, so that `F` and the
+    /// element type of an array literal keep being inferred from each other.)
+    ///
+    /// # Errors
+    ///
+    /// As [`partial_fit`](Self::partial_fit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::Centering;
+    /// use ndarray::array;
+    ///
+    /// // Two RGB pixels stored as u8, a mean in f32.
+    /// let mut c = Centering::<f32>::new();
+    /// c.partial_fit_input(&array![[0u8, 128, 255], [255, 129, 0]])?;
+    /// assert_eq!(c.mean().unwrap(), array![127.5f32, 128.5, 127.5]);
+    /// let y = c.transform_input(&array![[255u8, 128, 0]])?; // f32 out
+    /// assert_eq!(y, array![[127.5f32, -0.5, -127.5]]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn partial_fit_input<T, S, D>(&mut self, x: &ArrayBase<S, D>) -> Result<&mut Self>
+    where
+        T: Input,
+        S: Data<Elem = T>,
+        D: Dimension,
+    {
+        let x = x.view().into_dyn();
+        self.fold(&x, None)?;
+        Ok(self)
+    }
+
+    /// [`partial_fit_weighted`](Self::partial_fit_weighted) of an array of
+    /// any [`Input`] element type (the weights stay `F`).
+    ///
+    /// # Errors
+    ///
+    /// As [`partial_fit_weighted`](Self::partial_fit_weighted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.partial_fit_input_weighted(&ndarray::array![[1u8], [4]], &ndarray::array![2.0, 1.0])?;
+    /// assert_eq!(c.mean().unwrap()[0], 2.0);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn partial_fit_input_weighted<T, S, D, SW, DW>(
+        &mut self,
+        x: &ArrayBase<S, D>,
+        weights: &ArrayBase<SW, DW>,
+    ) -> Result<&mut Self>
+    where
+        T: Input,
+        S: Data<Elem = T>,
+        D: Dimension,
+        SW: Data<Elem = F>,
+        DW: Dimension,
+    {
+        let x = x.view().into_dyn();
+        let w = weights.view().into_dyn();
+        self.fold(&x, Some(&w))?;
+        Ok(self)
+    }
+
+    /// Fits only the positions where `mask` is true: a `(N, T, D)` batch of
+    /// padded sequences with a `(N, T)` mask (PyTorch's masked batch norm),
+    /// or any batch with a mask shaped like its sample axes (or, for 3 or
+    /// more dimensions, `(N,)`). In every mode: the moving averages take
+    /// the masked batch's mean. Exactly the weighted fit with weights 1 and
+    /// 0, at its speed: the masked-out positions weigh nothing, but under
+    /// [`NanPolicy::Reject`](crate::NanPolicy::Reject) they must still be
+    /// finite (zero padding is; pad with NaN under `Ignore`).
+    ///
+    /// # Errors
+    ///
+    /// As [`partial_fit_weighted`](Self::partial_fit_weighted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::Centering;
+    /// use ndarray::{Array3, array};
+    ///
+    /// // Two sequences of 3 steps, 1 feature; the second has 1 real step.
+    /// let x = Array3::from_shape_vec((2, 3, 1), vec![1.0, 2.0, 3.0, 10.0, 0.0, 0.0]).unwrap();
+    /// let mask = array![[true, true, true], [true, false, false]];
+    /// let mut c = Centering::<f64>::new();
+    /// c.partial_fit_masked(&x, &mask)?;
+    /// assert_eq!(c.mean().unwrap()[0], 4.0); // (1 + 2 + 3 + 10) / 4
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn partial_fit_masked<T, S, D, SM, DM>(
+        &mut self,
+        x: &ArrayBase<S, D>,
+        mask: &ArrayBase<SM, DM>,
+    ) -> Result<&mut Self>
+    where
+        T: Input,
+        S: Data<Elem = T>,
+        D: Dimension,
+        SM: Data<Elem = bool>,
+        DM: Dimension,
+    {
+        let weights = mask.mapv(|m| if m { F::one() } else { F::zero() });
+        self.partial_fit_input_weighted(x, &weights)
+    }
+
+    /// [`fit`](Self::fit) of an array of any [`Input`] element type.
+    ///
+    /// # Errors
+    ///
+    /// As [`fit`](Self::fit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f32>::new();
+    /// c.fit_input(&ndarray::array![[1i16, -3], [2, 4]])?;
+    /// assert_eq!(c.mean().unwrap(), ndarray::array![1.5f32, 0.5]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn fit_input<T, S, D>(&mut self, x: &ArrayBase<S, D>) -> Result<&mut Self>
+    where
+        T: Input,
+        S: Data<Elem = T>,
+        D: Dimension,
+    {
+        let mut fresh = Self::with_params(self.params);
+        fresh.partial_fit_input(x)?;
+        fresh.require_fitted(x.shape())?;
+        *self = fresh;
+        Ok(self)
+    }
+
+    /// [`transform`](Self::transform) of an array of any [`Input`] element
+    /// type: `x − mean` as an `F` array (each value widened, the mean
+    /// subtracted, the difference rounded once to `F`).
+    ///
+    /// # Errors
+    ///
+    /// As [`transform`](Self::transform).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f32>::new();
+    /// c.fit_input(&ndarray::array![[10u8], [20]])?;
+    /// assert_eq!(c.transform_input(&ndarray::array![[0u8]])?, ndarray::array![[-15.0f32]]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn transform_input<T, S, D>(&self, x: &ArrayBase<S, D>) -> Result<Array<F, D>>
+    where
+        T: Input,
+        S: Data<Elem = T>,
+        D: Dimension,
+    {
+        let mean = self.checked_mean(x.shape())?;
+        let mut out = alloc_like(x)?;
+        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, false);
+        Ok(out)
+    }
+
+    /// [`transform_input`](Self::transform_input) into the caller's `F`
+    /// buffer.
+    ///
+    /// # Errors
+    ///
+    /// As [`transform_into`](Self::transform_into).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = centering::Centering::<f64>::new();
+    /// c.fit_input(&ndarray::array![[2u16]])?;
+    /// let mut out = ndarray::Array2::zeros((1, 1));
+    /// c.transform_input_into(&ndarray::array![[5u16]], &mut out)?;
+    /// assert_eq!(out[[0, 0]], 3.0);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn transform_input_into<T, S, D, SO>(&self, x: &ArrayBase<S, D>, out: &mut ArrayBase<SO, D>) -> Result<()>
+    where
+        T: Input,
+        S: Data<Elem = T>,
+        SO: DataMut<Elem = F>,
+        D: Dimension,
+    {
+        let mean = self.checked_mean(x.shape())?;
+        if out.shape() != x.shape() {
+            return Err(CenteringError::OutputShape {
+                expected: x.shape().to_vec(),
+                found: out.shape().to_vec(),
+            });
+        }
+        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, false);
+        Ok(())
+    }
+
+    /// [`center_batch`](Self::center_batch) of an array of any [`Input`]
+    /// element type: `x − mean(x)` as an `F` array, the batch folded in —
+    /// a normalisation layer's training step on `f16` activations with an
+    /// `f32` state, say.
+    ///
+    /// # Errors
+    ///
+    /// As [`center_batch`](Self::center_batch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut layer = centering::Centering::<f32>::builder().keras(0.9).build()?;
+    /// let y = layer.center_batch_input(&ndarray::array![[1u8], [3]])?;
+    /// assert_eq!(y, ndarray::array![[-1.0f32], [1.0]]);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn center_batch_input<T, S, D>(&mut self, x: &ArrayBase<S, D>) -> Result<Array<F, D>>
+    where
+        T: Input,
+        S: Data<Elem = T>,
+        D: Dimension,
+    {
+        let xd = x.view().into_dyn();
+        let mut out = alloc_like(x)?;
+        if let Some(m) = self.fold(&xd, None)? {
+            kernels::apply_input(xd, out.view_mut().into_dyn(), &m, false);
+        }
+        Ok(out)
+    }
+
     /// [`transform`](Self::transform) in place: `x −= mean`.
     ///
     /// # Errors
@@ -860,20 +1059,7 @@ impl<F: Element> Centering<F> {
     /// # Ok::<(), centering::CenteringError>(())
     /// ```
     pub fn merge(&mut self, other: &Self) -> Result<&mut Self> {
-        if self.params.mode() != other.params.mode() {
-            return Err(CenteringError::IncompatibleMerge {
-                what: "mode",
-                this: self.params.mode().to_string(),
-                other: other.params.mode().to_string(),
-            });
-        }
-        if self.params.nan_policy() != other.params.nan_policy() {
-            return Err(CenteringError::IncompatibleMerge {
-                what: "NaN policy",
-                this: format!("{:?}", self.params.nan_policy()),
-                other: format!("{:?}", other.params.nan_policy()),
-            });
-        }
+        check_same_params(&self.params, &other.params)?;
         let Some(theirs) = &other.fitted else {
             return Ok(self);
         };
@@ -881,37 +1067,73 @@ impl<F: Element> Centering<F> {
             self.fitted = Some(theirs.clone());
             return Ok(self);
         };
-        if ours.n_features() != theirs.n_features() {
+        self.fitted = Some(ours.merge(theirs, &self.params)?);
+        Ok(self)
+    }
+
+    /// The estimate of data-parallel replicas that ran in lock step — each
+    /// fed its own shard of every global batch, as a layer with
+    /// `aggregation=MEAN` is:
+    ///
+    /// - moving averages: the mean of the replicas' moving means, which —
+    ///   the moving average being linear in the batch means — is the moving
+    ///   average of the averaged batch means. Every replica must have taken
+    ///   the same steps (per feature too) with the same parameters;
+    /// - cumulative: the same as [`merge`](Self::merge)ing them, which
+    ///   weights each shard by its counts. That is more correct than
+    ///   averaging means when shards differ in size (the average of shard
+    ///   means is not the mean of the union: the class of bug behind
+    ///   miscounted means in synchronised batch norms).
+    ///
+    /// Samples seen add up; batches are the common count. The result has
+    /// the first replica's parameters.
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::NoReplicas`] for an empty slice,
+    /// [`CenteringError::IncompatibleMerge`] for replicas with another mode,
+    /// momentum, start, NaN policy, number of features or step count, and
+    /// the errors of [`merge`](Self::merge).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::Centering;
+    /// use ndarray::array;
+    ///
+    /// // Two replicas, each fed half of every global batch.
+    /// let mut a = Centering::<f64>::builder().keras(0.5).build()?;
+    /// let mut b = a.clone();
+    /// a.partial_fit(&array![[1.0], [3.0]])?; // shard mean 2
+    /// b.partial_fit(&array![[6.0], [6.0]])?; // shard mean 6
+    /// let avg = Centering::average(&[a, b])?;
+    /// assert_eq!(avg.mean().unwrap()[0], 0.5 * 4.0); // zero start: (1 − β)·mean(2, 6)
+    /// assert_eq!(avg.n_batches(), 1);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn average(replicas: &[Self]) -> Result<Self> {
+        let Some(first) = replicas.first() else {
+            return Err(CenteringError::NoReplicas);
+        };
+        for r in &replicas[1..] {
+            check_same_params(&first.params, &r.params)?;
+        }
+        let fitted: Vec<&Fitted<F>> = replicas.iter().filter_map(|r| r.fitted.as_ref()).collect();
+        if fitted.is_empty() {
+            return Ok(Self::with_params(first.params));
+        }
+        // An unfitted replica took no step: only the cumulative mode, where
+        // it is the identity of merge, can average it with fitted ones.
+        if fitted.len() != replicas.len() && first.params.mode() != crate::Mode::Cumulative {
             return Err(CenteringError::IncompatibleMerge {
-                what: "number of features",
-                this: ours.n_features().to_string(),
-                other: theirs.n_features().to_string(),
+                what: "step count (replicas must run in lock step)",
+                this: "fitted".into(),
+                other: "unfitted".into(),
             });
         }
-        let acc = match (&ours.acc, &theirs.acc) {
-            (Accumulator::Cumulative(a), Accumulator::Cumulative(b)) => {
-                let mut s = a.clone();
-                s.merge(b)
-                    .map_err(|feature| CenteringError::WeightOverflow { feature })?;
-                Accumulator::Cumulative(s)
-            }
-            (Accumulator::Moving(a), Accumulator::Moving(b)) => {
-                Accumulator::Moving(a.iter().zip(b).map(|(a, b)| a.then(b)).collect())
-            }
-            _ => unreachable!("the mode decides the accumulator"),
-        };
-        let mut merged = Fitted {
-            // Counts stay exact or the merge fails: a loaded state may sit
-            // near u64::MAX. (Per-feature step counts are at most
-            // `n_batches`, so they cannot overflow once this has not.)
-            n_samples: add_count("sample", ours.n_samples, theirs.n_samples)?,
-            n_batches: add_count("batch", ours.n_batches, theirs.n_batches)?,
-            acc,
-            mean: Vec::new(),
-        };
-        merged.refresh(&self.params);
-        self.fitted = Some(merged);
-        Ok(self)
+        let mut c = Self::with_params(first.params);
+        c.fitted = Some(Fitted::average(&fitted, &first.params)?);
+        Ok(c)
     }
 
     /// `fit`'s rule: a fresh estimator that learned nothing from `x` (of
@@ -947,7 +1169,7 @@ impl<F: Element> Centering<F> {
     {
         let mean = self.checked_mean(x.shape())?;
         let mut out = alloc_like(x)?;
-        kernels::apply(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add);
+        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add);
         Ok(out)
     }
 
@@ -964,13 +1186,13 @@ impl<F: Element> Centering<F> {
                 found: out.shape().to_vec(),
             });
         }
-        kernels::apply(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add);
+        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add);
         Ok(())
     }
 
     /// Folds a batch in, all or nothing. Returns the batch's own mean when
     /// it had samples (`None` for a no-op).
-    fn fold(&mut self, x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>) -> Result<Option<Vec<F>>> {
+    fn fold<T: Input>(&mut self, x: &ArrayViewD<'_, T>, w: Option<&ArrayViewD<'_, F>>) -> Result<Option<Vec<F>>> {
         let (d, n) = self.check_shape(x.shape())?;
         match crate::summary::reduce_batch(x, w, self.params.nan_policy())? {
             None => Ok(None),
@@ -988,36 +1210,10 @@ impl<F: Element> Centering<F> {
             return Ok(Some(batch.means()));
         }
         let batch_mean = batch.means();
-        let mode = self.params.mode();
-        let mut next = match &self.fitted {
-            Some(f) => f.clone(),
-            None => Fitted {
-                n_samples: 0,
-                n_batches: 0,
-                acc: match mode {
-                    Mode::Cumulative => Accumulator::Cumulative(Sums::zeros(d)),
-                    _ => Accumulator::Moving(vec![Ema::new(); d]),
-                },
-                mean: Vec::new(),
-            },
+        let next = match &self.fitted {
+            Some(f) => f.fold(batch, &batch_mean, n, &self.params)?,
+            None => Fitted::empty(self.params.mode(), d).fold(batch, &batch_mean, n, &self.params)?,
         };
-        match &mut next.acc {
-            Accumulator::Cumulative(s) => {
-                s.merge(batch)
-                    .map_err(|feature| CenteringError::WeightOverflow { feature })?;
-            }
-            Accumulator::Moving(e) => {
-                let weights = self.params.ema_weights::<F>();
-                for ((e, &b), w) in e.iter_mut().zip(&batch_mean).zip(&batch.weight) {
-                    if !w.is_zero() {
-                        e.step(&weights, b);
-                    }
-                }
-            }
-        }
-        next.n_samples = add_count("sample", next.n_samples, n)?;
-        next.n_batches = add_count("batch", next.n_batches, 1)?;
-        next.refresh(&self.params);
         self.fitted = Some(next);
         Ok(Some(batch_mean))
     }
@@ -1031,7 +1227,7 @@ impl<F: Element> Centering<F> {
 ///
 /// [`CenteringError::Allocation`] when the buffer cannot be had (a broadcast
 /// view can be far larger than the memory behind it).
-fn alloc_like<F: Element, S: Data<Elem = F>, D: Dimension>(x: &ArrayBase<S, D>) -> Result<Array<F, D>> {
+fn alloc_like<F: Element, S: Data, D: Dimension>(x: &ArrayBase<S, D>) -> Result<Array<F, D>> {
     let buf = kernels::alloc::zeroed(x.len())?;
     let same = !x.is_standard_layout()
         && !x.is_empty()
@@ -1056,8 +1252,22 @@ fn alloc_like<F: Element, S: Data<Elem = F>, D: Dimension>(x: &ArrayBase<S, D>) 
     })
 }
 
-/// `this + added`, or [`CenteringError::CountOverflow`] past `u64::MAX`.
-fn add_count(what: &'static str, this: u64, added: u64) -> Result<u64> {
-    this.checked_add(added)
-        .ok_or(CenteringError::CountOverflow { what, this, added })
+/// Whether two estimators' states can combine: the same mode (momentum and
+/// start included) and NaN policy.
+fn check_same_params(a: &ValidParams, b: &ValidParams) -> Result<()> {
+    if a.mode() != b.mode() {
+        return Err(CenteringError::IncompatibleMerge {
+            what: "mode",
+            this: a.mode().to_string(),
+            other: b.mode().to_string(),
+        });
+    }
+    if a.nan_policy() != b.nan_policy() {
+        return Err(CenteringError::IncompatibleMerge {
+            what: "NaN policy",
+            this: format!("{:?}", a.nan_policy()),
+            other: format!("{:?}", b.nan_policy()),
+        });
+    }
+    Ok(())
 }

@@ -5,9 +5,9 @@
 use ndarray::{Array1, ArrayBase, Data, Ix1};
 
 use crate::error::{CenteringError, Result};
-use crate::estimator::{Accumulator, Fitted};
 use crate::params::CenteringParams;
 use crate::state::Ema;
+use crate::state::{Accumulator, Fitted};
 use crate::{Centering, Element, EmaStart};
 
 impl<F: Element> Centering<F> {

@@ -521,6 +521,64 @@
 //! # Ok::<(), centering::CenteringError>(())
 //! ```
 //!
+//! # Input types
+//!
+//! `F` (`f32` or `f64`, the sealed [`Element`]) is the type of the mean and
+//! of what `transform` returns. Data often arrives narrower — images as
+//! `u8`/`u16`, sensors as `i16`, mixed-precision activations as `f16` — and
+//! the `_input` methods ([`partial_fit_input`](Centering::partial_fit_input),
+//! [`fit_input`](Centering::fit_input),
+//! [`transform_input`](Centering::transform_input),
+//! [`center_batch_input`](Centering::center_batch_input) …) take any
+//! [`Input`] element directly, any layout, without a conversion copy:
+//!
+//! | input | accumulator | guarantee |
+//! |---|---|---|
+//! | `f32`, `f64` | `f64` double-words (TwoSum), SIMD kernels | within 1 ulp of the exact mean (see [Numerics](#numerics)) |
+//! | `u8`, `i8`, `u16`, `i16`, `u32`, `i32` | exact integer sums (double-words holding integers exactly) | the mean is a function of the exact sum and count: bit-identical whatever the batch split, merge order or thread count |
+//! | `half::f16`, `half::bf16` (feature `half`) | widened to `f64`, summed as `f32` is | within 1 ulp of the exact mean in `F` |
+//!
+//! Weights stay `F`; the in-place variants need an `F` array. Integer and
+//! float batches mix in one estimator. (`partial_fit` and friends take `F`
+//! arrays only, so that `F` keeps being inferred from the array and an array
+//! literal's element from `F`.) [`partial_fit_masked`](Centering::partial_fit_masked)
+//! fits only the positions a boolean mask keeps (padded sequences), and
+//! [`average`](Centering::average) combines data-parallel replicas that ran
+//! in lock step.
+//!
+//! ## Mixed precision: `f16` activations, an `f32` state
+//!
+//! ```
+//! # #[cfg(feature = "half")]
+//! # fn main() -> Result<(), centering::CenteringError> {
+//! use centering::Centering;
+//! use half::f16;
+//! use ndarray::Array2;
+//!
+//! let activations = Array2::from_shape_fn((1024, 8), |(i, j)| f16::from_f32(100.0 + (i % 7) as f32 + j as f32));
+//! let mut layer = Centering::<f32>::builder().keras(0.99).build()?; // the moving mean stays f32
+//! let centred = layer.center_batch_input(&activations)?; // f16 in, f32 out
+//! assert!(centred.mean_axis(ndarray::Axis(0)).unwrap().iter().all(|m| m.abs() < 1e-3));
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "half"))]
+//! # fn main() {}
+//! ```
+//!
+//! ## `u8` images, an `f32` mean per channel
+//!
+//! ```
+//! use centering::Centering;
+//! use ndarray::Array4;
+//!
+//! let images = Array4::<u8>::from_shape_fn((4, 8, 8, 3), |(n, h, w, c)| ((n + h * w) % 256) as u8 / (c as u8 + 1));
+//! let mut scaler = Centering::<f32>::new();
+//! scaler.partial_fit_input(&images)?; // exact integer sums
+//! let x = scaler.transform_input(&images)?; // Array4<f32>
+//! assert_eq!(x.dim(), (4, 8, 8, 3));
+//! # Ok::<(), centering::CenteringError>(())
+//! ```
+//!
 //! # Reading results
 //!
 //! The fitting methods and [`merge`](Centering::merge) return
@@ -773,6 +831,8 @@
 //!   [`ValidParams`] through one versioned, validated schema (see
 //!   `STATE_FORMAT_VERSION`); the parameter enums have no wire form of
 //!   their own.
+//! - **`half`**: `half::f16` and `half::bf16` as [`Input`] types (widened
+//!   and summed as `f32` is).
 //! - **`linfa`**: linfa 0.8's `Fit` for [`ValidParams`] and
 //!   [`CenteringParams`] (on a `DatasetBase`'s records, with its sample
 //!   weights) and `Transformer` for [`Centering`], on linfa's ndarray 0.16
@@ -794,6 +854,7 @@
 mod error;
 mod estimator;
 mod import;
+mod input;
 mod kernels;
 #[cfg(feature = "linfa")]
 #[allow(unsafe_code)] // the ndarray 0.16 -> 0.17 view bridge; every block has a `// SAFETY:` comment
@@ -807,6 +868,7 @@ mod version;
 
 pub use error::{CenteringError, Result};
 pub use estimator::Centering;
+pub use input::{Element, Input};
 pub use kernels::columns::Validity;
 pub use params::{
     CenteringBuilder, CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, TORCH_DEFAULT_MOMENTUM,
@@ -816,10 +878,3 @@ pub use params::{
 pub use persist::{AnyCentering, STATE_FORMAT_VERSION};
 pub use summary::BatchSummary;
 pub use version::VERSION;
-
-/// The element types `Centering` works with: any [`num_traits::Float`] that
-/// can cross threads. `f32` and `f64` get SIMD kernels dispatched at run time;
-/// other float types take the portable path.
-pub trait Element: num_traits::Float + Send + Sync + std::fmt::Debug + 'static {}
-
-impl<T: num_traits::Float + Send + Sync + std::fmt::Debug + 'static> Element for T {}

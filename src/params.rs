@@ -18,6 +18,7 @@ use crate::error::{CenteringError, Result};
 /// Debiased:   m_t = Σᵢ βᵗ⁻ⁱ·bᵢ / Σᵢ βᵗ⁻ⁱ                 (pandas adjust=True; Zero / (1 − βᵗ))
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum EmaStart {
     /// Start at 0, exactly as Keras' `BatchNormalization` and PyTorch's
     /// `BatchNorm` do: the estimate is biased towards 0 for the first
@@ -33,6 +34,7 @@ pub enum EmaStart {
 
 /// What to do with NaN and infinite values in batches given to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum NanPolicy {
     /// Any NaN or ±∞ in a batch is an error
     /// ([`CenteringError::NonFinite`]) naming its index; the state is unchanged.
@@ -48,6 +50,7 @@ pub enum NanPolicy {
 
 /// The estimation mode.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub enum Mode {
     /// The exact mean of every sample seen so far, `Σ wᵢ xᵢ / Σ wᵢ`,
     /// independent of how the data was cut into batches

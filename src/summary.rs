@@ -13,7 +13,7 @@ use ndarray::{Array1, ArrayBase, ArrayViewD, Axis, Data, Dimension, IxDyn};
 use crate::error::{CenteringError, Result};
 use crate::kernels::{self, columns::Validity};
 use crate::state::Sums;
-use crate::{Centering, Element, NanPolicy};
+use crate::{Centering, Element, Input, NanPolicy};
 
 /// The sums of one batch, feature by feature: what
 /// [`Centering::partial_fit`] would fold into the state, as a value.
@@ -73,15 +73,15 @@ impl BatchSummary {
     /// assert_eq!(s.mean::<f64>(), ndarray::array![2.0, 4.0]);
     /// # Ok::<(), centering::CenteringError>(())
     /// ```
-    pub fn from_array<F, S, D>(x: &ArrayBase<S, D>, nan_policy: NanPolicy) -> Result<Self>
+    pub fn from_array<T, S, D>(x: &ArrayBase<S, D>, nan_policy: NanPolicy) -> Result<Self>
     where
-        F: Element,
-        S: Data<Elem = F>,
+        T: Input,
+        S: Data<Elem = T>,
         D: Dimension,
     {
         let x = x.view().into_dyn();
         let (d, n) = batch_shape(x.shape())?;
-        let sums = reduce_batch(&x, None, nan_policy)?.unwrap_or_else(|| Sums::zeros(d));
+        let sums = reduce_batch::<T, f64>(&x, None, nan_policy)?.unwrap_or_else(|| Sums::zeros(d));
         Ok(BatchSummary {
             sums,
             n_samples: n as u64,
@@ -106,16 +106,17 @@ impl BatchSummary {
     /// assert_eq!(s.counts()[0], 3.0); // the total weight
     /// # Ok::<(), centering::CenteringError>(())
     /// ```
-    pub fn from_array_weighted<F, S, D, SW, DW>(
+    pub fn from_array_weighted<T, W, S, D, SW, DW>(
         x: &ArrayBase<S, D>,
         weights: &ArrayBase<SW, DW>,
         nan_policy: NanPolicy,
     ) -> Result<Self>
     where
-        F: Element,
-        S: Data<Elem = F>,
+        T: Input,
+        W: Element,
+        S: Data<Elem = T>,
         D: Dimension,
-        SW: Data<Elem = F>,
+        SW: Data<Elem = W>,
         DW: Dimension,
     {
         let x = x.view().into_dyn();
@@ -369,9 +370,9 @@ pub(crate) fn batch_shape(shape: &[usize]) -> Result<(usize, usize)> {
 /// The sums of a batch `x` of checked shape with optional weights, or `None`
 /// for a batch without samples (after checking the weights' shape): the one
 /// way an array becomes sums, for `partial_fit` and for summaries alike.
-pub(crate) fn reduce_batch<F: Element>(
-    x: &ArrayViewD<'_, F>,
-    w: Option<&ArrayViewD<'_, F>>,
+pub(crate) fn reduce_batch<T: Input, W: Element>(
+    x: &ArrayViewD<'_, T>,
+    w: Option<&ArrayViewD<'_, W>>,
     policy: NanPolicy,
 ) -> Result<Option<Sums>> {
     let column = w.map(|w| weights_for(x, w)).transpose()?;
@@ -407,7 +408,7 @@ pub(crate) fn reduce_batch<F: Element>(
 
 /// The weights as a view that broadcasts to the sample axes of `x`: either
 /// exactly that shape, or `(n, 1, …, 1)` from a 1-D weight per first index.
-fn weights_for<'a, F: Element>(x: &ArrayViewD<'_, F>, w: &ArrayViewD<'a, F>) -> Result<ArrayViewD<'a, F>> {
+fn weights_for<'a, T, W>(x: &ArrayViewD<'_, T>, w: &ArrayViewD<'a, W>) -> Result<ArrayViewD<'a, W>> {
     let samples = &x.shape()[..x.ndim() - 1];
     if w.shape() == samples {
         return Ok(w.clone());

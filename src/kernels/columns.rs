@@ -14,12 +14,14 @@
 //!   order by [`general::push_one`] within a leaf, leaves merged in the
 //!   tree's order — which is what fitting the array with NaN at the nulls
 //!   under `Ignore` computes, for any layout of the array;
-//! - a batch whose sums would overflow is re-summed scaled, as
-//!   [`general::sum_scaled`] does, one chain per feature.
+//! - a batch whose sums would overflow is re-summed scaled, as the array
+//!   paths do (the same scales, the same general tree).
 
 use ndarray::ArrayView1;
 
-use super::{LEAF, general, join, sum_rows};
+use super::general;
+use super::reduce::{check_weights, sum_rows};
+use super::tree::{LEAF, PARALLEL_MIN, join};
 use crate::error::{CenteringError, Result};
 use crate::state::{Dd, Sums, ldexp};
 use crate::{Element, NanPolicy};
@@ -117,7 +119,7 @@ pub(crate) fn reduce_columns<F: Element>(
         rows_tree(0, n, d, &leaf)
     };
     if sums.sum.iter().all(Dd::is_finite) {
-        return super::check_weights(sums);
+        return check_weights(sums);
     }
     // A value the policy rejects: the first in row-major order.
     let rejected = |x: F| match policy {
@@ -146,8 +148,9 @@ pub(crate) fn reduce_columns<F: Element>(
                 .unwrap_or(i32::MIN)
         })
         .collect();
-    let scale = general::scales::<F>(&top);
-    super::check_weights(sum_range(columns, validity, 0, n, policy, &scale))
+    let scale = general::scales::<f64>(&top);
+    let leaf = |r0: usize, r1: usize| sum_range(columns, validity, r0, r1, policy, &scale);
+    check_weights(rows_tree(0, n, d, &leaf))
 }
 
 /// The fast sums of features `f0..f1`, one contiguous column each: the
@@ -155,7 +158,7 @@ pub(crate) fn reduce_columns<F: Element>(
 fn sum_slices<F: Element>(columns: &[&[F]], f0: usize, f1: usize) -> Vec<Dd<f64>> {
     let n = columns.first().map_or(0, |c| c.len());
     let size = (f1 - f0) * n;
-    if f1 - f0 > 1 && size >= super::PARALLEL_MIN {
+    if f1 - f0 > 1 && size >= PARALLEL_MIN {
         let mid = f0 + (f1 - f0) / 2;
         let (mut a, b) = join(size, || sum_slices(columns, f0, mid), || sum_slices(columns, mid, f1));
         a.extend(b);

@@ -5,8 +5,8 @@
 use ndarray::{ArrayViewD, Axis, Dimension, Zip};
 use num_traits::Float;
 
-use crate::NanPolicy;
 use crate::state::{Dd, SCALE_STEP, Sums, ldexp, two_sum};
+use crate::{Input, NanPolicy};
 
 /// Adds one unweighted value `x` of a feature to its sum and its count
 /// (TwoSum into `hi`, the errors collected in `lo`, renormalised at the end
@@ -30,22 +30,27 @@ pub(crate) fn push_one(sum: &mut Dd<f64>, count: &mut Dd<f64>, x: f64) {
 /// product `w·x` is split exactly with an FMA (`w·x = p + e`) so that the
 /// weighted sum is as exact as the unweighted one. Under `Ignore`, NaN values
 /// are skipped and contribute no weight.
+///
+/// Any [`Input`] is widened to `f64` exactly first; integer values then add
+/// exactly (every partial sum of a leaf is an integer far below 2⁵³, and
+/// double-word additions of integer-valued pairs are exact), so integer data
+/// gets an exact sum.
 #[inline]
-fn push_lane<F: Float>(
+fn push_lane<T: Input, W: Input>(
     sums: &mut Sums,
-    lane: ndarray::ArrayView1<'_, F>,
-    w: Option<F>,
+    lane: ndarray::ArrayView1<'_, T>,
+    w: Option<W>,
     policy: NanPolicy,
     scale: &[i32],
 ) {
     for (j, &x) in lane.iter().enumerate() {
+        let x = x.widen();
         if policy == NanPolicy::Ignore && x.is_nan() {
             continue;
         }
         let x = if scale.is_empty() { x } else { ldexp(x, -scale[j]) };
-        let x = x.to_f64().unwrap_or(f64::NAN);
         let acc = &mut sums.sum[j];
-        match w.map(|w| w.to_f64().unwrap_or(f64::NAN)) {
+        match w.map(Input::widen) {
             None => push_one(acc, &mut sums.weight[j], x),
             Some(w) => {
                 let p = w * x;
@@ -64,9 +69,9 @@ fn push_lane<F: Float>(
 /// Sums a `(samples…, D)` view of any layout, with optional weights shaped
 /// like the sample axes. `scale` (empty, or one exponent per feature) divides
 /// every value by `2^scale[j]` first.
-pub(crate) fn sum_lanes<F: Float>(
-    x: &ArrayViewD<'_, F>,
-    w: Option<&ArrayViewD<'_, F>>,
+pub(crate) fn sum_lanes<T: Input, W: Input>(
+    x: &ArrayViewD<'_, T>,
+    w: Option<&ArrayViewD<'_, W>>,
     policy: NanPolicy,
     scale: &[i32],
 ) -> Sums {
@@ -76,7 +81,7 @@ pub(crate) fn sum_lanes<F: Float>(
     match w {
         None => {
             for lane in x.lanes(Axis(last)) {
-                push_lane(&mut sums, lane, None, policy, scale);
+                push_lane::<T, W>(&mut sums, lane, None, policy, scale);
             }
         }
         Some(w) => {
@@ -94,13 +99,14 @@ pub(crate) fn sum_lanes<F: Float>(
 }
 
 /// The first element (in logical order) that `policy` does not accept.
-pub(crate) fn first_rejected<F: Float>(x: &ArrayViewD<'_, F>, policy: NanPolicy) -> Option<(Vec<usize>, F)> {
+pub(crate) fn first_rejected<T: Input>(x: &ArrayViewD<'_, T>, policy: NanPolicy) -> Option<(Vec<usize>, f64)> {
     x.indexed_iter()
+        .map(|(i, &v)| (i, v.widen()))
         .find(|(_, v)| match policy {
             NanPolicy::Reject => !v.is_finite(),
             NanPolicy::Ignore => v.is_infinite(),
         })
-        .map(|(i, &v)| (i.slice().to_vec(), v))
+        .map(|(i, v)| (i.slice().to_vec(), v))
 }
 
 /// The first weight that is negative, NaN or infinite.
@@ -116,7 +122,7 @@ pub(crate) fn ilogb<F: Float>(x: F) -> i32 {
     e as i32 + 63 - m.leading_zeros() as i32
 }
 
-/// The power-of-two exponents by which [`sum_scaled`] divides each feature,
+/// The power-of-two exponents by which [`overflow_scales`] divides each feature,
 /// from the largest `⌊log₂|w·x|⌋` of its terms (`i32::MIN`: no non-zero
 /// term, no scaling).
 pub(crate) fn scales<F: Float>(top: &[i32]) -> Vec<i32> {
@@ -126,25 +132,31 @@ pub(crate) fn scales<F: Float>(top: &[i32]) -> Vec<i32> {
         .collect()
 }
 
-/// Re-sums a batch whose ordinary sums overflowed: each feature is scaled
-/// down by a power of two chosen from its largest `|w·x|`, so that the sum of
-/// up to 2⁶⁴ such terms stays finite. Values that become subnormal after
-/// scaling lose bits, but they are smaller than the largest term by more than
-/// `F`'s whole exponent range, so the mean does not see it.
-pub(crate) fn sum_scaled<F: Float>(x: &ArrayViewD<'_, F>, w: Option<&ArrayViewD<'_, F>>, policy: NanPolicy) -> Sums {
+/// The scale exponents for re-summing a batch whose ordinary sums
+/// overflowed: each feature is scaled down by a power of two chosen from its
+/// largest `|w·x|`, so that the sum of up to 2⁶⁴ such terms stays finite.
+/// Values that become subnormal after scaling lose bits, but they are
+/// smaller than the largest term by more than `F`'s whole exponent range, so
+/// the mean does not see it. The re-sum itself runs in the same tree as any
+/// sum (`reduce::sum_general` with these scales).
+pub(crate) fn overflow_scales<T: Input, W: Input>(x: &ArrayViewD<'_, T>, w: Option<&ArrayViewD<'_, W>>) -> Vec<i32> {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let mut top = vec![i32::MIN; d];
-    let mut see = |lane: ndarray::ArrayView1<'_, F>, wi: F| {
+    let mut see = |lane: ndarray::ArrayView1<'_, T>, wi: f64| {
         for (j, &v) in lane.iter().enumerate() {
-            if v.is_finite() && v != F::zero() && wi != F::zero() {
+            let v = v.widen();
+            if v.is_finite() && v != 0.0 && wi != 0.0 {
                 top[j] = top[j].max(ilogb(v) + ilogb(wi));
             }
         }
     };
     match w {
-        None => x.lanes(Axis(last)).into_iter().for_each(|l| see(l, F::one())),
-        Some(w) => Zip::from(x.lanes(Axis(last))).and(w).for_each(|l, &wi| see(l, wi)),
+        None => x.lanes(Axis(last)).into_iter().for_each(|l| see(l, 1.0)),
+        Some(w) => Zip::from(x.lanes(Axis(last)))
+            .and(w)
+            .for_each(|l, &wi| see(l, wi.widen())),
     }
-    sum_lanes(x, w, policy, &scales::<F>(&top))
+    // The sums are f64 whatever the input: f64's range decides.
+    scales::<f64>(&top)
 }

@@ -153,3 +153,84 @@ pub(crate) fn fold_broadcast<'a, 'b, F, W>(
     }
     (x, w, copies)
 }
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, Array4, ArrayViewD, ShapeBuilder, s};
+
+    use super::{Plan, fold_broadcast, plan};
+
+    /// The plan's kind, its view's shape and strides, and whether the
+    /// feature axis was reversed.
+    fn kind(x: ArrayViewD<'_, f64>) -> (&'static str, Vec<usize>, Vec<isize>, bool) {
+        let p = plan(x);
+        let (k, v) = match p.plan {
+            Plan::Rows { view, .. } => ("rows", view),
+            Plan::Columns(view) => ("columns", view),
+            Plan::Strided(view) => ("strided", view),
+        };
+        (k, v.shape().to_vec(), v.strides().to_vec(), p.reversed)
+    }
+
+    #[test]
+    fn every_layout_gets_its_plan() {
+        let c = Array2::<f64>::zeros((6, 4));
+        let f = Array2::<f64>::zeros((6, 4).f());
+        let img = Array4::<f64>::zeros((2, 3, 5, 3));
+        // C order: one contiguous lane of whole rows.
+        assert_eq!(kind(c.view().into_dyn()), ("rows", vec![24], vec![1], false));
+        // Fortran order: features first, each a contiguous run of samples.
+        assert_eq!(kind(f.view().into_dyn()), ("columns", vec![4, 6], vec![6, 1], false));
+        // NHWC images: one lane, one mean per channel.
+        assert_eq!(kind(img.view().into_dyn()), ("rows", vec![90], vec![1], false));
+        // One feature: a reduction over a contiguous run.
+        let one = Array2::<f64>::zeros((7, 1));
+        assert_eq!(kind(one.view().into_dyn()), ("rows", vec![7], vec![1], false));
+        // Every other row: rows, lanes of one row each.
+        assert_eq!(
+            kind(c.slice(s![..;2, ..]).into_dyn()),
+            ("rows", vec![3, 4], vec![8, 1], false)
+        );
+        // Reversed rows are flipped back; a reversed feature axis is flipped
+        // and reported.
+        assert_eq!(
+            kind(c.slice(s![..;-1, ..]).into_dyn()),
+            ("rows", vec![24], vec![1], false)
+        );
+        assert_eq!(
+            kind(c.slice(s![.., ..;-1]).into_dyn()),
+            ("rows", vec![24], vec![1], true)
+        );
+        // A C array transposed is Fortran-like.
+        let t = Array2::<f64>::zeros((4, 6));
+        assert_eq!(kind(t.t().into_dyn()).0, "columns");
+        // Every other feature: no unit stride on the feature axis's side.
+        assert_eq!(kind(c.slice(s![.., ..;2]).into_dyn()).0, "strided");
+        // Length-1 sample axes are dropped.
+        let lone = Array2::<f64>::zeros((1, 5));
+        assert_eq!(kind(lone.view().into_dyn()), ("rows", vec![5], vec![1], false));
+    }
+
+    #[test]
+    fn broadcast_axes_are_cut_to_one_and_counted() {
+        let row = Array2::<f64>::zeros((1, 3));
+        let b = row.broadcast((1000, 3)).unwrap().into_dyn();
+        let (x, w, copies) = fold_broadcast::<f64, f64>(b, None);
+        assert_eq!((x.shape(), copies), (&[1usize, 3][..], 1000));
+        assert!(w.is_none());
+        // Weights that vary along the broadcast axis keep it.
+        let wv = ndarray::Array1::<f64>::zeros(1000).into_dyn();
+        let b = row.broadcast((1000, 3)).unwrap().into_dyn();
+        let (x, _, copies) = fold_broadcast(b, Some(wv.view()));
+        assert_eq!((x.shape(), copies), (&[1000usize, 3][..], 1));
+        // Constant weights (broadcast too) are cut with it.
+        let w1 = ndarray::Array1::<f64>::zeros(1);
+        let wb = w1.broadcast(1000).unwrap().into_dyn();
+        let b = row.broadcast((1000, 3)).unwrap().into_dyn();
+        let (x, w, copies) = fold_broadcast(b, Some(wb));
+        assert_eq!(
+            (x.shape(), w.map(|w| w.len()), copies),
+            (&[1usize, 3][..], Some(1), 1000)
+        );
+    }
+}

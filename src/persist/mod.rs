@@ -47,8 +47,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::Element;
 use crate::error::CenteringError;
-use crate::estimator::{Accumulator, Centering, Fitted};
+use crate::estimator::Centering;
 use crate::params::{EmaStart, Mode, NanPolicy, ValidParams};
+use crate::state::{Accumulator, Fitted};
 
 /// The version of the stored-state schema this release writes (feature
 /// `serde`); it reads every version from 1 up to this one.

@@ -212,10 +212,12 @@ fn fit_npy_from<E: Float, F: Float>(est: &mut Centering<F>, r: NpyReader, path: 
     Ok(())
 }
 
-fn non_finite_hint(policy: NanPolicy) -> &'static str {
+/// What the NaN policy says about a rejected value.
+pub fn non_finite_hint(policy: NanPolicy) -> &'static str {
     match policy {
         NanPolicy::Reject => "NaN policy reject refuses NaN and infinities (--nan-policy ignore skips NaN)",
         NanPolicy::Ignore => "infinities are refused under every NaN policy",
+        _ => "the NaN policy refuses it",
     }
 }
 

@@ -14,7 +14,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
 use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use centering::{BatchSummary, Centering, CenteringError, NanPolicy, Validity};
+use centering::{BatchSummary, Centering, CenteringError, Validity};
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -194,10 +194,7 @@ pub fn fit_parquet<F: Float>(
                 path.display(),
                 row0 + index[0] as u64,
                 input.names[index[1]],
-                match policy {
-                    NanPolicy::Reject => "NaN policy reject refuses NaN and infinities (--nan-policy ignore skips NaN)",
-                    NanPolicy::Ignore => "infinities are refused under every NaN policy",
-                }
+                crate::fit::non_finite_hint(policy)
             ),
             e => anyhow::Error::new(e).context(format!("cannot fit {}", path.display())),
         };

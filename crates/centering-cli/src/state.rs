@@ -50,9 +50,10 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     let s = load(&args.state)?;
     let p = s.params();
     let (mode, momentum, torch, start) = match p.mode() {
-        Mode::Cumulative => ("cumulative", None, None, None),
-        Mode::BatchAverage => ("batch_average", None, None, None),
-        Mode::MovingAverage { .. } => ("moving_average", p.momentum(), p.torch_momentum(), p.start()),
+        Mode::Cumulative => ("cumulative".to_owned(), None, None, None),
+        Mode::BatchAverage => ("batch_average".to_owned(), None, None, None),
+        Mode::MovingAverage { .. } => ("moving_average".to_owned(), p.momentum(), p.torch_momentum(), p.start()),
+        other => (other.to_string(), p.momentum(), p.torch_momentum(), p.start()),
     };
     let start = start.map(|s| format!("{s:?}"));
     let nan = format!("{:?}", p.nan_policy());

@@ -6,34 +6,17 @@
 mod common;
 
 use centering::Centering;
-use common::exact_quotient;
+use common::{Rng, TestFloat, exact_quotient};
 use ndarray::{Array1, Array2, Axis};
 
 fn ulp64(x: f64) -> f64 {
-    let x = x.abs();
-    if x == 0.0 {
-        return f64::from_bits(1);
-    }
-    f64::from_bits(x.to_bits() + 1) - x
+    TestFloat::ulp(x)
 }
 
-fn ulp32(x: f32) -> f32 {
-    let x = x.abs();
-    if x == 0.0 {
-        return f32::from_bits(1);
-    }
-    f32::from_bits(x.to_bits() + 1) - x
-}
-
-/// A deterministic stream of values in [-1, 1).
+/// A deterministic stream of values in [-1, 1) (the shared generator).
 fn noise(seed: u64) -> impl FnMut() -> f64 {
-    let mut z = seed | 1;
-    move || {
-        z ^= z << 13;
-        z ^= z >> 7;
-        z ^= z << 17;
-        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
+    let mut rng = Rng(seed);
+    move || rng.unit()
 }
 
 /// The exact mean of each column, rounded to nearest (Shewchuk's exact sums
@@ -82,7 +65,10 @@ fn f32_large_offset_within_one_ulp() {
     for split in SPLITS {
         let got = fit_split(&x, split);
         for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() <= ulp32(*w), "split {split:?}: got {g:e}, exact {w:e}");
+            assert!(
+                (g - w).abs() <= w.ulp() as f32,
+                "split {split:?}: got {g:e}, exact {w:e}"
+            );
         }
     }
 }
@@ -154,7 +140,7 @@ fn f32_general_paths_within_one_ulp() {
     let want: Vec<f32> = exact_means(&x.mapv(f64::from)).iter().map(|&m| m as f32).collect();
     let check = |got: ndarray::ArrayView1<'_, f32>, what: &str| {
         for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() <= ulp32(*w), "{what}: got {g:e}, exact {w:e}");
+            assert!((g - w).abs() <= w.ulp() as f32, "{what}: got {g:e}, exact {w:e}");
         }
     };
     let mut c = Centering::<f32>::new();

@@ -7,37 +7,23 @@ use centering::{Centering, CenteringParams, NanPolicy};
 use ndarray::{Array, ArrayD, ArrayViewD, Axis, IxDyn, ShapeBuilder, Slice};
 use proptest::prelude::*;
 
-/// The mean of each feature, summed in `f64` with Neumaier compensation.
+mod common;
+use common::{Rng, fsum};
+
+/// The mean of each feature: the shared exact sum, divided once.
 fn naive_mean(x: &ArrayViewD<'_, f64>) -> Vec<f64> {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
-    let (mut s, mut c, mut n) = (vec![0.0f64; d], vec![0.0f64; d], 0usize);
-    for lane in x.lanes(Axis(last)) {
-        for (j, &v) in lane.iter().enumerate() {
-            let t = s[j] + v;
-            c[j] += if s[j].abs() >= v.abs() {
-                (s[j] - t) + v
-            } else {
-                (v - t) + s[j]
-            };
-            s[j] = t;
-        }
-        n += 1;
-    }
-    (0..d).map(|j| (s[j] + c[j]) / n as f64).collect()
+    let n = (x.len() / d) as f64;
+    (0..d)
+        .map(|j| fsum(x.index_axis(Axis(last), j).iter().copied()) / n)
+        .collect()
 }
 
 /// Deterministic pseudo-random values with a per-feature offset.
 fn data(len: usize, seed: u64) -> Vec<f64> {
-    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|i| {
-            z ^= z << 13;
-            z ^= z >> 7;
-            z ^= z << 17;
-            (z >> 11) as f64 / (1u64 << 53) as f64 * 10.0 - 5.0 + (i % 7) as f64 * 100.0
-        })
-        .collect()
+    let mut rng = Rng(seed);
+    (0..len).map(|i| rng.unit() * 5.0 + (i % 7) as f64 * 100.0).collect()
 }
 
 /// Values are in [-5, 605): the mean of n of them is exact to a few ulps of 605.

@@ -64,6 +64,7 @@ fn literal(start: EmaStart, beta: f64, means: &[f64]) -> f64 {
         EmaStart::Zero => ema_zero(beta, means),
         EmaStart::FirstBatch => ema_first_batch(beta, means),
         EmaStart::Debiased => ema_debiased(beta, means),
+        other => panic!("no reference for {other:?} (EmaStart is non_exhaustive)"),
     }
 }
 
@@ -481,7 +482,7 @@ fn literal_of(params: &CenteringParams, means: &[f64], beta_of: impl Fn(f64) -> 
             (want, 8.0 * (means.len() as f64 + 1.0) * max_abs(means))
         }
         Mode::BatchAverage => (batch_average(means), 8.0 * (means.len() as f64 + 1.0) * max_abs(means)),
-        Mode::Cumulative => unreachable!(),
+        _ => unreachable!("a moving mode"),
     }
 }
 
@@ -788,6 +789,7 @@ fn a_feature_missing_at_first_still_learns_later() {
             EmaStart::Zero => 0.5 * (0.5 * 2.0) + 0.5 * 5.0,
             EmaStart::FirstBatch => 0.5 * 2.0 + 0.5 * 5.0,
             EmaStart::Debiased => (0.5 * 2.0 + 5.0) / 1.5,
+            other => panic!("no reference for {other:?}"),
         };
         assert_close(c.mean().unwrap()[0], f0, 1e-15, "feature 0");
     }

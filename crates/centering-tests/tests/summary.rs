@@ -204,3 +204,30 @@ fn folding_checks_the_estimator() {
     m.partial_fit_summary(&s).unwrap();
     assert!(!m.is_fitted());
 }
+
+/// Sums that overflow are re-summed scaled, in the same tree, by columns
+/// and by the array alike: bit for bit, with and without nulls.
+#[test]
+fn overflowing_columns_rescale_like_the_array() {
+    let n = 70_000; // several leaves
+    let x = Array2::from_shape_fn((n, 2), |(i, j)| {
+        if j == 0 {
+            f64::MAX * (0.5 + (i % 7) as f64 / 16.0)
+        } else {
+            -f64::MAX / (1.0 + (i % 3) as f64)
+        }
+    });
+    let valid: Vec<bool> = (0..n).map(|i| i % 11 != 3).collect();
+    let bits = bitmap(&valid, 0);
+    let cols: Vec<Vec<f64>> = (0..2).map(|j| x.column(j).to_vec()).collect();
+    let refs: Vec<&[f64]> = cols.iter().map(|c| &c[..]).collect();
+    // Reject, no nulls: the Fortran array.
+    let s = BatchSummary::from_columns(&refs, &[], NanPolicy::Reject).unwrap();
+    assert_eq!(s, BatchSummary::from_array(&fortran(&x), NanPolicy::Reject).unwrap());
+    assert!(s.mean::<f64>().iter().all(|m| m.is_finite()));
+    // Ignore, nulls in column 1: the array with NaN there.
+    let with_nan = Array2::from_shape_fn((n, 2), |(i, j)| if j == 1 && !valid[i] { f64::NAN } else { x[[i, j]] });
+    let s = BatchSummary::from_columns(&refs, &[None, Some(Validity::new(&bits, 0))], NanPolicy::Ignore).unwrap();
+    assert_eq!(s, BatchSummary::from_array(&with_nan, NanPolicy::Ignore).unwrap());
+    assert!(s.mean::<f64>().iter().all(|m| m.is_finite()));
+}

@@ -1,0 +1,272 @@
+//! The learned state as a value: [`Fitted`] — counts and one accumulator
+//! per mode ([`Accumulator`]) — and its one algebra: `fold` a batch's sums,
+//! `merge` two states, read the mean. No ndarray, no rayon: the kernels hand
+//! in batch sums as values ([`Sums`]) and the estimator orchestrates; the
+//! invariants of the values below are stated here (and checked on load by
+//! `persist::check`).
+//!
+//! | file | what |
+//! |---|---|
+//! | `dd.rs` | double-word arithmetic: TwoSum, scaling, the quotient and its one rounding to `F` |
+//! | `sums.rs` | the cumulative accumulator ([`Sums`]): `f64` pairs whatever `F` |
+//! | `ema.rs` | the moving-average accumulator ([`Ema`]): one affine segment per feature |
+//!
+//! # Exact sums
+//!
+//! A sum is kept as an unevaluated pair `hi + lo` (a double-word number,
+//! "double-double" for `f64`) scaled by a power of two:
+//!
+//! ```text
+//! Σ wᵢ·xᵢ = (hi + lo)·2^scale          |lo| ≤ ulp(hi)/2 after normalisation
+//! ```
+//!
+//! Pairs are added with Knuth's branch-free TwoSum, which returns the exact
+//! rounding error of every addition (Ogita, Rump & Oishi 2005, "Accurate sum
+//! and dot product", algorithm Sum2). The error of a double-word sum is
+//! `ε·|S| + O(n²ε²)·Σ|xᵢ|` where `n` is the length of one accumulation chain;
+//! the kernels keep chains short (fixed leaves of at most 2¹⁵ elements,
+//! merged pairwise in a tree), so the mean is within one ulp of the exact
+//! mean rounded to `F` for well-conditioned data. Kahan's compensated sum was
+//! rejected: its bound is `2ε·Σ|xᵢ|`, two ulps, not one.
+//!
+//! `scale` is 0 unless a sum would overflow `F` (values near `F::MAX`): then
+//! the batch is re-summed scaled down by `2^-scale` (see
+//! `kernels::general::sum_scaled`), so the mean of finite inputs is always finite.
+
+mod dd;
+mod ema;
+mod sums;
+
+pub(crate) use dd::{Dd, ldexp, two_sum};
+pub(crate) use ema::Ema;
+#[cfg(feature = "serde")]
+pub(crate) use ema::{norm_reference, pow_u64};
+pub(crate) use sums::{SCALE_STEP, Sums};
+
+use crate::Element;
+use crate::error::{CenteringError, Result};
+use crate::params::{EmaStart, Mode, ValidParams};
+
+/// The learned state: present once a non-empty batch was fitted.
+///
+/// Invariants (what `persist::check` verifies on load): `n_batches ≥ 1`,
+/// `n_samples ≥ n_batches`; the accumulator is the one the mode decides,
+/// with `D ≥ 1` features; every mean the state must have is finite.
+#[derive(Debug, Clone)]
+pub(crate) struct Fitted<F> {
+    pub(crate) n_samples: u64,
+    pub(crate) n_batches: u64,
+    pub(crate) acc: Accumulator<F>,
+    /// Derived from `acc` after every update (not part of equality).
+    pub(crate) mean: Vec<F>,
+}
+
+/// What each mode accumulates, per feature.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Accumulator<F> {
+    Cumulative(Sums),
+    Moving(Vec<Ema<F>>),
+}
+
+impl<F: PartialEq> PartialEq for Fitted<F> {
+    fn eq(&self, other: &Self) -> bool {
+        self.n_samples == other.n_samples && self.n_batches == other.n_batches && self.acc == other.acc
+    }
+}
+
+impl<F: Element> Fitted<F> {
+    /// The state before any batch, for `mode` and `d` features (not a
+    /// valid fitted state on its own: it is only ever folded into).
+    pub(crate) fn empty(mode: Mode, d: usize) -> Self {
+        Fitted {
+            n_samples: 0,
+            n_batches: 0,
+            acc: match mode {
+                Mode::Cumulative => Accumulator::Cumulative(Sums::zeros(d)),
+                _ => Accumulator::Moving(vec![Ema::new(); d]),
+            },
+            mean: Vec::new(),
+        }
+    }
+
+    /// Recomputes the cached mean from the accumulator.
+    pub(crate) fn refresh(&mut self, params: &ValidParams) {
+        // The batch average is the debiased average with β = 1.
+        let start = params.start().unwrap_or(EmaStart::Debiased);
+        self.mean = match &self.acc {
+            Accumulator::Cumulative(s) => s.means(),
+            Accumulator::Moving(e) => e.iter().map(|e| e.value(start)).collect(),
+        };
+    }
+
+    pub(crate) fn n_features(&self) -> usize {
+        match &self.acc {
+            Accumulator::Cumulative(s) => s.sum.len(),
+            Accumulator::Moving(e) => e.len(),
+        }
+    }
+
+    /// The state after one more batch of `n ≥ 1` samples with sums `batch`
+    /// (something observed) and mean `batch_mean`; `self` is untouched, so
+    /// an error changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::WeightOverflow`], [`CenteringError::CountOverflow`].
+    pub(crate) fn fold(&self, batch: &Sums, batch_mean: &[F], n: u64, params: &ValidParams) -> Result<Self> {
+        let mut next = self.clone();
+        match &mut next.acc {
+            Accumulator::Cumulative(s) => {
+                s.merge(batch)
+                    .map_err(|feature| CenteringError::WeightOverflow { feature })?;
+            }
+            Accumulator::Moving(e) => {
+                let weights = params.ema_weights::<F>();
+                for ((e, &b), w) in e.iter_mut().zip(batch_mean).zip(&batch.weight) {
+                    // A feature with nothing observed in this batch takes no step.
+                    if !w.is_zero() {
+                        e.step(&weights, b);
+                    }
+                }
+            }
+        }
+        next.n_samples = add_count("sample", next.n_samples, n)?;
+        next.n_batches = add_count("batch", next.n_batches, 1)?;
+        next.refresh(params);
+        Ok(next)
+    }
+
+    /// The state of `self`'s batches followed by `other`'s: the union of
+    /// both inputs in the cumulative mode (commutative), the composition of
+    /// the two segments in the moving modes (ordered).
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::IncompatibleMerge`] for another number of features
+    /// (or accumulator), [`CenteringError::WeightOverflow`],
+    /// [`CenteringError::CountOverflow`].
+    pub(crate) fn merge(&self, other: &Self, params: &ValidParams) -> Result<Self> {
+        if self.n_features() != other.n_features() {
+            return Err(CenteringError::IncompatibleMerge {
+                what: "number of features",
+                this: self.n_features().to_string(),
+                other: other.n_features().to_string(),
+            });
+        }
+        let acc = match (&self.acc, &other.acc) {
+            (Accumulator::Cumulative(a), Accumulator::Cumulative(b)) => {
+                let mut s = a.clone();
+                s.merge(b)
+                    .map_err(|feature| CenteringError::WeightOverflow { feature })?;
+                Accumulator::Cumulative(s)
+            }
+            (Accumulator::Moving(a), Accumulator::Moving(b)) => {
+                Accumulator::Moving(a.iter().zip(b).map(|(a, b)| a.then(b)).collect())
+            }
+            // The mode decides the accumulator, and the estimator merges
+            // only equal modes: unreachable, and an error if it were not.
+            _ => {
+                return Err(CenteringError::IncompatibleMerge {
+                    what: "accumulator",
+                    this: "one mode".into(),
+                    other: "another".into(),
+                });
+            }
+        };
+        let mut merged = Fitted {
+            // Counts stay exact or the merge fails: a loaded state may sit
+            // near u64::MAX. (Per-feature step counts are at most
+            // `n_batches`, so they cannot overflow once this has not.)
+            n_samples: add_count("sample", self.n_samples, other.n_samples)?,
+            n_batches: add_count("batch", self.n_batches, other.n_batches)?,
+            acc,
+            mean: Vec::new(),
+        };
+        merged.refresh(params);
+        Ok(merged)
+    }
+}
+
+impl<F: Element> Fitted<F> {
+    /// The average of data-parallel replicas that ran in lock step (the
+    /// layer's `aggregation=MEAN`): moving modes average the replicas'
+    /// segments (equal step counts required, per feature and in batches);
+    /// the cumulative mode merges them (the union of the shards, weighted
+    /// by counts). Samples add up; batches are the common count.
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::IncompatibleMerge`] for replicas with other
+    /// feature counts or step counts, and as [`merge`](Self::merge).
+    pub(crate) fn average(replicas: &[&Self], params: &ValidParams) -> Result<Self> {
+        let Some((first, rest)) = replicas.split_first() else {
+            return Err(CenteringError::NoReplicas);
+        };
+        if let Accumulator::Cumulative(_) = first.acc {
+            let mut all = (*first).clone();
+            for r in rest {
+                all = all.merge(r, params)?;
+            }
+            return Ok(all);
+        }
+        let mut n_samples = first.n_samples;
+        let mut emas = Vec::with_capacity(replicas.len());
+        for r in replicas {
+            if r.n_features() != first.n_features() {
+                return Err(CenteringError::IncompatibleMerge {
+                    what: "number of features",
+                    this: first.n_features().to_string(),
+                    other: r.n_features().to_string(),
+                });
+            }
+            if r.n_batches != first.n_batches {
+                return Err(CenteringError::IncompatibleMerge {
+                    what: "step count (replicas must run in lock step)",
+                    this: first.n_batches.to_string(),
+                    other: r.n_batches.to_string(),
+                });
+            }
+            match &r.acc {
+                Accumulator::Moving(e) => emas.push(e),
+                Accumulator::Cumulative(_) => {
+                    return Err(CenteringError::IncompatibleMerge {
+                        what: "mode",
+                        this: "moving".into(),
+                        other: "cumulative".into(),
+                    });
+                }
+            }
+        }
+        for r in rest {
+            n_samples = add_count("sample", n_samples, r.n_samples)?;
+        }
+        let d = first.n_features();
+        let mut averaged = Vec::with_capacity(d);
+        for j in 0..d {
+            let column: Vec<Ema<F>> = emas.iter().map(|e| e[j]).collect();
+            let Some(e) = Ema::average(&column) else {
+                let steps: Vec<String> = column.iter().map(|e| e.steps.to_string()).collect();
+                return Err(CenteringError::IncompatibleMerge {
+                    what: "per-feature step count (replicas must run in lock step)",
+                    this: steps[0].clone(),
+                    other: steps.join(", "),
+                });
+            };
+            averaged.push(e);
+        }
+        let mut out = Fitted {
+            n_samples,
+            n_batches: first.n_batches,
+            acc: Accumulator::Moving(averaged),
+            mean: Vec::new(),
+        };
+        out.refresh(params);
+        Ok(out)
+    }
+}
+
+/// `this + added`, or [`CenteringError::CountOverflow`] past `u64::MAX`.
+fn add_count(what: &'static str, this: u64, added: u64) -> Result<u64> {
+    this.checked_add(added)
+        .ok_or(CenteringError::CountOverflow { what, this, added })
+}
