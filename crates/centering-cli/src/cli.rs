@@ -42,7 +42,8 @@ Examples:
   centering fit more.npy --resume state.json -o state.json      # continue a fit
 
 A .npy file of shape (n0, ..., nk, D) holds n0*...*nk samples of D features
-(C or Fortran order, float32 or float64). A CSV file has a header row;
+(C or Fortran order, float32/float64 or (u)int8/16/32, integers summed
+exactly). A CSV file has a header row;
 empty cells are missing values (see --nan-policy). In a Parquet file, each
 record batch of --batch-rows rows is one batch; nulls are missing values.";
 
@@ -83,8 +84,8 @@ pub struct FitArgs {
     #[arg(long, value_enum, conflicts_with = "resume")]
     pub nan_policy: Option<NanPolicyArg>,
 
-    /// Element type of the state (default: the resumed state's, else the first .npy file's, else f64).
-    /// float32 files widen exactly to f64; float64 files are not narrowed to f32.
+    /// Element type of the state (default: the resumed state's, else f32 for a first .npy file of
+    /// float32, else f64). float32 and integer files fit any state; float64 files are not narrowed to f32.
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
 

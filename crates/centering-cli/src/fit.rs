@@ -9,11 +9,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use centering::{AnyCentering, Centering, CenteringError, EmaStart, Mode, NanPolicy};
 use clap::CommandFactory;
-use ndarray::{ArrayView2, ShapeBuilder};
+use ndarray::ArrayView2;
 
 use crate::cli::{Cli, FitArgs, NanPolicyArg, StartArg};
 use crate::csvio::CsvReader;
-use crate::elem::{Dtype, Float};
+use crate::elem::{Dtype, Elem, FileElem, Float};
 use crate::npy::NpyReader;
 use crate::output::AtomicOutput;
 use crate::{progress, state};
@@ -90,7 +90,10 @@ pub fn run(args: &FitArgs) -> Result<()> {
         (None, Some(s)) if s.dtype() == "f32" => Dtype::F32,
         (None, Some(_)) => Dtype::F64,
         (None, None) => match args.files.iter().zip(&formats).find(|(_, f)| **f != Format::Csv) {
-            Some((path, Format::Npy)) => NpyReader::open(path)?.dtype,
+            Some((path, Format::Npy)) => match NpyReader::open(path)?.elem {
+                Elem::F32 => Dtype::F32,
+                _ => Dtype::F64,
+            },
             #[cfg(feature = "parquet")]
             Some((path, Format::Parquet)) => crate::parquet::default_dtype(path, &args.columns)?,
             _ => Dtype::F64,
@@ -172,31 +175,39 @@ pub fn fit_npy<F: Float>(est: &mut Centering<F>, path: &Path, batch_rows_arg: Op
     let r = NpyReader::open(path)?;
     check_features(est.n_features(), r.d, path, "the state (fitted on earlier inputs)")?;
     let batch = batch_rows(batch_rows_arg, r.d, std::mem::size_of::<F>()).min(r.rows);
-    match (r.dtype, F::DTYPE) {
-        (Dtype::F64, Dtype::F32) => bail!(
+    match (r.elem, F::DTYPE) {
+        (Elem::F64, Dtype::F32) => bail!(
             "{} holds float64 values and the state is f32: they would be rounded (fit with --dtype f64, or convert the file)",
             path.display()
         ),
-        (Dtype::F32, _) => fit_npy_from::<f32, F>(est, r, path, batch),
-        (Dtype::F64, _) => fit_npy_from::<f64, F>(est, r, path, batch),
+        (Elem::F32, _) => fit_npy_from::<f32, F>(est, r, path, batch),
+        (Elem::F64, _) => fit_npy_from::<f64, F>(est, r, path, batch),
+        (Elem::U8, _) => fit_npy_from::<u8, F>(est, r, path, batch),
+        (Elem::I8, _) => fit_npy_from::<i8, F>(est, r, path, batch),
+        (Elem::U16, _) => fit_npy_from::<u16, F>(est, r, path, batch),
+        (Elem::I16, _) => fit_npy_from::<i16, F>(est, r, path, batch),
+        (Elem::U32, _) => fit_npy_from::<u32, F>(est, r, path, batch),
+        (Elem::I32, _) => fit_npy_from::<i32, F>(est, r, path, batch),
     }
 }
 
-/// Fits a file of element type `E` into `Centering<F>` (`E` is `F`, or
-/// `f32` widened into `f64`), reading on a thread while fitting here.
-fn fit_npy_from<E: Float, F: Float>(est: &mut Centering<F>, r: NpyReader, path: &Path, batch: usize) -> Result<()> {
+/// Fits a file of element type `E` into `Centering<F>`: `partial_fit` when
+/// `E` is `F`, else `partial_fit_input` (integers summed exactly, `f32`
+/// into `f64`), reading on a thread while fitting here.
+fn fit_npy_from<E: FileElem, F: Float>(est: &mut Centering<F>, r: NpyReader, path: &Path, batch: usize) -> Result<()> {
     let (d, fortran, shape) = (r.d, r.fortran, r.shape.clone());
     let policy = est.params().nan_policy();
     let bar = progress::bytes(r.data_bytes(), &path.display().to_string());
-    let elem = r.dtype.size();
-    crate::npy::for_each_batch::<E, F>(r, batch, path, |start, n, x| {
-        let view = if fortran {
-            ArrayView2::from_shape((n, d).f(), x)
+    let elem = r.elem.size();
+    crate::npy::for_each_batch::<E>(r, batch, path, |start, n, raw| {
+        let fitted = if E::ELEM == F::ELEM {
+            let x: &[F] = bytemuck::cast_slice(raw);
+            est.partial_fit(&crate::npy::rows_view(x, n, d, fortran)?).map(|_| ())
         } else {
-            ArrayView2::from_shape((n, d), x)
-        }
-        .context("internal error: batch shape")?;
-        est.partial_fit(&view).map_err(|e| match e {
+            est.partial_fit_input(&crate::npy::rows_view(raw, n, d, fortran)?)
+                .map(|_| ())
+        };
+        fitted.map_err(|e| match e {
             CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
                 "{}: {value} at index {:?}: {}",
                 path.display(),

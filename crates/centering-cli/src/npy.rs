@@ -1,4 +1,5 @@
-//! `.npy` files read in bounded memory: the header parsed by `ndarray-npy`,
+//! `.npy` files (float32/float64, and the integers the core sums exactly:
+//! (u)int8/16/32, either byte order) read in bounded memory: the header parsed by `ndarray-npy`,
 //! then chunks of rows read into one reused buffer — sequential reads for
 //! C order, one positioned read per feature for Fortran order.
 //!
@@ -17,13 +18,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use ndarray_npy::npy::header::{Header, Layout};
 
-use crate::elem::{Dtype, Float};
+use crate::elem::{Elem, FileElem, Float};
 
 /// An open `.npy` file, its header checked against its length.
 pub struct NpyReader {
     file: File,
     path: PathBuf,
-    pub dtype: Dtype,
+    pub elem: Elem,
     big_endian: bool,
     pub fortran: bool,
     pub shape: Vec<usize>,
@@ -58,21 +59,33 @@ impl NpyReader {
         let descr = match &header.type_descriptor {
             py_literal::Value::String(s) => s.clone(),
             other => bail!(
-                "{}: unsupported dtype {other}: expected float32 or float64 ('<f4', '<f8', '>f4', '>f8')",
+                "{}: unsupported dtype {other}: expected float32/float64 or (u)int8/16/32 ('<f8', '<f4', '|u1', '<i2', ...)",
                 path.display()
             ),
         };
-        let (big_endian, dtype) = match descr.as_str() {
-            "<f4" => (false, Dtype::F32),
-            "<f8" => (false, Dtype::F64),
-            ">f4" => (true, Dtype::F32),
-            ">f8" => (true, Dtype::F64),
-            "=f4" => (cfg!(target_endian = "big"), Dtype::F32),
-            "=f8" => (cfg!(target_endian = "big"), Dtype::F64),
-            _ => bail!(
-                "{}: unsupported dtype '{descr}': expected float32 or float64 ('<f4', '<f8', '>f4', '>f8')",
+        let unsupported = || {
+            anyhow::anyhow!(
+                "{}: unsupported dtype '{descr}': expected float32/float64 or (u)int8/16/32 ('<f8', '<f4', '|u1', '<i2', ...)",
                 path.display()
-            ),
+            )
+        };
+        let (order, code) = descr.split_at(descr.len().min(1));
+        let elem = match code {
+            "f4" => Elem::F32,
+            "f8" => Elem::F64,
+            "u1" => Elem::U8,
+            "i1" => Elem::I8,
+            "u2" => Elem::U16,
+            "i2" => Elem::I16,
+            "u4" => Elem::U32,
+            "i4" => Elem::I32,
+            _ => return Err(unsupported()),
+        };
+        let big_endian = match order {
+            "<" | "|" => false,
+            ">" => true,
+            "=" => cfg!(target_endian = "big"),
+            _ => return Err(unsupported()),
         };
         let shape = header.shape.clone();
         let Some((&d, samples)) = shape.split_last() else {
@@ -91,24 +104,24 @@ impl NpyReader {
             .iter()
             .try_fold(1usize, |a, &n| a.checked_mul(n))
             .with_context(|| format!("{}: shape {shape:?} overflows", path.display()))?;
-        let need = (rows as u128) * (d as u128) * (dtype.size() as u128);
+        let need = (rows as u128) * (d as u128) * (elem.size() as u128);
         let have = u128::from(len - data_offset);
         if have < need {
             bail!(
-                "{} is truncated: its header says shape {shape:?} of {dtype}, {need} bytes of data, but only {have} bytes follow the header",
+                "{} is truncated: its header says shape {shape:?} of {elem}, {need} bytes of data, but only {have} bytes follow the header",
                 path.display()
             );
         }
         if have > need {
             bail!(
-                "{}: its header says shape {shape:?} of {dtype}, {need} bytes of data, but {have} bytes follow the header (the header does not describe the file)",
+                "{}: its header says shape {shape:?} of {elem}, {need} bytes of data, but {have} bytes follow the header (the header does not describe the file)",
                 path.display()
             );
         }
         Ok(NpyReader {
             file,
             path: path.to_path_buf(),
-            dtype,
+            elem,
             big_endian,
             fortran: header.layout.is_fortran(),
             shape,
@@ -121,15 +134,15 @@ impl NpyReader {
 
     /// Reads rows `start .. start + n` into `buf` (`n·D` elements of the
     /// file's own type `E`): row-major for C order, column-major for Fortran.
-    pub fn read_rows<E: Float>(&mut self, start: usize, n: usize, buf: &mut [E]) -> Result<()> {
-        if E::DTYPE != self.dtype || buf.len() != n * self.d || start + n > self.rows {
+    pub fn read_rows<E: FileElem>(&mut self, start: usize, n: usize, buf: &mut [E]) -> Result<()> {
+        if E::ELEM != self.elem || buf.len() != n * self.d || start + n > self.rows {
             bail!(
                 "internal error: a read of rows {start}..{} does not fit {}",
                 start + n,
                 self.path.display()
             );
         }
-        let size = self.dtype.size() as u64;
+        let size = self.elem.size() as u64;
         let context = || format!("cannot read rows {start}..{} of {}", start + n, self.path.display());
         if self.fortran {
             for (j, col) in buf.chunks_exact_mut(n.max(1)).enumerate().take(self.d) {
@@ -157,7 +170,7 @@ impl NpyReader {
     }
 
     pub fn data_bytes(&self) -> u64 {
-        (self.rows as u64) * (self.d as u64) * (self.dtype.size() as u64)
+        (self.rows as u64) * (self.d as u64) * (self.elem.size() as u64)
     }
 
     pub fn layout(&self) -> Layout {
@@ -201,15 +214,14 @@ pub fn index_of(shape: &[usize], fortran: bool, s: usize, j: usize) -> Vec<usize
 type Filled<E> = Result<(usize, usize, Vec<E>)>;
 
 /// Calls `each(start, n, x)` for consecutive batches of `batch` rows of
-/// `r` (`x`: `n·D` values in the file's layout, as `F`: the file's `E`
-/// itself, or `f32` widened exactly into `f64`), in order, on this thread,
-/// while a reader thread fills the next batch: reading and computing
-/// overlap, with two buffers in flight (a third when widening).
-pub fn for_each_batch<E: Float, F: Float>(
+/// `r` (`x`: `n·D` values of the file's element type `E`, in the file's
+/// layout), in order, on this thread, while a reader thread fills the next
+/// batch: reading and computing overlap, with two buffers in flight.
+pub fn for_each_batch<E: FileElem>(
     mut r: NpyReader,
     batch: usize,
     path: &Path,
-    mut each: impl FnMut(usize, usize, &[F]) -> Result<()>,
+    mut each: impl FnMut(usize, usize, &[E]) -> Result<()>,
 ) -> Result<()> {
     let (d, rows) = (r.d, r.rows);
     let len = batch.checked_mul(d).with_context(|| {
@@ -222,7 +234,7 @@ pub fn for_each_batch<E: Float, F: Float>(
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<E>>();
     for _ in 0..2 {
         // The receiver is alive: this cannot fail.
-        let _ = empty_tx.send(vec![E::zero(); len]);
+        let _ = empty_tx.send(vec![E::default(); len]);
     }
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -241,21 +253,9 @@ pub fn for_each_batch<E: Float, F: Float>(
         });
         // Owns the channel ends, so that returning (on error too) releases the reader.
         let compute = move || -> Result<()> {
-            let mut wide: Vec<F> = Vec::new();
             for msg in full_rx {
                 let (start, n, buf) = msg?;
-                let raw = &buf[..n * d];
-                let x: &[F] = if E::DTYPE == F::DTYPE {
-                    bytemuck::cast_slice(raw)
-                } else {
-                    wide.clear();
-                    wide.extend(
-                        raw.iter()
-                            .map(|&v| <F as num_traits::NumCast>::from(v).unwrap_or_else(F::nan)),
-                    );
-                    &wide
-                };
-                each(start, n, x)?;
+                each(start, n, &buf[..n * d])?;
                 // The reader may have finished: then the buffer is not needed.
                 let _ = empty_tx.send(buf);
             }
@@ -263,4 +263,15 @@ pub fn for_each_batch<E: Float, F: Float>(
         };
         compute()
     })
+}
+
+/// A `(n, d)` view of a batch buffer in the file's layout.
+pub fn rows_view<T>(x: &[T], n: usize, d: usize, fortran: bool) -> Result<ndarray::ArrayView2<'_, T>> {
+    use ndarray::ShapeBuilder;
+    if fortran {
+        ndarray::ArrayView2::from_shape((n, d).f(), x)
+    } else {
+        ndarray::ArrayView2::from_shape((n, d), x)
+    }
+    .context("internal error: batch shape")
 }

@@ -11,7 +11,7 @@ use ndarray::{ArrayView2, ArrayViewMut2, Ix2, ShapeBuilder, StrideShape};
 
 use crate::cli::TransformArgs;
 use crate::csvio::CsvReader;
-use crate::elem::{Dtype, Float};
+use crate::elem::{Dtype, Elem, FileElem, Float};
 use crate::fit::{Format, batch_rows, check_features, format_of};
 use crate::npy::{NpyReader, header_for};
 use crate::output::AtomicOutput;
@@ -85,15 +85,53 @@ pub fn transform_npy<F: Float>(
     }
     let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>()).min(total);
     let mut y = vec![F::zero(); batch.saturating_mul(d)];
+    let elem = r.elem;
+    match (elem, F::DTYPE) {
+        (Elem::F64, Dtype::F32) => bail!(
+            "{} holds float64 values and {what} is f32: they would be rounded",
+            input.display()
+        ),
+        (Elem::F32, _) => transform_batches::<f32, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+        (Elem::F64, _) => transform_batches::<f64, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+        (Elem::U8, _) => transform_batches::<u8, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+        (Elem::I8, _) => transform_batches::<i8, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+        (Elem::U16, _) => transform_batches::<u16, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+        (Elem::I16, _) => transform_batches::<i16, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+        (Elem::U32, _) => transform_batches::<u32, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+        (Elem::I32, _) => transform_batches::<i32, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+    }
+    out.commit()
+}
+
+/// Centres the batches of `r` into `out` (the data after `offset`): `transform_into`
+/// when `E` is `F`, else `transform_input_into`.
+#[allow(clippy::too_many_arguments)]
+fn transform_batches<E: FileElem, F: Float>(
+    est: &Centering<F>,
+    r: NpyReader,
+    input: &Path,
+    batch: usize,
+    y: &mut [F],
+    out: &mut AtomicOutput,
+    offset: u64,
+    output: &Path,
+) -> Result<()> {
+    let err = || format!("cannot write output {}", output.display());
+    let (d, total, fortran) = (r.d, r.rows, r.fortran);
+    let size = std::mem::size_of::<F>() as u64;
+    let elem = r.elem.size();
     let bar = progress::bytes(r.data_bytes(), &input.display().to_string());
-    let elem = r.dtype.size();
-    let mut each = |start: usize, n: usize, xs: &[F]| -> Result<()> {
+    crate::npy::for_each_batch::<E>(r, batch, input, |start, n, raw| {
         let ys = &mut y[..n * d];
         let shape = || -> StrideShape<Ix2> { if fortran { (n, d).f().into() } else { (n, d).into() } };
-        let xv = ArrayView2::from_shape(shape(), xs).context("internal error: batch shape")?;
         let mut yv = ArrayViewMut2::from_shape(shape(), &mut *ys).context("internal error: batch shape")?;
-        est.transform_into(&xv, &mut yv)
-            .with_context(|| format!("cannot transform rows {start}..{} of {}", start + n, input.display()))?;
+        let done = if E::ELEM == F::ELEM {
+            let xs: &[F] = bytemuck::cast_slice(raw);
+            est.transform_into(&crate::npy::rows_view(xs, n, d, fortran)?, &mut yv)
+        } else {
+            est.transform_input_into(&crate::npy::rows_view(raw, n, d, fortran)?, &mut yv)
+        };
+        done.with_context(|| format!("cannot transform rows {start}..{} of {}", start + n, input.display()))?;
         if fortran {
             for (j, col) in ys.chunks_exact(n).enumerate() {
                 let at = offset + ((j as u64) * (total as u64) + start as u64) * size;
@@ -106,17 +144,9 @@ pub fn transform_npy<F: Float>(
         }
         bar.inc((n * d * elem) as u64);
         Ok(())
-    };
-    match (r.dtype, F::DTYPE) {
-        (Dtype::F64, Dtype::F32) => bail!(
-            "{} holds float64 values and {what} is f32: they would be rounded",
-            input.display()
-        ),
-        (Dtype::F32, _) => crate::npy::for_each_batch::<f32, F>(r, batch, input, &mut each)?,
-        (Dtype::F64, _) => crate::npy::for_each_batch::<f64, F>(r, batch, input, &mut each)?,
-    }
+    })?;
     bar.finish_and_clear();
-    out.commit()
+    Ok(())
 }
 
 /// `input` (CSV) with its chosen columns centred into `output` (CSV); the

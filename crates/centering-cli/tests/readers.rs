@@ -115,9 +115,77 @@ fn npy_f32_file_into_an_f64_state_widens_exactly() {
     let out = dir.join("s.json");
     let o = run(&["fit", p(&file), "-o", p(&out), "--dtype", "f64", "--batch-rows", "6"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The in-memory API for an f32 array into an f64 state: `partial_fit_input`.
     let mut est = Centering::<f64>::new();
-    fit_batches(&mut est, rows_of(&x.mapv(f64::from), false).view(), 6);
+    let rows = rows_of(&x, false);
+    for start in (0..20).step_by(6) {
+        est.partial_fit_input(&rows.slice(ndarray::s![start..(start + 6).min(20), ..]))
+            .unwrap();
+    }
     assert_eq!(read(&out), state_json(&est));
+}
+
+fn fit_int_case<T: IntElem, F: centering::Element>(
+    shape: &[usize],
+    fortran: bool,
+    big_endian: bool,
+    dtype: &str,
+    batch: usize,
+) where
+    Centering<F>: serde::Serialize,
+{
+    let (_d, dir) = tmp();
+    let x: ArrayD<T> = int_data(shape, 7);
+    let file = dir.join("x.npy");
+    write_int_npy(&file, &x, fortran, big_endian);
+    let out = dir.join("s.json");
+    let b = batch.to_string();
+    let o = run(&["fit", p(&file), "--dtype", dtype, "--batch-rows", &b, "-o", p(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = int_rows_of(&x, fortran);
+    let n = rows.nrows();
+    let mut est = Centering::<F>::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + batch).min(n);
+        est.partial_fit_input(&rows.slice(ndarray::s![start..end, ..])).unwrap();
+        start = end;
+    }
+    assert_eq!(read(&out), state_json(&est), "{} {shape:?} fortran {fortran}", T::DESCR);
+}
+
+#[test]
+fn npy_integer_files_are_summed_exactly() {
+    // u8 images (N, H, W, C), C and Fortran order, into f32 and f64 states.
+    fit_int_case::<u8, f32>(&[6, 4, 5, 3], false, false, "f32", 7);
+    fit_int_case::<u8, f64>(&[6, 4, 5, 3], true, false, "f64", 7);
+    fit_int_case::<i8, f32>(&[30, 2], false, false, "f32", 8);
+    fit_int_case::<u16, f64>(&[30, 2], true, true, "f64", 8);
+    fit_int_case::<i16, f32>(&[30, 3], false, true, "f32", 100);
+    fit_int_case::<u32, f64>(&[17, 2], false, false, "f64", 5);
+    fit_int_case::<i32, f64>(&[17, 2], true, true, "f64", 5);
+}
+
+#[test]
+fn transform_of_an_integer_file_writes_the_state_dtype() {
+    let (_d, dir) = tmp();
+    let x: ArrayD<u8> = int_data(&[4, 5, 3], 2);
+    let file = dir.join("img.npy");
+    write_int_npy(&file, &x, false, false);
+    let s = dir.join("s.json");
+    let o = run(&["fit", p(&file), "-o", p(&s)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let y = dir.join("y.npy");
+    let o = run(&["transform", p(&file), "--state", p(&s), "-o", p(&y)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Integer files default to an f64 state, so the output is f64.
+    let got: ArrayD<f64> = ndarray_npy::read_npy(&y).expect("a valid f64 .npy");
+    let mut est = Centering::<f64>::new();
+    est.partial_fit_input(&x).unwrap();
+    assert_eq!(read(&s), state_json(&est));
+    let want = est.transform_input(&x).unwrap();
+    assert!(got.iter().zip(want.iter()).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert_eq!(got.shape(), want.shape());
 }
 
 #[test]

@@ -104,6 +104,74 @@ impl Elem for f32 {
     }
 }
 
+/// An integer element of test files.
+pub trait IntElem: centering::Input + Copy {
+    const DESCR: &'static str;
+    fn le_bytes(self) -> Vec<u8>;
+    fn be_bytes(self) -> Vec<u8>;
+    fn from_u64(x: u64) -> Self;
+}
+
+macro_rules! int_elem {
+    ($($t:ty => $d:expr),*) => {$(
+        impl IntElem for $t {
+            const DESCR: &'static str = $d;
+            fn le_bytes(self) -> Vec<u8> {
+                self.to_le_bytes().to_vec()
+            }
+            fn be_bytes(self) -> Vec<u8> {
+                self.to_be_bytes().to_vec()
+            }
+            fn from_u64(x: u64) -> Self {
+                x as $t
+            }
+        }
+    )*};
+}
+
+int_elem!(u8 => "|u1", i8 => "|i1", u16 => "<u2", i16 => "<i2", u32 => "<u4", i32 => "<i4");
+
+/// Deterministic integers of `shape` (wrapping through the type's range).
+pub fn int_data<T: IntElem>(shape: &[usize], seed: u64) -> ArrayD<T> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    ArrayD::from_shape_fn(IxDyn(shape), |_| {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        T::from_u64(s >> 29)
+    })
+}
+
+/// Writes integer `x` as a `.npy` file.
+pub fn write_int_npy<T: IntElem>(path: &Path, x: &ArrayD<T>, fortran: bool, big_endian: bool) {
+    let order: Vec<T> = if fortran {
+        x.t().iter().copied().collect()
+    } else {
+        x.iter().copied().collect()
+    };
+    let bytes: Vec<u8> = order
+        .iter()
+        .flat_map(|v| if big_endian { v.be_bytes() } else { v.le_bytes() })
+        .collect();
+    let descr = if big_endian {
+        T::DESCR.replace('<', ">")
+    } else {
+        T::DESCR.to_owned()
+    };
+    write_npy_raw(path, &descr, fortran, x.shape(), &bytes);
+}
+
+/// The `(N, D)` rows of any array, as [`rows_of`] makes them.
+pub fn int_rows_of<T: Copy>(x: &ArrayD<T>, fortran: bool) -> ndarray::Array2<T> {
+    let d = *x.shape().last().expect("ndim >= 1");
+    let n = x.len() / d;
+    if fortran {
+        let flat: Vec<T> = x.t().iter().copied().collect();
+        ndarray::Array2::from_shape_vec((n, d).f(), flat).expect("shape")
+    } else {
+        let flat: Vec<T> = x.iter().copied().collect();
+        ndarray::Array2::from_shape_vec((n, d), flat).expect("shape")
+    }
+}
+
 /// Deterministic data of `shape` with awkward values (offsets, thirds).
 pub fn data<F: Elem>(shape: &[usize], seed: u64) -> ArrayD<F> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
