@@ -864,6 +864,7 @@ mod params;
 mod persist;
 mod state;
 mod summary;
+mod version;
 
 pub use error::{CenteringError, Result};
 pub use estimator::Centering;
@@ -876,3 +877,4 @@ pub use params::{
 #[cfg(feature = "serde")]
 pub use persist::{AnyCentering, STATE_FORMAT_VERSION};
 pub use summary::BatchSummary;
+pub use version::VERSION;

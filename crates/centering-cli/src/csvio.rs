@@ -1,0 +1,150 @@
+//! CSV files with a header row, streamed as byte records: the chosen
+//! columns (by name, or all) parsed into a row-major `(rows, D)` buffer.
+//! Cells are trimmed; an empty cell is a missing value (NaN) — an error
+//! under NaN policy `reject`, naming its line and column, as is any cell
+//! that is not a number.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use centering::NanPolicy;
+use csv::ByteRecord;
+
+use crate::elem::Float;
+
+pub struct CsvReader {
+    reader: csv::Reader<File>,
+    path: PathBuf,
+    pub headers: ByteRecord,
+    /// The record index of each feature, in feature order.
+    pub columns: Vec<usize>,
+    /// The line of each row of the last batch read.
+    pub lines: Vec<u64>,
+    pub len: u64,
+}
+
+impl CsvReader {
+    pub fn open(path: &Path, names: &[String]) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        if len == 0 {
+            bail!("{} is empty: expected a CSV file with a header row", path.display());
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .trim(csv::Trim::All)
+            .from_reader(file);
+        let headers = reader
+            .byte_headers()
+            .with_context(|| format!("cannot read the header row of {}", path.display()))?
+            .clone();
+        let columns = if names.is_empty() {
+            (0..headers.len()).collect()
+        } else {
+            names
+                .iter()
+                .map(|name| {
+                    headers.iter().position(|h| h == name.as_bytes()).with_context(|| {
+                        let have: Vec<_> = headers
+                            .iter()
+                            .map(|h| String::from_utf8_lossy(h).into_owned())
+                            .collect();
+                        format!("{}: no column named {name:?} (the header has {have:?})", path.display())
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        if columns.is_empty() {
+            bail!("{}: the header row has no columns", path.display());
+        }
+        Ok(CsvReader {
+            reader,
+            path: path.to_path_buf(),
+            headers,
+            columns,
+            lines: Vec::new(),
+            len,
+        })
+    }
+
+    pub fn d(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn column_name(&self, j: usize) -> String {
+        let name = self.columns.get(j).and_then(|&c| self.headers.get(c)).unwrap_or(b"?");
+        String::from_utf8_lossy(name).into_owned()
+    }
+
+    /// Bytes read so far, for progress.
+    pub fn position(&self) -> u64 {
+        self.reader.position().byte()
+    }
+
+    /// Reads up to `max_rows` rows into `buf` (cleared first, row-major),
+    /// keeping each record in `records` when given (for transform). Returns
+    /// the rows read; 0 at the end of the file.
+    pub fn read_batch<F: Float>(
+        &mut self,
+        max_rows: usize,
+        policy: NanPolicy,
+        buf: &mut Vec<F>,
+        mut records: Option<&mut Vec<ByteRecord>>,
+    ) -> Result<usize> {
+        buf.clear();
+        self.lines.clear();
+        if let Some(r) = records.as_deref_mut() {
+            r.clear();
+        }
+        let mut record = ByteRecord::new();
+        let mut rows = 0;
+        while rows < max_rows {
+            let more = self
+                .reader
+                .read_byte_record(&mut record)
+                .with_context(|| format!("cannot read {}", self.path.display()))?;
+            if !more {
+                break;
+            }
+            let line = record.position().map_or(0, |p| p.line());
+            for (j, &c) in self.columns.iter().enumerate() {
+                let cell = record.get(c).unwrap_or(b"");
+                buf.push(self.parse(cell, line, j, policy)?);
+            }
+            self.lines.push(line);
+            if let Some(r) = records.as_deref_mut() {
+                r.push(record.clone());
+            }
+            rows += 1;
+        }
+        Ok(rows)
+    }
+
+    fn parse<F: Float>(&self, cell: &[u8], line: u64, j: usize, policy: NanPolicy) -> Result<F> {
+        if cell.is_empty() {
+            if policy == NanPolicy::Reject {
+                bail!(
+                    "{}: line {line}, column {:?}: empty cell (a missing value) under NaN policy reject; --nan-policy ignore skips missing values",
+                    self.path.display(),
+                    self.column_name(j)
+                );
+            }
+            return Ok(F::nan());
+        }
+        std::str::from_utf8(cell)
+            .ok()
+            .and_then(|s| s.parse::<F>().ok())
+            .with_context(|| {
+                format!(
+                    "{}: line {line}, column {:?}: {:?} is not a number",
+                    self.path.display(),
+                    self.column_name(j),
+                    String::from_utf8_lossy(cell)
+                )
+            })
+    }
+}

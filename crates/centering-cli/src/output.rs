@@ -1,0 +1,77 @@
+//! Outputs written atomically: to a temporary file in the target's
+//! directory, renamed over the target only once complete. On any error the
+//! temporary file is removed when dropped, so no partial output is left.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tempfile::NamedTempFile;
+
+/// An output being written: a temporary file beside its target.
+pub struct AtomicOutput {
+    tmp: NamedTempFile,
+    target: PathBuf,
+}
+
+impl AtomicOutput {
+    /// Creates the temporary file now, so that an unwritable target fails
+    /// before any long computation.
+    pub fn create(target: &Path) -> Result<Self> {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if target.is_dir() {
+            anyhow::bail!("cannot write output {}: it is a directory", target.display());
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".centering-")
+            .suffix(".part")
+            .tempfile_in(dir)
+            .with_context(|| {
+                format!(
+                    "cannot write output {} (creating a file in {})",
+                    target.display(),
+                    dir.display()
+                )
+            })?;
+        Ok(AtomicOutput {
+            tmp,
+            target: target.to_path_buf(),
+        })
+    }
+
+    pub fn file(&self) -> &std::fs::File {
+        self.tmp.as_file()
+    }
+
+    pub fn file_mut(&mut self) -> &mut std::fs::File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Flushes to disk and renames over the target.
+    pub fn commit(self) -> Result<()> {
+        let target = self.target;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write output {}", target.display()))?;
+        self.tmp.persist(&target).map_err(|e| e.error).with_context(|| {
+            format!(
+                "cannot write output {} (renaming the completed file into place)",
+                target.display()
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `target` atomically.
+pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = AtomicOutput::create(target)?;
+    out.file_mut()
+        .write_all(bytes)
+        .with_context(|| format!("cannot write output {}", target.display()))?;
+    out.commit()
+}
