@@ -28,8 +28,10 @@
 //!
 //! ## The moving mean and the core
 //!
-//! Each training step computes the batch mean on the device (one tensor
-//! reduction, which the output's gradient also flows through), reads those
+//! Each training step computes the batch mean on the device ([`batch_mean`]:
+//! a `1/n` row times the `(n, D)` activations, which the output's gradient
+//! also flows through; a matrix product runs at memory speed for any `D`
+//! where a reduction along a narrow axis does not), reads those
 //! `D` floats back and calls the core's `partial_fit` on them as a `1 × D`
 //! row (moving averages), or `partial_fit_weighted` with the batch's sample
 //! count as the weight (cumulative mode). So **after N steps the layer's
@@ -81,5 +83,5 @@ mod layer;
 mod state;
 
 pub use error::Error;
-pub use layer::{CenteringConfig, MeanCentering, Start};
+pub use layer::{CenteringConfig, MeanCentering, Start, batch_mean};
 pub use state::HostState;

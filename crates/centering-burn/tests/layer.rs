@@ -63,7 +63,7 @@ fn check_against_core(config: CenteringConfig, reference: CenteringParams) {
         let v = batch(n, d, k as u64);
         let x = tensor2(&v, n, d, &device);
         let _ = layer.forward(x.clone());
-        let m = floats(x.reshape([n, d]).mean_dim(0));
+        let m = floats(centering_burn::batch_mean(x.reshape([n, d])));
         let row = Array2::from_shape_vec((1, d), m).unwrap();
         if reference.check().unwrap().mode() == centering::Mode::Cumulative {
             core.partial_fit_weighted(&row, &ndarray::arr1(&[n as f32])).unwrap();
@@ -284,7 +284,7 @@ fn replicas_in_lock_step_average_as_the_core() {
         });
         for (r, shard) in shards.iter().enumerate() {
             let mut c = reference.clone();
-            let m = floats(tensor2(shard, 3 + r, 2, &device).mean_dim(0));
+            let m = floats(centering_burn::batch_mean(tensor2(shard, 3 + r, 2, &device)));
             c.partial_fit(&Array2::from_shape_vec((1, 2), m).unwrap()).unwrap();
             replicas.push(c);
         }
@@ -360,4 +360,34 @@ fn record_capacity_holds_the_longest_state() {
         let json = serde_json::to_vec(&layer.to_centering()).unwrap();
         assert!(json.len() <= 1024 + 320 * 4, "{} bytes", json.len());
     }
+}
+
+#[test]
+fn wider_activations_keep_an_f32_moving_mean() {
+    // f64 activations (the CPU backend has no f16): the output keeps the
+    // input's dtype, the statistic is taken in f32, the state is f32.
+    let device = train_device();
+    let layer = CenteringConfig::new(2).with_momentum(0.5).init(&device);
+    let data = TensorData::new(vec![1.0f64, 10.0, 4.0, 40.0], [2, 2]);
+    let x = Tensor::<2>::from_data(data, (&device, burn_core::tensor::DType::F64));
+    let y = layer.forward(x.clone());
+    assert_eq!(y.dtype(), burn_core::tensor::DType::F64);
+    assert_eq!(y.into_data().try_to_vec::<f64>().unwrap(), vec![-1.5, -15.0, 1.5, 15.0]);
+    let m = floats(centering_burn::batch_mean(x.cast(burn_core::tensor::FloatDType::F32)));
+    let mut core = CenteringParams::keras(0.5)
+        .start(EmaStart::Debiased)
+        .build::<f32>()
+        .unwrap();
+    core.partial_fit(&Array2::from_shape_vec((1, 2), m).unwrap()).unwrap();
+    assert_eq!(layer.to_centering(), core);
+    // Inference in f64 subtracts the f32 mean widened.
+    let infer = layer.valid();
+    let x = Tensor::<2>::from_data(
+        TensorData::new(vec![2.5f64, 25.0], [1, 2]),
+        (&Device::default(), burn_core::tensor::DType::F64),
+    );
+    assert_eq!(
+        infer.forward(x).into_data().try_to_vec::<f64>().unwrap(),
+        vec![0.0, 0.0]
+    );
 }
