@@ -26,14 +26,7 @@ pub struct CsvReader {
 
 impl CsvReader {
     pub fn open(path: &Path, names: &[String]) -> Result<Self> {
-        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let len = file
-            .metadata()
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .len();
-        if len == 0 {
-            bail!("{} is empty: expected a CSV file with a header row", path.display());
-        }
+        let (file, len) = crate::output::open_input(path, "a CSV file with a header row")?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .trim(csv::Trim::All)

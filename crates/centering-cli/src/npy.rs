@@ -39,14 +39,7 @@ pub struct NpyReader {
 
 impl NpyReader {
     pub fn open(path: &Path) -> Result<Self> {
-        let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let len = file
-            .metadata()
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .len();
-        if len == 0 {
-            bail!("{} is empty: expected a .npy file", path.display());
-        }
+        let (mut file, len) = crate::output::open_input(path, "a .npy file")?;
         let header = Header::from_reader(&mut file).with_context(|| {
             format!(
                 "{} is not a valid .npy file (its header cannot be read)",

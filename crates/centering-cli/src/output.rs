@@ -75,3 +75,17 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write output {}", target.display()))?;
     out.commit()
 }
+
+/// Opens an input file and its length, refusing an empty one with a message
+/// that says what was `expected` (the one place every reader opens files).
+pub fn open_input(path: &Path, expected: &str) -> Result<(std::fs::File, u64)> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let len = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if len == 0 {
+        anyhow::bail!("{} is empty: expected {expected}", path.display());
+    }
+    Ok((file, len))
+}

@@ -5,7 +5,6 @@
 //! interleaving copy (f32 columns widen into an f64 state with one copy),
 //! and nulls are missing values, as NaN is.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,14 +45,7 @@ fn dtype_of(t: &DataType) -> Option<Dtype> {
 /// Opens `path`, choosing the columns `names` (default: every Float32 and
 /// Float64 column); `project` decodes only those.
 pub fn open(path: &Path, names: &[String], batch: usize, project: bool) -> Result<ParquetInput> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let len = file
-        .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .len();
-    if len == 0 {
-        bail!("{} is empty: expected a Parquet file", path.display());
-    }
+    let (file, _) = crate::output::open_input(path, "a Parquet file")?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{} is not a valid Parquet file", path.display()))?;
     let schema = builder.schema().clone();
