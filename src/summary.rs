@@ -215,6 +215,70 @@ impl BatchSummary {
         })
     }
 
+    /// Summarises a batch given by its per-feature mean and its number of
+    /// samples — what a device computed (a training step's batch mean), or
+    /// a mean reported by another system — so that folding it counts
+    /// `count` samples: the cumulative mode weighs it by `count`, and a
+    /// moving average takes one step with `mean` itself.
+    ///
+    /// The sums are `mean·count`, exactly (a double-word product, rescaled
+    /// by a power of two if it would overflow), so the summary's own mean is
+    /// `mean` bit for bit. A `count` of zero is an empty batch (folding it is
+    /// a no-op). Under [`NanPolicy::Ignore`] a NaN mean marks a feature with
+    /// no observed value.
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::NoFeatures`] for an empty `mean`;
+    /// [`CenteringError::NonFinite`] for an infinity, or a NaN under
+    /// [`NanPolicy::Reject`], naming its index.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use centering::{BatchSummary, Centering, NanPolicy};
+    /// // Two batch means, of 3 and of 1 samples: the cumulative mean weighs them.
+    /// let mut c = Centering::<f32>::new();
+    /// c.partial_fit_summary(&BatchSummary::from_mean(&[2.0f32, 10.0], 3, NanPolicy::Reject)?)?;
+    /// c.partial_fit_summary(&BatchSummary::from_mean(&[6.0f32, 50.0], 1, NanPolicy::Reject)?)?;
+    /// assert_eq!(c.mean().unwrap(), ndarray::array![3.0, 20.0]);
+    /// assert_eq!(c.n_samples_seen(), 4);
+    /// # Ok::<(), centering::CenteringError>(())
+    /// ```
+    pub fn from_mean<F: Element>(mean: &[F], count: u64, nan_policy: NanPolicy) -> Result<Self> {
+        if mean.is_empty() {
+            return Err(CenteringError::NoFeatures);
+        }
+        if let Some((j, &m)) = mean
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.is_infinite() || (m.is_nan() && nan_policy == NanPolicy::Reject))
+        {
+            return Err(CenteringError::NonFinite {
+                index: vec![j],
+                value: m.to_f64().unwrap_or(f64::NAN),
+            });
+        }
+        let mut sums = Sums::zeros(mean.len());
+        if count > 0 {
+            for (j, &m) in mean.iter().enumerate() {
+                let m = m.to_f64().unwrap_or(f64::NAN);
+                if m.is_nan() {
+                    continue; // Ignore: nothing observed for this feature
+                }
+                let (sum, scale, weight) = crate::state::scaled_product(m, count);
+                sums.sum[j] = sum;
+                sums.scale[j] = scale;
+                sums.weight[j] = weight;
+            }
+        }
+        Ok(BatchSummary {
+            sums,
+            n_samples: count,
+            nan_policy,
+        })
+    }
+
     /// The number of features `D`.
     ///
     /// # Examples

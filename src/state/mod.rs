@@ -41,7 +41,7 @@ pub(crate) use dd::{Dd, ldexp, product_error, two_sum};
 pub(crate) use ema::Ema;
 #[cfg(feature = "serde")]
 pub(crate) use ema::{norm_reference, pow_u64};
-pub(crate) use sums::{SCALE_STEP, Sums};
+pub(crate) use sums::{SCALE_STEP, Sums, scaled_product};
 
 use crate::Element;
 use crate::error::{CenteringError, Result};

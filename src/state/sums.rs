@@ -2,7 +2,7 @@
 
 use num_traits::Float;
 
-use super::dd::{Dd, from_half, ldexp, round_pair, two_sum};
+use super::dd::{Dd, from_half, ldexp, product_error, round_pair, two_sum};
 
 /// The sums of one batch (or one leaf of a batch, or everything fitted),
 /// feature by feature: `Σ wᵢ·xᵢ = sum·2^scale` and `Σ wᵢ = weight` over the
@@ -114,6 +114,30 @@ impl Sums {
     pub(crate) fn weights(&self) -> Vec<f64> {
         self.weight.iter().map(Dd::value).collect()
     }
+}
+
+/// `m·count` as a double-word sum with its scale (a power of two taken
+/// out when the product would overflow) and `count` as a double-word
+/// weight: a batch of `count` samples whose mean is `m`. The product is
+/// exact for `count ≤ 2⁵³` (outside the subnormal range), so the quotient
+/// gives `m` back.
+pub(crate) fn scaled_product(m: f64, count: u64) -> (Dd<f64>, i32, Dd<f64>) {
+    let wh = count as f64;
+    // `count − wh` is below 2¹¹ in magnitude: exact in an f64.
+    let wl = (i128::from(count) - wh as i128) as f64;
+    let mut a = m;
+    let mut scale = 0;
+    while !(a * wh).is_finite() {
+        a = ldexp(a, -SCALE_STEP);
+        scale += SCALE_STEP;
+    }
+    let p = a * wh;
+    let sum = Dd {
+        hi: p,
+        lo: product_error(a, wh, p),
+    }
+    .add(Dd { hi: a * wl, lo: 0.0 });
+    (sum, scale, Dd { hi: wh, lo: wl })
 }
 
 /// `a·2^ka + b·2^kb` as a pair and a scale, rescaling further when the sum

@@ -8,7 +8,7 @@ use burn_core as burn;
 use burn_core::module::{Module, ModuleMapper, Param};
 use burn_core::tensor::{Device, Gradients, Tensor, TensorData};
 use burn_nn::{Linear, LinearConfig, Relu};
-use centering_burn::{CenteringConfig, MeanCentering};
+use centering_burn::{CenteringConfig, Error, MeanCentering};
 
 const D: usize = 4;
 const BATCH: usize = 64;
@@ -23,21 +23,25 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(centered: bool, device: &Device) -> Self {
-        Mlp {
-            center: centered.then(|| CenteringConfig::new(D).with_momentum(0.9).init(device)),
+    fn new(centered: bool, device: &Device) -> Result<Self, Error> {
+        let center = match centered {
+            true => Some(CenteringConfig::new(D).with_momentum(0.9).init(device)?),
+            false => None,
+        };
+        Ok(Mlp {
+            center,
             hidden: LinearConfig::new(D, 16).init(device),
             out: LinearConfig::new(16, 1).init(device),
             relu: Relu::new(),
-        }
+        })
     }
 
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+    fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, Error> {
         let x = match &self.center {
-            Some(c) => c.forward(x),
+            Some(c) => c.forward(x)?,
             None => x,
         };
-        self.out.forward(self.relu.forward(self.hidden.forward(x)))
+        Ok(self.out.forward(self.relu.forward(self.hidden.forward(x))))
     }
 }
 
@@ -98,12 +102,12 @@ fn scalar(t: Tensor<1>) -> f32 {
 
 /// Trains from the same initial weights; returns the loss every 25 steps
 /// and the held-out loss at inference.
-fn run(centered: bool, lr: f64, device: &Device) -> (Vec<f32>, f32, Mlp) {
-    let mut model = Mlp::new(centered, device);
+fn run(centered: bool, lr: f64, device: &Device) -> Result<(Vec<f32>, f32, Mlp), Error> {
+    let mut model = Mlp::new(centered, device)?;
     let mut curve = Vec::new();
     for step in 0..STEPS {
         let (x, y) = data(BATCH, step as u64 + 1, device);
-        let loss = mse(model.forward(x), y);
+        let loss = mse(model.forward(x)?, y);
         let grads = loss.backward();
         if step % 25 == 0 || step == STEPS - 1 {
             curve.push(scalar(loss));
@@ -112,11 +116,11 @@ fn run(centered: bool, lr: f64, device: &Device) -> (Vec<f32>, f32, Mlp) {
     }
     let infer = model.valid();
     let (x, y) = data(1024, 12345, &Device::default());
-    let test = scalar(mse(infer.forward(x), y));
-    (curve, test, model)
+    let test = scalar(mse(infer.forward(x)?, y));
+    Ok((curve, test, model))
 }
 
-fn main() {
+fn main() -> Result<(), Error> {
     let device = Device::default().autodiff();
     // One seed for every model's initial weights.
     let runs = [
@@ -127,7 +131,7 @@ fn main() {
     println!("training loss (MSE) every 25 steps, {STEPS} steps of {BATCH} samples; features offset by 1000·(j+1)");
     for (name, centered, lr) in runs {
         device.seed(7);
-        let (curve, test, model) = run(centered, lr, &device);
+        let (curve, test, model) = run(centered, lr, &device)?;
         let shown: Vec<String> = curve.iter().map(|l| format!("{l:.3e}")).collect();
         println!("{name} {}", shown.join(" "));
         println!("{:30} held-out loss at inference: {test:.3e}", "");
@@ -141,4 +145,5 @@ fn main() {
             );
         }
     }
+    Ok(())
 }

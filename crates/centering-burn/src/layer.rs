@@ -85,11 +85,16 @@ impl CenteringConfig {
 
     /// A new layer on `device`, having learned nothing.
     ///
+    /// Unlike burn's own `init`s this returns a `Result`: the configuration's
+    /// fields are public, so a momentum outside `[0, 1]` or no features can
+    /// reach it, and a layer must not start from a silently replaced
+    /// configuration (nor panic).
+    ///
     /// # Errors
     ///
     /// [`Error::NoFeatures`] for `num_features = 0`, [`Error::Centering`] for
     /// a momentum outside `[0, 1]`.
-    pub fn try_init(&self, device: &burn::tensor::Device) -> Result<MeanCentering, Error> {
+    pub fn init(&self, device: &burn::tensor::Device) -> Result<MeanCentering, Error> {
         if self.num_features == 0 {
             return Err(Error::NoFeatures);
         }
@@ -97,20 +102,6 @@ impl CenteringConfig {
         Ok(MeanCentering {
             training: Param::from_bool(true),
             state: HostState::new(state, self.num_features, device),
-        })
-    }
-
-    /// A new layer on `device`, having learned nothing. An invalid
-    /// configuration (no features, a momentum outside `[0, 1]`) gives a
-    /// layer with one feature and the default parameters, as no burn
-    /// `init` can fail: use [`try_init`](Self::try_init) to see the error.
-    pub fn init(&self, device: &burn::tensor::Device) -> MeanCentering {
-        self.try_init(device).unwrap_or_else(|_| {
-            let state = Centering::<f32>::new();
-            MeanCentering {
-                training: Param::from_bool(true),
-                state: HostState::new(state, self.num_features.max(1), device),
-            }
         })
     }
 }
@@ -127,10 +118,11 @@ impl CenteringConfig {
 /// inference:  y = x − m
 /// ```
 ///
-/// `fold` is the core crate's `Centering<f32>::partial_fit` of the
-/// `1 × D` row `b` (moving averages) or of `b` weighted by the batch's
-/// sample count (cumulative mode), so after N steps the layer's moving
-/// mean is bit for bit that of a `Centering<f32>` fed the same batch means.
+/// `fold` is the core crate's `Centering<f32>::partial_fit_summary` of
+/// `BatchSummary::from_mean(b, n)` (`n` the batch's number of samples), so
+/// after N steps the layer's moving mean is bit for bit that of a
+/// `Centering<f32>` fed the same batch means and sizes; the cumulative mode
+/// weighs batches by their sizes, and every mode counts samples.
 /// The moving mean is kept in `f32` on the host whatever the activations'
 /// dtype; under mixed precision the batch mean is taken in `f32` too.
 ///
@@ -139,7 +131,7 @@ impl CenteringConfig {
 /// the channels last and back:
 ///
 /// ```text
-/// let y = layer.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2]);
+/// let y = layer.forward(x.permute([0, 2, 3, 1]))?.permute([0, 3, 1, 2]);
 /// ```
 #[derive(Module, Debug)]
 pub struct MeanCentering {
@@ -152,37 +144,19 @@ pub struct MeanCentering {
 impl MeanCentering {
     /// Centres `x` (features on the last axis). See [`MeanCentering`].
     ///
-    /// # Panics
-    ///
-    /// If the last axis is not `num_features` long, as burn's own layers
-    /// do; [`try_forward`](Self::try_forward) returns the error instead.
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let d = self.state.n_features();
-        burn::tensor::assert_shape!(x, [.., d]);
-        match self.try_forward(x) {
-            Ok(y) => y,
-            Err((_, x)) => x,
-        }
-    }
-
-    /// [`forward`](Self::forward), or the error and the input back.
+    /// Unlike burn's own layers, which panic on a wrong shape, this returns
+    /// the error (call it with `?`): no public function of the crate panics
+    /// on its input.
     ///
     /// # Errors
     ///
     /// [`Error::FeatureMismatch`] when the last axis is not `num_features`
-    /// long.
-    #[allow(clippy::result_large_err)]
-    pub fn try_forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>, (Error, Tensor<D>)> {
-        let dims = x.dims();
+    /// long, or `x` has rank 0.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>, Error> {
         let d = self.state.n_features();
-        if dims[D - 1] != d {
-            return Err((
-                Error::FeatureMismatch {
-                    expected: d,
-                    found: dims[D - 1],
-                },
-                x,
-            ));
+        let found = x.dims().last().copied().unwrap_or(0);
+        if found != d {
+            return Err(Error::FeatureMismatch { expected: d, found });
         }
         if x.device().is_autodiff() && self.training.is_enabled() {
             Ok(self.forward_train(x, d))

@@ -15,16 +15,25 @@
 //! use centering_burn::CenteringConfig;
 //!
 //! let device = Device::default().autodiff();
-//! let layer = CenteringConfig::new(2).with_momentum(0.9).init(&device);
+//! let layer = CenteringConfig::new(2).with_momentum(0.9).init(&device)?;
 //! let x = Tensor::<2>::from_floats([[1.0, 10.0], [3.0, 30.0]], &device);
-//! let y = layer.forward(x); // training: the batch's own mean
+//! let y = layer.forward(x)?; // training: the batch's own mean
 //! assert_eq!(y.into_data().try_to_vec::<f32>().unwrap(), vec![-1.0, -10.0, 1.0, 10.0]);
 //!
 //! let infer = layer.valid(); // inference: the moving mean (debiased: the one batch's mean)
 //! let x = Tensor::<2>::from_floats([[2.0, 20.0]], &Device::default());
-//! assert_eq!(infer.forward(x).into_data().try_to_vec::<f32>().unwrap(), vec![0.0, 0.0]);
+//! assert_eq!(infer.forward(x)?.into_data().try_to_vec::<f32>().unwrap(), vec![0.0, 0.0]);
 //! assert_eq!(layer.n_steps(), 1);
+//!
+//! // A wrong number of features is an error, not a panic.
+//! assert!(infer.forward(Tensor::<2>::zeros([1, 3], &Device::default())).is_err());
+//! # Ok::<(), centering_burn::Error>(())
 //! ```
+//!
+//! `init` and `forward` return a `Result` where burn's own layers return
+//! the module or tensor and panic on bad input: the configuration's fields
+//! are public and shapes are only known at run time, and no public function
+//! of this crate panics on its input.
 //!
 //! ## The moving mean and the core
 //!
@@ -32,10 +41,12 @@
 //! a `1/n` row times the `(n, D)` activations, which the output's gradient
 //! also flows through; a matrix product runs at memory speed for any `D`
 //! where a reduction along a narrow axis does not), reads those
-//! `D` floats back and calls the core's `partial_fit` on them as a `1 × D`
-//! row (moving averages), or `partial_fit_weighted` with the batch's sample
-//! count as the weight (cumulative mode). So **after N steps the layer's
-//! moving mean equals a `Centering<f32>`'s fed the same batch means, bit
+//! `D` floats back and folds them with the core's `partial_fit_summary`
+//! as a `BatchSummary::from_mean` of the batch's `n` samples (one
+//! moving-average step with that mean; the cumulative mode weighs it by
+//! `n`; every mode counts samples, as `n_samples_seen` reports). So **after
+//! N steps the layer's moving mean equals a `Centering<f32>`'s fed the same
+//! batch means and sizes, bit
 //! for bit**; what differs from fitting the core on the raw activations is
 //! only the device's rounding of each batch mean. The read-back is one
 //! small synchronisation per step (free on a CPU backend).

@@ -11,8 +11,7 @@ use burn_core::module::{
     Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor, Param, ParamId,
 };
 use burn_core::tensor::{DType, Device, Int, Tensor, TensorData};
-use centering::{Centering, Mode};
-use ndarray::Array2;
+use centering::{BatchSummary, Centering, Mode};
 
 /// One replica's step, not yet combined with the others'.
 #[derive(Debug, Clone)]
@@ -131,7 +130,9 @@ impl HostState {
         lock(&self.shared).skipped
     }
 
-    /// Folds one batch's mean (`n ≥ 1` samples) as this thread's step. A
+    /// Folds one batch's mean (`n ≥ 1` samples) as this thread's step: a
+    /// summary of `n` samples whose mean is `batch_mean` (so the cumulative
+    /// mode weighs batches by their sizes and counts samples, not steps). A
     /// thread that already has a step pending starts a new round: the
     /// previous one is combined first (lock step, as `RunningState`).
     pub(crate) fn step(&self, batch_mean: Vec<f32>, n: usize) {
@@ -140,18 +141,13 @@ impl HostState {
         if s.pending.contains_key(&me) {
             s.sync();
         }
-        let Ok(row) = Array2::from_shape_vec((1, self.d), batch_mean) else {
+        let nan_policy = s.committed.params().nan_policy();
+        let summary = BatchSummary::from_mean(&batch_mean, n as u64, nan_policy);
+        let Some(summary) = summary.ok().filter(|s| s.n_features() == self.d) else {
             s.skipped += 1;
             return;
         };
-        let weight = ndarray::arr1(&[n as f32]);
-        let fold = |c: &mut Centering<f32>| -> centering::Result<()> {
-            if c.params().mode() == Mode::Cumulative {
-                c.partial_fit_weighted(&row, &weight).map(|_| ())
-            } else {
-                c.partial_fit(&row).map(|_| ())
-            }
-        };
+        let fold = |c: &mut Centering<f32>| c.partial_fit_summary(&summary).map(|_| ());
         let mut stepped = s.committed.clone();
         let mut own = Centering::with_params(*s.committed.params());
         match fold(&mut stepped).and_then(|()| fold(&mut own)) {

@@ -4,8 +4,8 @@
 use burn_core as burn;
 use burn_core::module::Module;
 use burn_core::tensor::{Device, Tensor, TensorData};
-use centering::{AnyCentering, Centering, CenteringParams, EmaStart};
-use centering_burn::{CenteringConfig, MeanCentering, Start};
+use centering::{AnyCentering, BatchSummary, Centering, CenteringParams, EmaStart, NanPolicy};
+use centering_burn::{CenteringConfig, Error, MeanCentering, Start};
 use ndarray::Array2;
 
 fn train_device() -> Device {
@@ -35,10 +35,10 @@ fn tensor2(v: &[f32], n: usize, d: usize, device: &Device) -> Tensor<2> {
 #[test]
 fn training_output_and_gradient_by_hand() {
     let device = train_device();
-    let layer = CenteringConfig::new(2).init(&device);
+    let layer = CenteringConfig::new(2).init(&device).unwrap();
     // Rank 3: 2 × 2 samples, 2 features. Per-feature means 4 and −2.
     let x = Tensor::<3>::from_floats([[[1.0, 0.0], [3.0, -4.0]], [[5.0, -2.0], [7.0, -2.0]]], &device).require_grad();
-    let y = layer.forward(x.clone());
+    let y = layer.forward(x.clone()).unwrap();
     assert_eq!(floats(y.clone()), vec![-3.0, 2.0, -1.0, -2.0, 1.0, 0.0, 3.0, 0.0]);
 
     // L = Σ w·y: ∂L/∂x = w − mean(w) over the samples, per feature.
@@ -56,24 +56,25 @@ fn training_output_and_gradient_by_hand() {
 fn check_against_core(config: CenteringConfig, reference: CenteringParams) {
     let device = train_device();
     let d = 3;
-    let layer = config.init(&device);
+    let layer = config.init(&device).unwrap();
     let mut core = reference.build::<f32>().unwrap();
     let mut raw = reference.build::<f32>().unwrap();
     for (k, &n) in [5usize, 1, 8, 3, 13].iter().enumerate() {
         let v = batch(n, d, k as u64);
         let x = tensor2(&v, n, d, &device);
-        let _ = layer.forward(x.clone());
+        let _ = layer.forward(x.clone()).unwrap();
         let m = floats(centering_burn::batch_mean(x.reshape([n, d])));
-        let row = Array2::from_shape_vec((1, d), m).unwrap();
-        if reference.check().unwrap().mode() == centering::Mode::Cumulative {
-            core.partial_fit_weighted(&row, &ndarray::arr1(&[n as f32])).unwrap();
-        } else {
-            core.partial_fit(&row).unwrap();
-        }
+        let summary = BatchSummary::from_mean(&m, n as u64, NanPolicy::Reject).unwrap();
+        core.partial_fit_summary(&summary).unwrap();
         raw.partial_fit(&Array2::from_shape_vec((n, d), v).unwrap()).unwrap();
     }
     let got = layer.to_centering();
     assert_eq!(got, core, "bit for bit against the core fed the same batch means");
+    assert_eq!(
+        got.n_samples_seen(),
+        5 + 1 + 8 + 3 + 13,
+        "samples are counted, not steps"
+    );
     // And close to the core fitted on the raw samples (the device's
     // rounding of each batch mean is the only difference).
     for (a, b) in got.mean().unwrap().iter().zip(raw.mean().unwrap()) {
@@ -104,17 +105,22 @@ fn zero_start_is_keras_recurrence() {
     let layer = CenteringConfig::new(1)
         .with_momentum(0.5)
         .with_start(Start::Zero)
-        .init(&device);
-    let _ = layer.forward(Tensor::<2>::from_floats([[2.0], [6.0]], &device)); // b = 4
-    let _ = layer.forward(Tensor::<2>::from_floats([[8.0]], &device)); // b = 8
+        .init(&device)
+        .unwrap();
+    let _ = layer
+        .forward(Tensor::<2>::from_floats([[2.0], [6.0]], &device))
+        .unwrap(); // b = 4
+    let _ = layer.forward(Tensor::<2>::from_floats([[8.0]], &device)).unwrap(); // b = 8
     // m = 0.5·(0.5·0 + 0.5·4) + 0.5·8 = 5
     assert_eq!(layer.to_centering().mean().unwrap()[0], 5.0);
 }
 
 fn trained(device: &Device) -> MeanCentering {
-    let layer = CenteringConfig::new(3).with_momentum(0.8).init(device);
+    let layer = CenteringConfig::new(3).with_momentum(0.8).init(device).unwrap();
     for (k, n) in [4usize, 7, 2].into_iter().enumerate() {
-        let _ = layer.forward(tensor2(&batch(n, 3, k as u64 + 10), n, 3, device));
+        let _ = layer
+            .forward(tensor2(&batch(n, 3, k as u64 + 10), n, 3, device))
+            .unwrap();
     }
     layer
 }
@@ -127,8 +133,8 @@ fn valid_subtracts_the_moving_mean_and_never_updates() {
     let infer = layer.valid();
     let plain = Device::default();
     let x = tensor2(&batch(5, 3, 99), 5, 3, &plain);
-    let y1 = floats(infer.forward(x.clone()));
-    let y2 = floats(infer.forward(x.clone()));
+    let y1 = floats(infer.forward(x.clone()).unwrap());
+    let y2 = floats(infer.forward(x.clone()).unwrap());
     assert_eq!(y1, y2);
     let m = before.mean().unwrap().to_vec();
     let expected: Vec<f32> = floats(x).iter().enumerate().map(|(i, v)| v - m[i % 3]).collect();
@@ -136,7 +142,7 @@ fn valid_subtracts_the_moving_mean_and_never_updates() {
     assert_eq!(infer.to_centering(), before);
     assert_eq!(layer.to_centering(), before);
     // On a plain device even the training module does not update.
-    let _ = layer.forward(tensor2(&batch(2, 3, 5), 2, 3, &plain));
+    let _ = layer.forward(tensor2(&batch(2, 3, 5), 2, 3, &plain)).unwrap();
     assert_eq!(layer.to_centering(), before);
 }
 
@@ -146,14 +152,14 @@ fn frozen_layer_subtracts_the_moving_mean_and_never_updates() {
     let layer = trained(&device).freeze();
     let before = layer.to_centering();
     let x = tensor2(&batch(4, 3, 7), 4, 3, &device);
-    let y = floats(layer.forward(x.clone()));
+    let y = floats(layer.forward(x.clone()).unwrap());
     let m = before.mean().unwrap().to_vec();
     let expected: Vec<f32> = floats(x).iter().enumerate().map(|(i, v)| v - m[i % 3]).collect();
     assert_eq!(y, expected);
     assert_eq!(layer.to_centering(), before);
     // Unfrozen, it trains again.
     let layer = layer.unfreeze();
-    let _ = layer.forward(tensor2(&batch(4, 3, 8), 4, 3, &device));
+    let _ = layer.forward(tensor2(&batch(4, 3, 8), 4, 3, &device)).unwrap();
     assert_eq!(layer.n_steps(), before.n_batches() + 1);
 }
 
@@ -162,16 +168,16 @@ fn empty_batch_updates_nothing() {
     let device = train_device();
     let layer = trained(&device);
     let before = layer.to_centering();
-    let y = layer.forward(Tensor::<4>::zeros([0, 2, 2, 3], &device));
+    let y = layer.forward(Tensor::<4>::zeros([0, 2, 2, 3], &device)).unwrap();
     assert_eq!(y.dims(), [0, 2, 2, 3]);
     assert_eq!(layer.to_centering(), before);
 }
 
 #[test]
 fn untrained_layer_is_the_identity_at_inference() {
-    let layer = CenteringConfig::new(2).init(&Device::default());
+    let layer = CenteringConfig::new(2).init(&Device::default()).unwrap();
     let x = Tensor::<2>::from_floats([[1.0, 2.0]], &Device::default());
-    assert_eq!(floats(layer.forward(x)), vec![1.0, 2.0]);
+    assert_eq!(floats(layer.forward(x).unwrap()), vec![1.0, 2.0]);
 }
 
 #[test]
@@ -180,18 +186,18 @@ fn save_load_gives_identical_outputs() {
     let layer = trained(&device);
     let bytes = layer.clone().into_record().into_bytes().unwrap();
     let record = burn_core::store::ModuleRecord::from_bytes(bytes).unwrap();
-    let fresh = CenteringConfig::new(3).with_momentum(0.8).init(&device);
+    let fresh = CenteringConfig::new(3).with_momentum(0.8).init(&device).unwrap();
     let loaded = fresh.try_load_record(record).unwrap();
     assert_eq!(loaded.to_centering(), layer.to_centering());
     let x = tensor2(&batch(6, 3, 42), 6, 3, &Device::default());
     assert_eq!(
-        floats(loaded.valid().forward(x.clone())),
-        floats(layer.valid().forward(x))
+        floats(loaded.valid().forward(x.clone()).unwrap()),
+        floats(layer.valid().forward(x).unwrap())
     );
     // Training goes on identically from the loaded state.
     let next = tensor2(&batch(3, 3, 43), 3, 3, &device);
-    let _ = layer.forward(next.clone());
-    let _ = loaded.forward(next);
+    let _ = layer.forward(next.clone()).unwrap();
+    let _ = loaded.forward(next).unwrap();
     assert_eq!(loaded.to_centering(), layer.to_centering());
 }
 
@@ -205,16 +211,16 @@ fn save_load_through_a_file_in_a_model() {
     let device = train_device();
     let model = Model {
         center: trained(&device),
-        other: CenteringConfig::new(5).with_cumulative(true).init(&device),
+        other: CenteringConfig::new(5).with_cumulative(true).init(&device).unwrap(),
     };
-    let _ = model.other.forward(Tensor::<2>::ones([4, 5], &device));
+    let _ = model.other.forward(Tensor::<2>::ones([4, 5], &device)).unwrap();
     let dir = std::env::temp_dir().join(format!("centering-burn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.bpk");
     model.clone().save_file(&path).unwrap();
     let fresh = Model {
-        center: CenteringConfig::new(3).init(&device),
-        other: CenteringConfig::new(5).init(&device),
+        center: CenteringConfig::new(3).init(&device).unwrap(),
+        other: CenteringConfig::new(5).init(&device).unwrap(),
     };
     let loaded = fresh.try_load_file(&path).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -228,7 +234,7 @@ fn save_load_through_a_file_in_a_model() {
 fn a_record_of_another_width_is_refused() {
     let device = train_device();
     let record = trained(&device).into_record();
-    let wider = CenteringConfig::new(4).init(&device);
+    let wider = CenteringConfig::new(4).init(&device).unwrap();
     assert!(wider.try_load_record(record).is_err());
 }
 
@@ -237,13 +243,15 @@ fn state_round_trip_with_the_core() {
     let device = train_device();
     // A PyTorch BatchNorm's running mean initialises the layer ...
     let torch = Centering::<f32>::from_torch(&ndarray::array![0.5f32, -1.25, 3.0], 10, Some(0.1)).unwrap();
-    let layer = CenteringConfig::new(3).init(&device);
+    let layer = CenteringConfig::new(3).init(&device).unwrap();
     layer.load_centering(torch.clone()).unwrap();
     assert_eq!(layer.to_centering(), torch);
     let x = Tensor::<2>::from_floats([[1.5, -0.25, 3.0]], &Device::default());
-    assert_eq!(floats(layer.valid().forward(x)), vec![1.0, 1.0, 0.0]);
+    assert_eq!(floats(layer.valid().forward(x).unwrap()), vec![1.0, 1.0, 0.0]);
     // ... and keeps fitting as PyTorch would.
-    let _ = layer.forward(Tensor::<2>::from_floats([[1.5, -0.25, 3.0]], &device));
+    let _ = layer
+        .forward(Tensor::<2>::from_floats([[1.5, -0.25, 3.0]], &device))
+        .unwrap();
     let mut reference = torch.clone();
     reference.partial_fit(&ndarray::array![[1.5f32, -0.25, 3.0]]).unwrap();
     assert_eq!(layer.to_centering(), reference);
@@ -267,7 +275,7 @@ fn replicas_in_lock_step_average_as_the_core() {
     // Two worker threads on clones of one layer, as burn's multi-device
     // training runs them, each fed its own shard of every global batch.
     let device = train_device();
-    let layer = CenteringConfig::new(2).with_momentum(0.9).init(&device);
+    let layer = CenteringConfig::new(2).with_momentum(0.9).init(&device).unwrap();
     let params = CenteringParams::keras(0.9).start(EmaStart::Debiased);
     let mut reference = params.build::<f32>().unwrap();
     for step in 0..4u64 {
@@ -278,14 +286,15 @@ fn replicas_in_lock_step_average_as_the_core() {
                 let l = layer.clone();
                 let dev = device.clone();
                 s.spawn(move || {
-                    let _ = l.forward(tensor2(shard, 3 + r, 2, &dev));
+                    let _ = l.forward(tensor2(shard, 3 + r, 2, &dev)).unwrap();
                 });
             }
         });
         for (r, shard) in shards.iter().enumerate() {
             let mut c = reference.clone();
             let m = floats(centering_burn::batch_mean(tensor2(shard, 3 + r, 2, &device)));
-            c.partial_fit(&Array2::from_shape_vec((1, 2), m).unwrap()).unwrap();
+            c.partial_fit_summary(&BatchSummary::from_mean(&m, 3 + r as u64, NanPolicy::Reject).unwrap())
+                .unwrap();
             replicas.push(c);
         }
         reference = Centering::average(&replicas).unwrap();
@@ -297,13 +306,15 @@ fn replicas_in_lock_step_average_as_the_core() {
 #[test]
 fn cumulative_replicas_merge_by_counts() {
     let device = train_device();
-    let layer = CenteringConfig::new(1).with_cumulative(true).init(&device);
+    let layer = CenteringConfig::new(1).with_cumulative(true).init(&device).unwrap();
     std::thread::scope(|s| {
         for (n, v) in [(1usize, 10.0f32), (3, 2.0)] {
             let l = layer.clone();
             let dev = device.clone();
             s.spawn(move || {
-                let _ = l.forward(Tensor::<2>::from_data(TensorData::new(vec![v; n], [n, 1]), &dev));
+                let _ = l
+                    .forward(Tensor::<2>::from_data(TensorData::new(vec![v; n], [n, 1]), &dev))
+                    .unwrap();
             });
         }
     });
@@ -314,10 +325,10 @@ fn cumulative_replicas_merge_by_counts() {
 #[test]
 fn channels_first_recipe() {
     let device = train_device();
-    let layer = CenteringConfig::new(2).init(&device);
+    let layer = CenteringConfig::new(2).init(&device).unwrap();
     // NCHW: 1 image, 2 channels of 2 × 1 pixels: channel means 2 and 20.
     let x = Tensor::<4>::from_floats([[[[1.0], [3.0]], [[10.0], [30.0]]]], &device);
-    let y = layer.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2]);
+    let y = layer.forward(x.permute([0, 2, 3, 1])).unwrap().permute([0, 3, 1, 2]);
     assert_eq!(y.dims(), [1, 2, 2, 1]);
     assert_eq!(floats(y), vec![-1.0, 1.0, -10.0, 10.0]);
     assert_eq!(layer.to_centering().mean().unwrap().to_vec(), vec![2.0, 20.0]);
@@ -328,17 +339,33 @@ fn a_diverged_batch_is_skipped() {
     let device = train_device();
     let layer = trained(&device);
     let before = layer.to_centering();
-    let _ = layer.forward(Tensor::<2>::from_floats([[f32::NAN, 0.0, 0.0]], &device));
+    let _ = layer
+        .forward(Tensor::<2>::from_floats([[f32::NAN, 0.0, 0.0]], &device))
+        .unwrap();
     assert_eq!(layer.to_centering(), before);
     assert_eq!(layer.skipped_updates(), 1);
 }
 
 #[test]
+fn a_wrong_feature_count_is_an_error_and_learns_nothing() {
+    for device in [train_device(), Device::default()] {
+        let layer = CenteringConfig::new(3).init(&device).unwrap();
+        let err = layer.forward(Tensor::<2>::ones([4, 2], &device)).unwrap_err();
+        assert_eq!(err, Error::FeatureMismatch { expected: 3, found: 2 });
+        let err = layer.forward(Tensor::<4>::ones([2, 2, 2, 5], &device)).unwrap_err();
+        assert_eq!(err, Error::FeatureMismatch { expected: 3, found: 5 });
+        assert_eq!(layer.n_steps(), 0);
+        let fresh = CenteringConfig::new(3).init(&device).unwrap();
+        assert_eq!(layer.to_centering(), fresh.to_centering());
+    }
+}
+
+#[test]
 fn invalid_configurations_are_errors() {
     let device = Device::default();
-    assert!(CenteringConfig::new(0).try_init(&device).is_err());
-    assert!(CenteringConfig::new(2).with_momentum(1.5).try_init(&device).is_err());
-    assert!(CenteringConfig::new(2).try_init(&device).is_ok());
+    assert!(CenteringConfig::new(0).init(&device).is_err());
+    assert!(CenteringConfig::new(2).with_momentum(1.5).init(&device).is_err());
+    assert!(CenteringConfig::new(2).init(&device).is_ok());
 }
 
 #[test]
@@ -352,10 +379,10 @@ fn record_capacity_holds_the_longest_state() {
         CenteringConfig::new(4).with_cumulative(true),
         CenteringConfig::torch(4, 0.0987654321),
     ] {
-        let layer = config.init(&device);
+        let layer = config.init(&device).unwrap();
         for k in 0..5 {
             let v: Vec<f32> = (0..12).map(|i| -1.2345678e-38 * (i + k + 1) as f32 - 3.4e37).collect();
-            let _ = layer.forward(tensor2(&v, 3, 4, &device));
+            let _ = layer.forward(tensor2(&v, 3, 4, &device)).unwrap();
         }
         let json = serde_json::to_vec(&layer.to_centering()).unwrap();
         assert!(json.len() <= 1024 + 320 * 4, "{} bytes", json.len());
@@ -367,10 +394,10 @@ fn wider_activations_keep_an_f32_moving_mean() {
     // f64 activations (the CPU backend has no f16): the output keeps the
     // input's dtype, the statistic is taken in f32, the state is f32.
     let device = train_device();
-    let layer = CenteringConfig::new(2).with_momentum(0.5).init(&device);
+    let layer = CenteringConfig::new(2).with_momentum(0.5).init(&device).unwrap();
     let data = TensorData::new(vec![1.0f64, 10.0, 4.0, 40.0], [2, 2]);
     let x = Tensor::<2>::from_data(data, (&device, burn_core::tensor::DType::F64));
-    let y = layer.forward(x.clone());
+    let y = layer.forward(x.clone()).unwrap();
     assert_eq!(y.dtype(), burn_core::tensor::DType::F64);
     assert_eq!(y.into_data().try_to_vec::<f64>().unwrap(), vec![-1.5, -15.0, 1.5, 15.0]);
     let m = floats(centering_burn::batch_mean(x.cast(burn_core::tensor::FloatDType::F32)));
@@ -378,7 +405,8 @@ fn wider_activations_keep_an_f32_moving_mean() {
         .start(EmaStart::Debiased)
         .build::<f32>()
         .unwrap();
-    core.partial_fit(&Array2::from_shape_vec((1, 2), m).unwrap()).unwrap();
+    core.partial_fit_summary(&BatchSummary::from_mean(&m, 2, NanPolicy::Reject).unwrap())
+        .unwrap();
     assert_eq!(layer.to_centering(), core);
     // Inference in f64 subtracts the f32 mean widened.
     let infer = layer.valid();
@@ -387,7 +415,7 @@ fn wider_activations_keep_an_f32_moving_mean() {
         (&Device::default(), burn_core::tensor::DType::F64),
     );
     assert_eq!(
-        infer.forward(x).into_data().try_to_vec::<f64>().unwrap(),
+        infer.forward(x).unwrap().into_data().try_to_vec::<f64>().unwrap(),
         vec![0.0, 0.0]
     );
 }

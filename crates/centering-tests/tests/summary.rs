@@ -231,3 +231,63 @@ fn overflowing_columns_rescale_like_the_array() {
     assert_eq!(s, BatchSummary::from_array(&with_nan, NanPolicy::Ignore).unwrap());
     assert!(s.mean::<f64>().iter().all(|m| m.is_finite()));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A batch given by its mean and size folds as that many copies of
+    /// the mean's row (a broadcast view): the same mean in every mode, and
+    /// the same sample count.
+    #[test]
+    fn a_mean_and_a_count_fold_like_that_many_rows(
+        means in prop::collection::vec(prop::collection::vec(
+            prop_oneof![-1e6f64..1e6, Just(f64::MAX), Just(-f64::MAX), Just(1e-300)], 2), 1..5),
+        counts in prop::collection::vec(1u64..50, 5),
+    ) {
+        for p in params_all() {
+            let mut from_means = p.build::<f64>().unwrap();
+            let mut from_rows = p.build::<f64>().unwrap();
+            for (m, &n) in means.iter().zip(&counts) {
+                let s = BatchSummary::from_mean(m, n, NanPolicy::Reject).unwrap();
+                prop_assert_eq!(s.mean::<f64>().to_vec(), m.clone(), "the summary's own mean");
+                from_means.partial_fit_summary(&s).unwrap();
+                let row = ndarray::Array1::from(m.clone());
+                from_rows.partial_fit(&row.broadcast((n as usize, 2)).unwrap()).unwrap();
+            }
+            prop_assert_eq!(bits_of(&from_means), bits_of(&from_rows), "{:?}", p);
+            prop_assert_eq!(from_means.n_samples_seen(), from_rows.n_samples_seen());
+        }
+    }
+}
+
+#[test]
+fn a_mean_and_a_count_check_their_values() {
+    let nan = BatchSummary::from_mean(&[1.0f32, f32::NAN], 4, NanPolicy::Reject).unwrap_err();
+    assert!(
+        matches!(nan, CenteringError::NonFinite { ref index, .. } if index == &[1]),
+        "{nan:?}"
+    );
+    let inf = BatchSummary::from_mean(&[f64::INFINITY], 4, NanPolicy::Ignore).unwrap_err();
+    assert!(
+        matches!(inf, CenteringError::NonFinite { ref index, .. } if index == &[0]),
+        "{inf:?}"
+    );
+    assert_eq!(
+        BatchSummary::from_mean::<f64>(&[], 4, NanPolicy::Reject),
+        Err(CenteringError::NoFeatures)
+    );
+
+    // Under Ignore a NaN is a feature with nothing observed.
+    let s = BatchSummary::from_mean(&[3.0f64, f64::NAN], 4, NanPolicy::Ignore).unwrap();
+    assert_eq!(s.counts(), array![4.0, 0.0]);
+    // A count of zero is an empty batch: folding it changes nothing.
+    let empty = BatchSummary::from_mean(&[3.0f64], 0, NanPolicy::Reject).unwrap();
+    assert!(empty.is_empty());
+    let mut c = Centering::<f64>::new();
+    c.partial_fit_summary(&empty).unwrap();
+    assert_eq!(c, Centering::new());
+    // Counts beyond 2⁵³ are kept exactly in the weight.
+    let big = BatchSummary::from_mean(&[1.0f64], (1 << 60) + 1, NanPolicy::Reject).unwrap();
+    assert_eq!(big.n_samples(), (1 << 60) + 1);
+    assert_eq!(big.mean::<f64>()[0], 1.0);
+}
