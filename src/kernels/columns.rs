@@ -165,7 +165,7 @@ fn sum_slices<F: Element>(columns: &[&[F]], f0: usize, f1: usize) -> Vec<Dd<f64>
         return a;
     }
     (f0..f1)
-        .map(|f| sum_rows(ArrayView1::from(columns[f]).into_dyn(), 1)[0])
+        .map(|f| sum_rows::<F, super::contiguous::RowAcc<F>>(ArrayView1::from(columns[f]).into_dyn(), 1)[0])
         .collect()
 }
 

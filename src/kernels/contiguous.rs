@@ -60,7 +60,7 @@ fn cast<F: 'static, T: 'static>(x: &[F]) -> Option<&[T]> {
 
 /// Mutable twin of [`cast`].
 #[inline(always)]
-fn cast_mut<F: 'static, T: 'static>(x: &mut [F]) -> Option<&mut [T]> {
+pub(crate) fn cast_mut<F: 'static, T: 'static>(x: &mut [F]) -> Option<&mut [T]> {
     if TypeId::of::<F>() == TypeId::of::<T>() {
         // SAFETY: as in `cast`; the exclusive borrow is moved, not duplicated.
         Some(unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<T>(), x.len()) })

@@ -39,6 +39,7 @@
 //! | `reduce.rs` | a batch → its per-feature sums, on the plan |
 //! | `apply.rs` | `x ∓ mean` into fresh or given buffers, or in place |
 //! | `contiguous.rs` | the runtime-dispatched SIMD loops (sum lanes, apply patterns) |
+//! | `narrow.rs` | inputs narrower than the sums: integer lanes, half-precision widening |
 //! | `general.rs` | the always-correct per-sample paths: strides, weights, missing values, rescaled re-sums |
 //! | `columns.rs` | columnar sources (one slice per feature, validity bitmaps), bit-identical to the array paths |
 //! | `alloc.rs` | fallible, zeroed, huge-page output buffers |
@@ -49,7 +50,7 @@
 //! W3: 8192×16384 f64; W7: W1 fed as 4096-row chunks).
 
 // The two modules that need `unsafe`: runtime CPU-feature dispatch and
-// same-type slice casts (contiguous), huge-page advice (alloc).
+// same-type slice casts (contiguous, narrow), huge-page advice (alloc).
 #[allow(unsafe_code)]
 pub(crate) mod alloc;
 mod apply;
@@ -58,6 +59,8 @@ pub(crate) mod columns;
 pub(crate) mod contiguous;
 pub(crate) mod general;
 pub(crate) mod layout;
+#[allow(unsafe_code)]
+mod narrow;
 mod reduce;
 mod tree;
 

@@ -6,9 +6,12 @@ use ndarray::{ArrayViewD, Axis};
 use super::contiguous::{self, RowAcc};
 use super::general;
 use super::layout::{self, Plan, plan};
+#[cfg(feature = "half")]
+use super::narrow::HalfAcc;
+use super::narrow::{IntAcc, IntLane, Lanes};
 use super::tree::{LEAF, PARALLEL_MIN, Rows, join, tree};
 use crate::error::{CenteringError, Result};
-use crate::input::__private::Batch;
+use crate::input::__private::{Batch, IntBatch};
 use crate::state::{Dd, Sums};
 use crate::{Element, Input, NanPolicy};
 
@@ -19,10 +22,11 @@ pub(super) fn merge_dd(mut a: Vec<Dd<f64>>, b: Vec<Dd<f64>>) -> Vec<Dd<f64>> {
     a
 }
 
-/// Sums of a `Rows` view: lanes of whole rows of `d` features.
-pub(super) fn sum_rows<F: Element>(v: ArrayViewD<'_, F>, d: usize) -> Vec<Dd<f64>> {
-    let leaf = |Rows { view: v, .. }: Rows<'_, F>| {
-        let mut acc = RowAcc::new(d);
+/// Sums of a `Rows` view: lanes of whole rows of `d` features, each leaf
+/// accumulated by an `A`.
+pub(super) fn sum_rows<T: Sync + Clone, A: Lanes<T>>(v: ArrayViewD<'_, T>, d: usize) -> Vec<Dd<f64>> {
+    let leaf = |Rows { view: v, .. }: Rows<'_, T>| {
+        let mut acc = A::new(d);
         let last = v.ndim() - 1;
         for lane in v.lanes(Axis(last)) {
             // `Plan::Rows` lanes are contiguous by construction; a lane that
@@ -53,37 +57,83 @@ pub(super) fn leaf_len(d: usize) -> usize {
 /// pool first, so a call from outside the pool hands work over once rather
 /// than once per feature; each feature is summed by the same [`sum_rows`]
 /// tree whoever runs it, so the result does not depend on the split.
-pub(super) fn sum_columns<F: Element>(view: &ArrayViewD<'_, F>, f0: usize, f1: usize) -> Vec<Dd<f64>> {
+pub(super) fn sum_columns<T: Sync + Clone, A: Lanes<T>>(
+    view: &ArrayViewD<'_, T>,
+    f0: usize,
+    f1: usize,
+) -> Vec<Dd<f64>> {
     let per_feature = view.len() / view.len_of(Axis(0));
     let size = (f1 - f0) * per_feature;
     if f1 - f0 > 1 && size >= PARALLEL_MIN {
         let mid = f0 + (f1 - f0) / 2;
-        let (mut a, b) = join(size, || sum_columns(view, f0, mid), || sum_columns(view, mid, f1));
+        let (mut a, b) = join(
+            size,
+            || sum_columns::<T, A>(view, f0, mid),
+            || sum_columns::<T, A>(view, mid, f1),
+        );
         a.extend(b);
         return a;
     }
-    (f0..f1).map(|f| sum_rows(view.index_axis(Axis(0), f), 1)[0]).collect()
+    (f0..f1)
+        .map(|f| sum_rows::<T, A>(view.index_axis(Axis(0), f), 1)[0])
+        .collect()
+}
+
+/// The unweighted sums of a batch by the lanes `A` on the fast plans (rows
+/// or columns), by `strided` on the plan's view otherwise (`None`: no fast
+/// path for this batch).
+fn lane_sums<'a, T: Sync + Clone, A: Lanes<T>>(
+    x: &ArrayViewD<'a, T>,
+    strided: impl FnOnce(ArrayViewD<'a, T>) -> Option<Vec<Dd<f64>>>,
+) -> Option<Vec<Dd<f64>>> {
+    let d = x.len_of(Axis(x.ndim() - 1));
+    let planned = plan(x.clone());
+    let mut sums = match planned.plan {
+        Plan::Rows { view, d } => sum_rows::<T, A>(view, d),
+        Plan::Columns(view) => sum_columns::<T, A>(&view, 0, d),
+        Plan::Strided(view) => strided(view)?,
+    };
+    if planned.reversed {
+        sums.reverse();
+    }
+    Some(sums)
 }
 
 /// The unweighted sums of a batch under `Reject`, by the fast kernels. A sum
 /// comes back non-finite iff an input is non-finite or the sum overflowed.
 pub(super) fn fast_sums<F: Element>(x: &ArrayViewD<'_, F>) -> Vec<Dd<f64>> {
-    let d = x.len_of(Axis(x.ndim() - 1));
-    let planned = plan(x.view());
-    let mut sums = match planned.plan {
-        Plan::Rows { view, d } => sum_rows(view, d),
-        Plan::Columns(view) => sum_columns(&view, 0, d),
-        Plan::Strided(view) => {
-            let leaf = |(v, _): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| {
-                general::sum_lanes::<F, F>(&v, None, NanPolicy::Reject, &[]).sum
-            };
-            tree((view, None), LEAF, &leaf, &merge_dd)
-        }
+    let strided = |view: ArrayViewD<'_, F>| {
+        let leaf = |(v, _): (ArrayViewD<'_, F>, Option<ArrayViewD<'_, F>>)| {
+            general::sum_lanes::<F, F>(&v, None, NanPolicy::Reject, &[]).sum
+        };
+        Some(tree((view, None), LEAF, &leaf, &merge_dd))
     };
-    if planned.reversed {
-        sums.reverse();
+    lane_sums::<F, RowAcc<F>>(x, strided).unwrap_or_default()
+}
+
+/// The sums of an integer batch without weights: exact, by integer lanes on
+/// the fast layouts, by [`int_sums`] on the others.
+fn int_batch_sums(x: &IntBatch<'_>) -> Sums {
+    fn exact<T: Input + IntLane>(x: &ArrayViewD<'_, T>) -> Sums {
+        let d = x.len_of(Axis(x.ndim() - 1));
+        let n = x.len() / d;
+        match lane_sums::<T, IntAcc<T>>(x, |_| None) {
+            Some(sum) => Sums {
+                sum,
+                scale: vec![0; d],
+                weight: vec![Dd { hi: n as f64, lo: 0.0 }; d],
+            },
+            None => int_sums(x),
+        }
     }
-    sums
+    match x {
+        IntBatch::U8(v) => exact(v),
+        IntBatch::I8(v) => exact(v),
+        IntBatch::U16(v) => exact(v),
+        IntBatch::I16(v) => exact(v),
+        IntBatch::U32(v) => exact(v),
+        IntBatch::I32(v) => exact(v),
+    }
 }
 
 /// The per-feature sums of a batch of `n ≥ 1` samples.
@@ -119,14 +169,20 @@ pub(super) fn reduce_distinct<T: Input, W: Input>(
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let n = x.len() / d;
-    if w.is_none() && matches!(T::batch(x.view()), Batch::Int(_)) {
+    if w.is_none()
+        && let Batch::Int(ints) = T::batch(x.view())
+    {
         // Integers: no NaN, no infinity, no overflow; exact either way.
-        return check_weights(int_sums(x));
+        return check_weights(int_batch_sums(&ints));
     }
     let fast = if w.is_none() && policy == NanPolicy::Reject {
         match T::batch(x.view()) {
             Batch::F32(v) => Some(fast_sums(&v)),
             Batch::F64(v) => Some(fast_sums(&v)),
+            #[cfg(feature = "half")]
+            Batch::F16(v) => lane_sums::<_, HalfAcc>(&v, |_| None),
+            #[cfg(feature = "half")]
+            Batch::Bf16(v) => lane_sums::<_, HalfAcc>(&v, |_| None),
             _ => None,
         }
     } else {

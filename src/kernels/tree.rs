@@ -236,11 +236,11 @@ pub(super) fn for_chunks<F: Element>(x: &[F], o: &mut [F], chunk: usize, f: &(im
 }
 
 /// Calls `f(start, x_chunk, o_chunk)` on fixed chunks, in parallel when large.
-pub(super) fn for_chunks_at<F: Element>(
-    x: &[F],
+pub(super) fn for_chunks_at<T: Sync, F: Send>(
+    x: &[T],
     o: &mut [F],
     chunk: usize,
-    f: &(impl Fn(usize, &[F], &mut [F]) + Sync),
+    f: &(impl Fn(usize, &[T], &mut [F]) + Sync),
 ) {
     #[cfg(feature = "rayon")]
     if x.len() >= PARALLEL_MIN {

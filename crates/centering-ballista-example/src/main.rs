@@ -2,11 +2,14 @@
 //! this process on localhost, fitting Parquet files, next to the same fit
 //! done in-process by the library.
 //!
-//! The functions are registered in the `SessionState` that the standalone
-//! cluster is built from: the scheduler and the executor decode the plan
-//! against that state's function registry (registering them on the
-//! returned context afterwards is too late — the executor cannot find
-//! `center_fit` when it decodes the plan).
+//! The functions are registered twice. In the `SessionState` that the
+//! standalone cluster is built from: the scheduler and the executor decode
+//! the plan against that state's function registry (registering them on
+//! the returned context only is too late — the executor cannot find
+//! `center_fit` when it decodes the plan). And on the returned context:
+//! Ballista 55's `upgrade_for_ballista` rebuilds the client's state with
+//! Ballista's own function lists, dropping ours, so the client's SQL
+//! planner would not know `center_fit` either ("Invalid function").
 
 use std::sync::Arc;
 
@@ -64,6 +67,7 @@ async fn main() -> Result<()> {
         .build();
     centering_datafusion::register_in(&mut state)?;
     let ctx = SessionContext::standalone_with_state(state).await?;
+    centering_datafusion::register(&ctx); // the client's planner (see the module docs)
     ctx.register_parquet("t", dir.to_str().unwrap_or("."), ParquetReadOptions::default()).await?;
 
     let sql = "SELECT center_fit(x0, x1, x2, x3) AS fit FROM t";

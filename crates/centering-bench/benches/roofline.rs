@@ -1,4 +1,4 @@
-//! The roofline: the crate's throughput on the workloads W1–W8 of
+//! The roofline: the crate's throughput on the workloads W1–W9 and W12 of
 //! `WORKLOADS.md`, each as a ratio to what this machine can stream with
 //! nothing else to do (the *limit*), measured in the same process, next to
 //! ndarray's own baseline.
@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench -p centering-bench --bench roofline                          # full sizes (1 GiB inputs), 5–10 minutes
 //! CENTERING_BENCH_QUICK=1 cargo bench -p centering-bench --bench roofline  # sizes ÷ 64, fewer rounds: a smoke check
+//! CENTERING_BENCH_ONLY=W9,W12 cargo bench -p centering-bench --bench roofline  # just these workloads
 //! ```
 //!
 //! Prints a Markdown table and writes the rows as a JSON list to
@@ -19,6 +20,16 @@
 //! | `transform` | `transform` (new array) | copy into fresh memory | `&x - &mean` |
 //! | `transform_into` | `transform_into` a written buffer | copy into written memory | `Zip` of `out`, `x`, `mean` |
 //! | `inplace` | `transform_inplace` | update `x[i] −= c` | `x -= &mean` |
+//!
+//! W9 (`u8` images) and W12 (`f16` images) fit a `Centering<f32>` on inputs
+//! narrower than the mean and transform them into `f32`. Their limit is, as
+//! WORKLOADS.md says, the time the limit loops need for the same bytes:
+//! `fit` ↔ reading a buffer of the input's byte size; `transform` ↔ that
+//! read plus writing the `f32` output (a fill of fresh memory: plain loop or
+//! `memset`, ordinary or huge pages, the fastest), `transform_into` ↔ the
+//! read plus a fill of the written buffer. Their ndarray baseline is what a
+//! user writes without the crate: `mapv` to `f32`, then `mean_axis` or
+//! `&x - &mean`. No `inplace` row: the output type differs.
 //!
 //! W7's `fit` is W1 fed to `partial_fit` in 4,096-row chunks (ndarray: a
 //! `mean_axis` per chunk, folded into a running mean), measured in the same
@@ -101,25 +112,49 @@ fn main() {
     let s = cfg.scale;
     let mut rows = Vec::new();
 
+    let want = |id: &str| cfg.only.as_ref().is_none_or(|only| only.iter().any(|o| o == id));
     // W1, and W7 (the same array, fed in chunks) measured alongside its fit.
-    let w1 = random::<f64, _>(Ix2(2_097_152 / s, 64), false, 1);
-    rows.extend(workload(&cfg, "W1", w1, Some(("W7", 4096))));
-    let w2 = random::<f32, _>(Ix2(33_554_432 / s, 8), false, 2);
-    rows.extend(workload(&cfg, "W2", w2, None));
-    let w3 = random::<f64, _>(Ix2(8192 / s, 16_384), false, 3);
-    rows.extend(workload(&cfg, "W3", w3, None));
-    let w4 = random::<f32, _>(Ix4(4096 / s, 128, 128, 3), false, 4);
-    rows.extend(workload(&cfg, "W4", w4, None));
-    let w5 = random::<f64, _>(Ix2(2_097_152 / s, 64), true, 5);
-    rows.extend(workload(&cfg, "W5", w5, None));
-    let w6 = random::<f64, _>(Ix2(134_217_728 / s, 1), false, 6);
-    rows.extend(workload(&cfg, "W6", w6, None));
+    if want("W1") || want("W7") {
+        let w1 = random::<f64, _>(Ix2(2_097_152 / s, 64), false, 1);
+        rows.extend(workload(&cfg, "W1", w1, Some(("W7", 4096))));
+    }
+    if want("W2") {
+        let w2 = random::<f32, _>(Ix2(33_554_432 / s, 8), false, 2);
+        rows.extend(workload(&cfg, "W2", w2, None));
+    }
+    if want("W3") {
+        let w3 = random::<f64, _>(Ix2(8192 / s, 16_384), false, 3);
+        rows.extend(workload(&cfg, "W3", w3, None));
+    }
+    if want("W4") {
+        let w4 = random::<f32, _>(Ix4(4096 / s, 128, 128, 3), false, 4);
+        rows.extend(workload(&cfg, "W4", w4, None));
+    }
+    if want("W5") {
+        let w5 = random::<f64, _>(Ix2(2_097_152 / s, 64), true, 5);
+        rows.extend(workload(&cfg, "W5", w5, None));
+    }
+    if want("W6") {
+        let w6 = random::<f64, _>(Ix2(134_217_728 / s, 1), false, 6);
+        rows.extend(workload(&cfg, "W6", w6, None));
+    }
+    // Inputs narrower than the mean: u8 images (W9) and f16 activations (W12).
+    if want("W9") {
+        let w9 = random::<f32, _>(Ix4(4096 / s, 128, 128, 3), false, 9).mapv(|u| (u * 256.0) as u8);
+        rows.extend(narrow::workload(&cfg, "W9", w9));
+    }
+    if want("W12") {
+        let w12 = random::<f32, _>(Ix4(4096 / s, 128, 128, 3), false, 12).mapv(half::f16::from_f32);
+        rows.extend(narrow::workload(&cfg, "W12", w12));
+    }
     // W8 is small at any scale: never shrunk.
-    let w8 = random::<f64, _>(Ix2(1000, 10), false, 8);
-    let w8_rows = workload(&cfg, "W8", w8.clone(), None);
-    let combined = w8_fit_transform(&cfg, w8, &w8_rows);
-    rows.extend(w8_rows);
-    rows.push(combined);
+    if want("W8") {
+        let w8 = random::<f64, _>(Ix2(1000, 10), false, 8);
+        let w8_rows = workload(&cfg, "W8", w8.clone(), None);
+        let combined = w8_fit_transform(&cfg, w8, &w8_rows);
+        rows.extend(w8_rows);
+        rows.push(combined);
+    }
 
     println!("{}", table(&rows));
     let path = json_path();
@@ -143,22 +178,29 @@ struct Config {
     scale: usize,
     /// Timed rounds per operation (after one warm-up round).
     rounds: usize,
+    /// `CENTERING_BENCH_ONLY=W9,W12`: just these workloads (W7 runs with W1).
+    only: Option<Vec<String>>,
 }
 
 impl Config {
     fn from_env() -> Self {
         let quick = std::env::var("CENTERING_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let only = std::env::var("CENTERING_BENCH_ONLY")
+            .ok()
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
         if quick {
             Config {
                 quick,
                 scale: 64,
                 rounds: 3,
+                only,
             }
         } else {
             Config {
                 quick,
                 scale: 1,
                 rounds: 5,
+                only,
             }
         }
     }
@@ -1195,4 +1237,243 @@ fn json_path() -> std::path::PathBuf {
         })
         .unwrap_or_else(|| "target".into());
     target.join("roofline.json")
+}
+
+// ---------------------------------------------------------------------------
+// W9, W12: inputs narrower than the mean.
+// ---------------------------------------------------------------------------
+
+mod narrow {
+    use std::mem::MaybeUninit;
+    use std::time::Instant;
+
+    use centering::{Centering, Input};
+    use ndarray::{Array, Array1, Axis, DimMax, Dimension, Ix1};
+
+    use super::limit::{self, Fresh, Pages, Threads};
+    use super::simd::{self, Body};
+    use super::{Config, Contender, Role, Row, gbps, limit_threads, pages_label, per_call, race, rows, threads_label};
+
+    /// An input type narrower than `f32`.
+    pub trait Narrow: Input + Default {
+        const DTYPE: &'static str;
+        fn to_f32(self) -> f32;
+    }
+
+    impl Narrow for u8 {
+        const DTYPE: &'static str = "u8→f32";
+        fn to_f32(self) -> f32 {
+            f32::from(self)
+        }
+    }
+
+    impl Narrow for half::f16 {
+        const DTYPE: &'static str = "f16→f32";
+        fn to_f32(self) -> f32 {
+            half::f16::to_f32(self)
+        }
+    }
+
+    pub struct Case<T, D> {
+        x: Array<T, D>,
+        /// `f32` output written before, for `transform_into`.
+        out: Array<f32, D>,
+        /// A buffer of the input's byte size: what the read limit sums.
+        same_bytes: Vec<f64>,
+        model: Centering<f32>,
+        mean: Array1<f32>,
+        calls: usize,
+    }
+
+    /// Writes `c` over `dst` (the output half of a widening copy).
+    struct Fill<'a> {
+        dst: &'a mut [MaybeUninit<f32>],
+        c: f32,
+    }
+
+    impl Body for Fill<'_> {
+        type Out = ();
+        #[inline(always)]
+        fn run(self) {
+            for d in self.dst {
+                d.write(self.c);
+            }
+        }
+    }
+
+    /// Fills `dst` with a plain loop or with `memset` (`write_bytes`), on
+    /// `threads`.
+    fn fill(dst: &mut [MaybeUninit<f32>], memset: bool, threads: Threads) {
+        let one = |dst: &mut [MaybeUninit<f32>]| {
+            if memset {
+                // SAFETY: `dst` is one live, exclusively borrowed slice; zero
+                // bytes are a valid `f32`.
+                unsafe { std::ptr::write_bytes(dst.as_mut_ptr(), 0, dst.len()) }
+            } else {
+                simd::run(Fill { dst, c: 0.5 })
+            }
+        };
+        match threads {
+            Threads::One => one(dst),
+            Threads::Two => {
+                let mid = dst.len() / 2;
+                let (a, b) = dst.split_at_mut(mid);
+                rayon::join(|| one(a), || one(b));
+            }
+        }
+    }
+
+    pub fn workload<T, D>(cfg: &Config, id: &'static str, x: Array<T, D>) -> Vec<Row>
+    where
+        T: Narrow,
+        D: Dimension + DimMax<Ix1, Output = D>,
+    {
+        let start = Instant::now();
+        let bytes = x.len() * size_of::<T>();
+        let calls = if bytes >= super::LARGE { 1 } else { (64 << 20) / bytes };
+        let mut model = Centering::<f32>::new();
+        model.fit_input(&x).expect("finite input");
+        let mean = model.mean().expect("fitted").to_owned();
+        let mut case = Case {
+            out: x.mapv(T::to_f32),
+            same_bytes: vec![0.25; bytes.div_ceil(8)],
+            x,
+            model,
+            mean,
+            calls,
+        };
+        let shape = case.x.shape().to_vec();
+        let mut out = Vec::new();
+        for op in ["fit", "transform", "transform_into"] {
+            let mut contenders: Vec<Contender<'_, Case<T, D>>> = Vec::new();
+            for &threads in limit_threads(bytes) {
+                let t = threads_label(threads);
+                contenders.push(Contender::new(
+                    format!("read {t}"),
+                    Role::Limit,
+                    move |c: &mut Case<T, D>| per_call(c.calls, || limit::read(&c.same_bytes, threads)),
+                ));
+                if op == "transform" {
+                    for pages in [Pages::Ordinary, Pages::Huge] {
+                        if pages == Pages::Huge && !(bytes >= super::LARGE && limit::huge_pages_available()) {
+                            continue;
+                        }
+                        for memset in [false, true] {
+                            let name = format!(
+                                "fill fresh {} {} {t}",
+                                pages_label(pages),
+                                if memset { "memset" } else { "loop" }
+                            );
+                            contenders.push(Contender::new(name, Role::Limit, move |c: &mut Case<T, D>| {
+                                per_call(c.calls, || {
+                                    let mut buf = Fresh::<f32>::new(c.x.len(), pages);
+                                    fill(buf.as_uninit(), memset, threads);
+                                    buf
+                                })
+                            }));
+                        }
+                    }
+                }
+                if op == "transform_into" {
+                    for memset in [false, true] {
+                        let name = format!("fill written {} {t}", if memset { "memset" } else { "loop" });
+                        contenders.push(Contender::new(name, Role::Limit, move |c: &mut Case<T, D>| {
+                            let dst = c.out.as_slice_memory_order_mut().expect("contiguous");
+                            per_call(c.calls, || fill(limit::as_uninit(dst), memset, threads))
+                        }));
+                    }
+                }
+            }
+            match op {
+                "fit" => {
+                    contenders.push(Contender::new("crate", Role::Crate, |c: &mut Case<T, D>| {
+                        per_call(c.calls, || {
+                            c.model.fit_input(&c.x).expect("finite input");
+                        })
+                    }));
+                    contenders.push(Contender::new("ndarray", Role::Ndarray, |c: &mut Case<T, D>| {
+                        per_call(c.calls, || rows(&c.x.mapv(T::to_f32)).mean_axis(Axis(0)))
+                    }));
+                }
+                "transform" => {
+                    contenders.push(Contender::new("crate", Role::Crate, |c: &mut Case<T, D>| {
+                        per_call(c.calls, || c.model.transform_input(&c.x).expect("fitted"))
+                    }));
+                    contenders.push(Contender::new("ndarray", Role::Ndarray, |c: &mut Case<T, D>| {
+                        per_call(c.calls, || &c.x.mapv(T::to_f32) - &c.mean)
+                    }));
+                }
+                _ => {
+                    contenders.push(Contender::new("crate", Role::Crate, |c: &mut Case<T, D>| {
+                        per_call(c.calls, || {
+                            c.model.transform_input_into(&c.x, &mut c.out).expect("fitted")
+                        })
+                    }));
+                    contenders.push(Contender::new("ndarray", Role::Ndarray, |c: &mut Case<T, D>| {
+                        per_call(c.calls, || {
+                            ndarray::Zip::from(&mut c.out)
+                                .and(&c.x)
+                                .and_broadcast(&c.mean)
+                                .for_each(|o, &x, &m| *o = x.to_f32() - m)
+                        })
+                    }));
+                }
+            }
+            let medians = race(cfg, &mut case, &mut contenders);
+            let time_of = |name: &str| {
+                contenders
+                    .iter()
+                    .zip(&medians)
+                    .find(|(c, _)| c.name == name)
+                    .map(|(_, &t)| t)
+            };
+            // The limit: the fastest read, plus (transforms) the fastest fill.
+            let reads: Vec<_> = contenders
+                .iter()
+                .zip(&medians)
+                .filter(|(c, _)| c.role == Role::Limit && c.name.starts_with("read"))
+                .map(|(c, &t)| (c.name.clone(), t))
+                .collect();
+            let fills: Vec<_> = contenders
+                .iter()
+                .zip(&medians)
+                .filter(|(c, _)| c.role == Role::Limit && c.name.starts_with("fill"))
+                .map(|(c, &t)| (c.name.clone(), t))
+                .collect();
+            let best = |v: &[(String, std::time::Duration)]| v.iter().min_by_key(|(_, t)| *t).cloned();
+            let (read_name, read_t) = best(&reads).expect("a read limit");
+            let (limit_name, limit_t) = match best(&fills) {
+                Some((fill_name, fill_t)) => (format!("{read_name} + {fill_name}"), read_t + fill_t),
+                None => (read_name, read_t),
+            };
+            let variants = contenders
+                .iter()
+                .zip(&medians)
+                .filter(|(c, _)| c.role == Role::Limit)
+                .map(|(c, &t)| (c.name.clone(), gbps(bytes, t)))
+                .collect();
+            let crate_t = time_of("crate").expect("the crate ran");
+            let nd_t = time_of("ndarray").expect("ndarray ran");
+            out.push(Row {
+                workload: id,
+                op: match op {
+                    "fit" => "fit",
+                    "transform" => "transform",
+                    _ => "transform_into",
+                },
+                dtype: T::DTYPE,
+                shape: shape.clone(),
+                fortran: false,
+                bytes,
+                gbps: gbps(bytes, crate_t),
+                limit: Some((gbps(bytes, limit_t), limit_name)),
+                limit_variants: variants,
+                ndarray_gbps: gbps(bytes, nd_t),
+                note: String::new(),
+                extra: serde_json::Map::new(),
+            });
+        }
+        eprintln!("{id} done in {:.1} s", start.elapsed().as_secs_f64());
+        out
+    }
 }

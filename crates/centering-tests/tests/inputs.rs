@@ -6,7 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use centering::{Centering, CenteringError, CenteringParams, EmaStart, Input, NanPolicy};
-use ndarray::{Array1, Array2, Array3, ArrayD, Axis, IxDyn, ShapeBuilder, array, s};
+use ndarray::{Array, Array1, Array2, Array3, ArrayD, Axis, IxDyn, ShapeBuilder, array, s};
 use proptest::prelude::*;
 
 /// `num / den` rounded to nearest, ties to even, with `bits` significant
@@ -185,6 +185,35 @@ fn large_integer_sums_stay_exact() {
     }
 }
 
+/// Big `u8` and `i8` batches — many leaves, lanes flushed many times — in
+/// C order, Fortran order and as NHWC images: the exactly rounded mean.
+#[test]
+fn big_narrow_integer_batches_are_exact() {
+    let n = 700_001;
+    let c = Array2::from_shape_fn((n, 3), |(i, j)| ((i * 7919 + j * 31) % 256) as u8);
+    let mut f = Array2::zeros((n, 3).f());
+    f.assign(&c);
+    let signed = c.mapv(|v| v.wrapping_sub(128) as i8);
+    let images = Array::from_shape_fn((37, 61, 59, 3), |(a, b, c_, j)| {
+        ((a * 7 + b * 13 + c_ * 17 + j * 101) % 256) as u8
+    });
+    let check = |x: ArrayD<u8>| {
+        let (sums, count) = exact_sums(&x);
+        let want: Vec<f32> = sums.iter().map(|&s| rational(s, count, 24) as f32).collect();
+        let mut c = Centering::<f32>::new();
+        c.partial_fit_input(&x).unwrap();
+        assert_eq!(c.mean().unwrap().to_vec(), want, "{:?} {:?}", x.shape(), x.strides());
+    };
+    check(c.clone().into_dyn());
+    check(f.into_dyn());
+    check(images.into_dyn());
+    let (sums, count) = exact_sums(&signed.clone().into_dyn());
+    let want: Vec<f64> = sums.iter().map(|&s| rational(s, count, 53)).collect();
+    let mut s = Centering::<f64>::new();
+    s.partial_fit_input(&signed).unwrap();
+    assert_eq!(s.mean().unwrap().to_vec(), want);
+}
+
 #[test]
 fn integer_and_float_batches_mix() {
     let mut c = Centering::<f64>::new();
@@ -238,6 +267,56 @@ fn inputs_keep_the_shape_and_error_rules() {
 mod half_precision {
     use super::*;
     use half::{bf16, f16};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        /// f16 and bf16 batches fit as the `f32` batch of their widened
+        /// values does — the same bits on the fast layouts (C order,
+        /// Fortran, reversed rows), within 1 ulp of the exact mean on every
+        /// layout — on shapes with many leaves.
+        #[test]
+        fn half_batches_fit_as_their_f32_widening(
+            n in 1usize..3000,
+            d in 1usize..6,
+            layout in 0u8..4,
+            seed in any::<u32>(),
+        ) {
+            let values: Vec<f32> = (0..2 * n * d)
+                .map(|i| {
+                    let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
+                    100.0 + (h >> 20) as f32 / 64.0 - 32.0
+                })
+                .collect();
+            let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+            let brains: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
+            let x16 = laid_out(&halves, &[n, 2, d], layout);
+            let xb = laid_out(&brains, &[n, 2, d], layout);
+            for (wide, mean) in [
+                (x16.mapv(f16::to_f32), {
+                    let mut c = Centering::<f32>::new();
+                    c.partial_fit_input(&x16).unwrap();
+                    c.mean().unwrap().to_owned()
+                }),
+                (xb.mapv(bf16::to_f32), {
+                    let mut c = Centering::<f32>::new();
+                    c.partial_fit_input(&xb).unwrap();
+                    c.mean().unwrap().to_owned()
+                }),
+            ] {
+                let count = (2 * n) as f64;
+                for j in 0..d {
+                    let exact: f64 = wide.index_axis(Axis(2), j).iter().map(|&v| f64::from(v)).sum::<f64>() / count;
+                    let ulp = f64::from(f32::EPSILON) * exact.abs();
+                    prop_assert!((f64::from(mean[j]) - exact).abs() <= ulp, "{} vs {exact}", mean[j]);
+                }
+                if layout != 3 {
+                    let mut same = Centering::<f32>::new();
+                    same.partial_fit(&wide).unwrap();
+                    prop_assert_eq!(mean.to_vec(), same.mean().unwrap().to_vec());
+                }
+            }
+        }
+    }
 
     /// Issue 9's reproduction: 10,000 f16 values near 100 gave a NaN mean.
     #[test]

@@ -1,0 +1,453 @@
+//! Fast paths for inputs narrower than the sums: integers summed in integer
+//! lanes, half-precision values widened a block at a time.
+//!
+//! Both keep [`contiguous`](super::contiguous)'s scheme — `p` lanes, lane
+//! `j` only ever sees feature `j mod d` — and plug into the same trees
+//! through [`Lanes`].
+//!
+//! **Integers** (`u8` … `i32`): lane `j` adds the values in the narrowest
+//! integer type that cannot overflow for [`IntLane::FLUSH`] rows of lanes
+//! (`u16` for `u8`: 257 · 255 < 2¹⁶), then is flushed into an `i64` total.
+//! Integer additions are exact, so the sums are exact, whatever the split,
+//! the order or the instruction set. On AVX2 a `u8` lane add is one
+//! widening and one add per 16 values, where widening to `f64` and a
+//! double-word sum took about a hundred instructions.
+//!
+//! **Half precision** (`f16`, `bf16`): a block of values is widened to
+//! `f32` in an L1-sized buffer (F16C where the CPU has it, through the
+//! `half` crate's runtime dispatch) and summed by the `f32` kernel into
+//! `f64` lanes, exactly as an `f32` batch.
+
+use ndarray::{ArrayView1, ArrayViewD};
+
+#[cfg(feature = "half")]
+use super::contiguous::period;
+use super::contiguous::{RowAcc, cast_mut};
+use crate::input::__private::{Batch, IntBatch};
+use crate::state::Dd;
+use crate::{Element, Input};
+
+/// What a leaf of the reduction tree accumulates contiguous runs of whole
+/// rows into.
+pub(crate) trait Lanes<T>: Sized {
+    /// Empty lanes for rows of `d` features.
+    fn new(d: usize) -> Self;
+    /// Adds a contiguous run of whole rows (`x.len() % d == 0`).
+    fn push(&mut self, x: &[T]);
+    /// Folds the lanes into per-feature sums, added to `out`.
+    fn finish(self, out: &mut [Dd<f64>]);
+}
+
+impl<F: Element> Lanes<F> for RowAcc<F> {
+    fn new(d: usize) -> Self {
+        RowAcc::new(d)
+    }
+    fn push(&mut self, x: &[F]) {
+        RowAcc::push(self, x);
+    }
+    fn finish(self, out: &mut [Dd<f64>]) {
+        RowAcc::finish(self, out);
+    }
+}
+
+/// An integer input type and the lane type its sums are kept in.
+pub(crate) trait IntLane: Copy + Send + Sync + 'static {
+    /// The lane type: wide enough for [`FLUSH`](Self::FLUSH) values.
+    type Acc: Copy + Default + Send + Sync;
+    /// How many values a lane may add before it must be flushed.
+    const FLUSH: usize;
+    /// `a + x` in the lane type (never wraps within `FLUSH` additions).
+    fn add(a: Self::Acc, x: Self) -> Self::Acc;
+    /// The lane's value, exactly.
+    fn total(a: Self::Acc) -> i64;
+}
+
+macro_rules! int_lane {
+    ($t:ty, $acc:ty, $flush:expr) => {
+        impl IntLane for $t {
+            type Acc = $acc;
+            const FLUSH: usize = $flush;
+            #[inline(always)]
+            fn add(a: $acc, x: $t) -> $acc {
+                a.wrapping_add(<$acc>::from(x))
+            }
+            #[inline(always)]
+            fn total(a: $acc) -> i64 {
+                // Lossless: a flushed lane holds less than 2⁶³ in magnitude.
+                a as i64
+            }
+        }
+    };
+}
+// 257 · 255 = 65535; 256 · 128 = 32768; 65537 · 65535 = 2³² − 1;
+// 65536 · 32768 = 2³¹; 2³⁰ · 2³² = 2⁶².
+int_lane!(u8, u16, 257);
+int_lane!(i8, i16, 256);
+int_lane!(u16, u32, 65537);
+int_lane!(i16, i32, 65536);
+int_lane!(u32, u64, 1 << 30);
+int_lane!(i32, i64, 1 << 30);
+
+/// One leaf's integer lanes.
+pub(crate) struct IntAcc<T: IntLane> {
+    d: usize,
+    lanes: Vec<T::Acc>,
+    totals: Vec<i64>,
+    /// The most values any lane added since the last flush.
+    pending: usize,
+}
+
+impl<T: IntLane> IntAcc<T> {
+    fn flush(&mut self) {
+        for (t, a) in self.totals.iter_mut().zip(self.lanes.iter_mut()) {
+            *t += T::total(*a);
+            *a = T::Acc::default();
+        }
+        self.pending = 0;
+    }
+}
+
+/// The integer lanes' period for `d` features: a multiple of `d` and of 32
+/// (one AVX2 register of `u8`), at least 64.
+fn int_period(d: usize) -> usize {
+    if d >= 256 {
+        return d;
+    }
+    let l = d / gcd(d, 32) * 32;
+    l * 64usize.div_ceil(l)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl<T: IntLane> Lanes<T> for IntAcc<T> {
+    fn new(d: usize) -> Self {
+        let p = int_period(d);
+        IntAcc {
+            d,
+            lanes: vec![T::Acc::default(); p],
+            totals: vec![0; p],
+            pending: 0,
+        }
+    }
+
+    fn push(&mut self, mut x: &[T]) {
+        let p = self.lanes.len();
+        while !x.is_empty() {
+            // Whole periods up to the next flush: `rest` starts at lane 0,
+            // feature 0, as `x` does.
+            let room = (T::FLUSH - self.pending).saturating_mul(p);
+            let (head, rest) = x.split_at(x.len().min(room));
+            sum_int_dispatched(head, &mut self.lanes);
+            self.pending += head.len().div_ceil(p);
+            if self.pending >= T::FLUSH {
+                self.flush();
+            }
+            x = rest;
+        }
+    }
+
+    fn finish(mut self, out: &mut [Dd<f64>]) {
+        self.flush();
+        let d = self.d;
+        let mut per_feature = vec![0i128; d];
+        for (j, &t) in self.totals.iter().enumerate() {
+            per_feature[j % d] += i128::from(t);
+        }
+        for (o, t) in out.iter_mut().zip(per_feature) {
+            *o = o.add(exact_pair(t));
+        }
+    }
+}
+
+/// An integer as a normalised `f64` double-word, exactly (`|t| < 2¹⁰⁶`).
+fn exact_pair(t: i128) -> Dd<f64> {
+    let hi = t as f64;
+    // `t − hi` is below 2⁵³·ulp in magnitude: exact in an f64 for the
+    // leaf totals here (|t| < 2⁸⁰).
+    let lo = (t - hi as i128) as f64;
+    Dd { hi, lo }
+}
+
+/// `lanes[j] += x[k·p + j]` for every whole or partial period `k`.
+#[inline(always)]
+fn sum_int<T: IntLane>(x: &[T], lanes: &mut [T::Acc]) {
+    let p = lanes.len();
+    let mut chunks = x.chunks_exact(p);
+    for c in &mut chunks {
+        for (a, &v) in lanes.iter_mut().zip(c) {
+            *a = T::add(*a, v);
+        }
+    }
+    for (a, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *a = T::add(*a, v);
+    }
+}
+
+/// [`sum_int`] compiled for AVX2 (integer lanes need AVX-512BW to go wider,
+/// which buys nothing at memory speed).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sum_int_avx2<T: IntLane>(x: &[T], lanes: &mut [T::Acc]) {
+    sum_int(x, lanes)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn sum_int_dispatched<T: IntLane>(x: &[T], lanes: &mut [T::Acc]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2, the one feature `sum_int_avx2` is
+        // compiled with, checked just above.
+        return unsafe { sum_int_avx2(x, lanes) };
+    }
+    sum_int(x, lanes)
+}
+
+/// Half-precision values a leaf widens at a time: 16 KiB of `f32`.
+#[cfg(feature = "half")]
+const HALF_BLOCK: usize = 4096;
+
+/// One leaf's lanes for half-precision rows: widened to `f32` a block at a
+/// time, summed as `f32` is.
+#[cfg(feature = "half")]
+pub(crate) struct HalfAcc {
+    buf: Vec<f32>,
+    acc: RowAcc<f32>,
+}
+
+/// A half-precision type the `half` crate widens slices of.
+#[cfg(feature = "half")]
+pub(crate) trait Half: Copy + Send + Sync + 'static {
+    fn widen_slice(x: &[Self], out: &mut [f32]);
+}
+
+#[cfg(feature = "half")]
+impl Half for half::f16 {
+    fn widen_slice(x: &[Self], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() && std::arch::is_x86_feature_detected!("f16c") {
+            // SAFETY: the CPU has AVX2 and F16C, the features
+            // `f16_to_f32_f16c` is compiled with, checked just above.
+            return unsafe { f16_to_f32_f16c(x, out) };
+        }
+        use half::slice::HalfFloatSliceExt;
+        let n = x.len().min(out.len());
+        x[..n].convert_to_f32_slice(&mut out[..n]);
+    }
+}
+
+#[cfg(feature = "half")]
+impl Half for half::bf16 {
+    fn widen_slice(x: &[Self], out: &mut [f32]) {
+        // A bf16 is the upper half of the f32 it widens to (NaNs included).
+        widen_dispatched(x, out, |v: half::bf16| f32::from_bits(u32::from(v.to_bits()) << 16));
+    }
+}
+
+/// `f16` → `f32`, eight at a time with F16C's `vcvtph2ps` (the `half`
+/// crate's own F16C path calls a function per eight values).
+#[cfg(all(feature = "half", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,f16c")]
+fn f16_to_f32_f16c(x: &[half::f16], out: &mut [f32]) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_storeu_ps};
+    let n = x.len().min(out.len());
+    let (xs, x_tail) = x[..n].as_chunks::<8>();
+    let (os, o_tail) = out[..n].as_chunks_mut::<8>();
+    for (a, o) in xs.iter().zip(os) {
+        // SAFETY: `a` is 8 `f16`s, 16 readable bytes (an unaligned load);
+        // `o` is 8 writable `f32`s, 32 bytes (an unaligned store).
+        unsafe {
+            let v = _mm_loadu_si128(a.as_ptr().cast::<__m128i>());
+            _mm256_storeu_ps(o.as_mut_ptr(), _mm256_cvtph_ps(v));
+        }
+    }
+    for (o, v) in o_tail.iter_mut().zip(x_tail) {
+        *o = v.to_f32();
+    }
+}
+
+#[cfg(feature = "half")]
+impl<T: Half> Lanes<T> for HalfAcc {
+    fn new(d: usize) -> Self {
+        // Whole periods per block, so that every block starts at lane 0.
+        let p = period(d);
+        HalfAcc {
+            buf: vec![0.0; p * HALF_BLOCK.div_ceil(p)],
+            acc: RowAcc::new(d),
+        }
+    }
+
+    fn push(&mut self, x: &[T]) {
+        let block = self.buf.len();
+        for chunk in x.chunks(block) {
+            let buf = &mut self.buf[..chunk.len()];
+            T::widen_slice(chunk, buf);
+            self.acc.push(buf);
+        }
+    }
+
+    fn finish(self, out: &mut [Dd<f64>]) {
+        self.acc.finish(out);
+    }
+}
+
+/// `out[i] = x[i]` widened to `F`, when every value of `T` is exact in `F`
+/// (integers of at most 16 bits and half precision into `f32`; every input
+/// into `f64`); `false`, writing nothing, otherwise (`u32`/`i32` into `f32`).
+/// With empty slices it answers whether `(T, F)` widens exactly.
+pub(crate) fn widen_exact<T: Input, F: Element>(x: &[T], out: &mut [F]) -> bool {
+    let b = T::batch(ArrayView1::from(x).into_dyn());
+    if let Some(o) = cast_mut::<F, f32>(out) {
+        match b {
+            Batch::Int(IntBatch::U8(v)) => widen_dispatched(slice(&v), o, f32::from),
+            Batch::Int(IntBatch::I8(v)) => widen_dispatched(slice(&v), o, f32::from),
+            Batch::Int(IntBatch::U16(v)) => widen_dispatched(slice(&v), o, f32::from),
+            Batch::Int(IntBatch::I16(v)) => widen_dispatched(slice(&v), o, f32::from),
+            #[cfg(feature = "half")]
+            Batch::F16(v) => Half::widen_slice(slice(&v), o),
+            #[cfg(feature = "half")]
+            Batch::Bf16(v) => Half::widen_slice(slice(&v), o),
+            _ => return false,
+        }
+        true
+    } else if let Some(o) = cast_mut::<F, f64>(out) {
+        match b {
+            Batch::F32(v) => widen_dispatched(slice(&v), o, f64::from),
+            Batch::Int(IntBatch::U8(v)) => widen_dispatched(slice(&v), o, f64::from),
+            Batch::Int(IntBatch::I8(v)) => widen_dispatched(slice(&v), o, f64::from),
+            Batch::Int(IntBatch::U16(v)) => widen_dispatched(slice(&v), o, f64::from),
+            Batch::Int(IntBatch::I16(v)) => widen_dispatched(slice(&v), o, f64::from),
+            Batch::Int(IntBatch::U32(v)) => widen_dispatched(slice(&v), o, f64::from),
+            Batch::Int(IntBatch::I32(v)) => widen_dispatched(slice(&v), o, f64::from),
+            #[cfg(feature = "half")]
+            Batch::F16(v) => widen_dispatched(slice(&v), o, half::f16::to_f64_const),
+            #[cfg(feature = "half")]
+            Batch::Bf16(v) => widen_dispatched(slice(&v), o, half::bf16::to_f64_const),
+            _ => return false,
+        }
+        true
+    } else {
+        false
+    }
+}
+
+/// The slice a 1-D view of a slice is (always contiguous).
+fn slice<'a, T>(v: &ArrayViewD<'a, T>) -> &'a [T] {
+    v.to_slice().unwrap_or_default()
+}
+
+#[inline(always)]
+fn widen<T: Copy, F>(x: &[T], out: &mut [F], f: impl Fn(T) -> F) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = f(v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn widen_avx2<T: Copy, F>(x: &[T], out: &mut [F], f: impl Fn(T) -> F) {
+    widen(x, out, f)
+}
+
+fn widen_dispatched<T: Copy, F>(x: &[T], out: &mut [F], f: impl Fn(T) -> F) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2, the one feature `widen_avx2` is
+        // compiled with, checked just above.
+        return unsafe { widen_avx2(x, out, f) };
+    }
+    widen(x, out, f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_period_is_a_multiple_of_d_and_32() {
+        for d in 1..300 {
+            let p = int_period(d);
+            assert_eq!(p % d, 0);
+            assert!(d >= 256 || p.is_multiple_of(32) && p >= 64);
+        }
+    }
+
+    /// The lanes never wrap: a run of the extreme value, longer than many
+    /// flushes, sums exactly, in every compiled version.
+    fn extremes<T: IntLane + Into<i64>>(values: [T; 2]) {
+        for d in [1usize, 3, 7, 64, 300] {
+            for v in values {
+                let n = (3 * T::FLUSH).min(1 << 16) * int_period(d) + d;
+                let x = vec![v; n - n % d];
+                let mut acc = <IntAcc<T> as Lanes<T>>::new(d);
+                for part in x.chunks(7 * d) {
+                    acc.push(part);
+                }
+                acc.push(&[]);
+                let mut out = vec![Dd::zero(); d];
+                acc.finish(&mut out);
+                let want = i128::from(v.into()) * (x.len() / d) as i128;
+                for o in out {
+                    assert_eq!(o, exact_pair(want), "d = {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integer_lanes_never_wrap() {
+        extremes([u8::MAX, 0]);
+        extremes([i8::MIN, i8::MAX]);
+        extremes([u16::MAX, 1]);
+        extremes([i16::MIN, i16::MAX]);
+    }
+
+    /// Every f16 and bf16 bit pattern widens as the `half` crate widens it
+    /// (NaNs stay NaN), through whichever path this CPU takes, at every
+    /// offset of the eight-wide loop.
+    #[cfg(feature = "half")]
+    #[test]
+    fn half_widening_is_exact_for_every_value() {
+        let all: Vec<u16> = (0..=u16::MAX).collect();
+        let h: Vec<half::f16> = all.iter().map(|&b| half::f16::from_bits(b)).collect();
+        let b: Vec<half::bf16> = all.iter().map(|&b| half::bf16::from_bits(b)).collect();
+        for skip in [0usize, 3] {
+            let mut out = vec![0.0f32; all.len() - skip];
+            half::f16::widen_slice(&h[skip..], &mut out);
+            for (v, o) in h[skip..].iter().zip(&out) {
+                let want = v.to_f32();
+                assert!(o.to_bits() == want.to_bits() || o.is_nan() && want.is_nan(), "{v:?}");
+            }
+            half::bf16::widen_slice(&b[skip..], &mut out);
+            for (v, o) in b[skip..].iter().zip(&out) {
+                let want = v.to_f32();
+                assert!(o.to_bits() == want.to_bits() || o.is_nan() && want.is_nan(), "{v:?}");
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_version_agrees() {
+        if !has_avx2() {
+            return;
+        }
+        let x: Vec<u8> = (0..10_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let (mut a, mut b) = (vec![0u16; 96], vec![0u16; 96]);
+        sum_int(&x[..96 * 100], &mut a);
+        // SAFETY: AVX2 was checked above.
+        unsafe { sum_int_avx2(&x[..96 * 100], &mut b) };
+        assert_eq!(a, b);
+    }
+}
