@@ -33,9 +33,14 @@ async fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("centering-ballista-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let schema = Arc::new(Schema::new(
-        (0..D).map(|j| Field::new(format!("x{j}"), DataType::Float64, true)).collect::<Vec<_>>(),
+        (0..D)
+            .map(|j| Field::new(format!("x{j}"), DataType::Float64, true))
+            .collect::<Vec<_>>(),
     ));
-    let mut reference = Centering::<f64>::builder().nan_policy(NanPolicy::Ignore).build().map_err(ext)?;
+    let mut reference = Centering::<f64>::builder()
+        .nan_policy(NanPolicy::Ignore)
+        .build()
+        .map_err(ext)?;
     let mut s = 0x9E3779B97F4A7C15u64;
     for f in 0..FILES {
         let mut rows = Array2::<f64>::zeros((ROWS, D));
@@ -54,7 +59,11 @@ async fn main() -> Result<()> {
             })
             .collect();
         let batch = RecordBatch::try_new(schema.clone(), cols)?;
-        let mut w = ArrowWriter::try_new(std::fs::File::create(dir.join(format!("part-{f}.parquet")))?, schema.clone(), None)?;
+        let mut w = ArrowWriter::try_new(
+            std::fs::File::create(dir.join(format!("part-{f}.parquet")))?,
+            schema.clone(),
+            None,
+        )?;
         w.write(&batch)?;
         w.close()?;
         reference.partial_fit(&rows).map_err(ext)?;
@@ -68,7 +77,8 @@ async fn main() -> Result<()> {
     centering_datafusion::register_in(&mut state)?;
     let ctx = SessionContext::standalone_with_state(state).await?;
     centering_datafusion::register(&ctx); // the client's planner (see the module docs)
-    ctx.register_parquet("t", dir.to_str().unwrap_or("."), ParquetReadOptions::default()).await?;
+    ctx.register_parquet("t", dir.to_str().unwrap_or("."), ParquetReadOptions::default())
+        .await?;
 
     let sql = "SELECT center_fit(x0, x1, x2, x3) AS fit FROM t";
     println!("Ballista (standalone scheduler + executor on localhost): {sql}");
