@@ -4,7 +4,7 @@
 use ndarray::{Array, Array1, ArrayBase, ArrayView1, ArrayViewD, Data, DataMut, Dimension, ShapeBuilder, StrideShape};
 
 use crate::error::{CenteringError, Result};
-use crate::kernels;
+use crate::kernels::{self, Stores};
 use crate::params::{CenteringBuilder, ValidParams};
 use crate::state::{Accumulator, Fitted, Sums};
 use crate::{Element, Input};
@@ -881,7 +881,13 @@ impl<F: Element> Centering<F> {
     {
         let mean = self.checked_mean(x.shape())?;
         let mut out = alloc_like(x)?;
-        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, false);
+        kernels::apply_input(
+            x.view().into_dyn(),
+            out.view_mut().into_dyn(),
+            mean,
+            false,
+            Stores::Cached,
+        );
         Ok(out)
     }
 
@@ -916,7 +922,8 @@ impl<F: Element> Centering<F> {
                 found: out.shape().to_vec(),
             });
         }
-        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, false);
+        let stores = Stores::into_buffer(out.len() * size_of::<F>());
+        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, false, stores);
         Ok(())
     }
 
@@ -946,7 +953,7 @@ impl<F: Element> Centering<F> {
         let xd = x.view().into_dyn();
         let mut out = alloc_like(x)?;
         if let Some(m) = self.fold(&xd, None, true)? {
-            kernels::apply_input(xd, out.view_mut().into_dyn(), &m, false);
+            kernels::apply_input(xd, out.view_mut().into_dyn(), &m, false, Stores::Cached);
         }
         Ok(out)
     }
@@ -1152,7 +1159,13 @@ impl<F: Element> Centering<F> {
     {
         let mean = self.checked_mean(x.shape())?;
         let mut out = alloc_like(x)?;
-        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add);
+        kernels::apply_input(
+            x.view().into_dyn(),
+            out.view_mut().into_dyn(),
+            mean,
+            add,
+            Stores::Cached,
+        );
         Ok(out)
     }
 
@@ -1169,7 +1182,8 @@ impl<F: Element> Centering<F> {
                 found: out.shape().to_vec(),
             });
         }
-        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add);
+        let stores = Stores::into_buffer(out.len() * size_of::<F>());
+        kernels::apply_input(x.view().into_dyn(), out.view_mut().into_dyn(), mean, add, stores);
         Ok(())
     }
 

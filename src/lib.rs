@@ -869,6 +869,13 @@ mod version;
 pub use error::{CenteringError, Result};
 pub use estimator::Centering;
 pub use input::{Element, Input};
+
+/// The instruction sets the kernels dispatch to on this CPU, in words (not
+/// part of the public API: the benches print it beside their figures).
+#[doc(hidden)]
+pub fn __kernel_tier() -> String {
+    kernels::contiguous::tier()
+}
 pub use kernels::columns::Validity;
 pub use params::{
     CenteringBuilder, CenteringParams, EmaStart, KERAS_DEFAULT_MOMENTUM, Mode, NanPolicy, TORCH_DEFAULT_MOMENTUM,

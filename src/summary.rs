@@ -134,7 +134,10 @@ impl BatchSummary {
     /// feature `j` of row `i`), each with an optional validity bitmap whose
     /// cleared bits mark nulls — Arrow's layout — without copying them into
     /// rows. `validity` is empty (no nulls anywhere) or has one entry per
-    /// column.
+    /// column. The element type is any [`Input`]: `f32`, `f64`, the
+    /// integers (summed exactly, as in an array) and, with the `half`
+    /// feature, `f16`/`bf16` — an Arrow `Int32Array` or `Float16Array`'s
+    /// values as they are, without a cast.
     ///
     /// Bit for bit the summary of the `(rows, D)` array of the same values:
     /// in column-major (Fortran) order under [`NanPolicy::Reject`] without
@@ -168,8 +171,8 @@ impl BatchSummary {
     /// assert_eq!(err, CenteringError::NullValue { index: vec![1, 1] });
     /// # Ok::<(), centering::CenteringError>(())
     /// ```
-    pub fn from_columns<F: Element>(
-        columns: &[&[F]],
+    pub fn from_columns<T: Input>(
+        columns: &[&[T]],
         validity: &[Option<Validity<'_>>],
         nan_policy: NanPolicy,
     ) -> Result<Self> {

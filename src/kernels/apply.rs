@@ -56,11 +56,21 @@ pub(super) fn with_pattern<F: Element, R>(mean: &[F], reversed: bool, f: impl Fn
 }
 
 /// `o = x ∓ mean` on two buffers laid out alike in memory.
-pub(super) fn apply_memory<F: Element>(xs: &[F], os: &mut [F], order: &MemoryOrder, mean: &[F], add: bool) {
+pub(super) fn apply_memory<F: Element>(
+    xs: &[F],
+    os: &mut [F],
+    order: &MemoryOrder,
+    mean: &[F],
+    add: bool,
+    stores: Stores,
+) {
     if order.stride == 1 {
         with_pattern(mean, order.reversed, |pat| {
-            let chunk = (APPLY_CHUNK / pat.len()).max(1) * pat.len();
-            for_chunks(xs, os, chunk, &|x, o| contiguous::apply_rows(x, o, pat, add));
+            let chunk = stores.chunk(xs.len(), pat.len());
+            match stores {
+                Stores::Cached => for_chunks(xs, os, chunk, &|x, o| contiguous::apply_rows(x, o, pat, add)),
+                Stores::Streaming => for_chunks(xs, os, chunk, &|x, o| contiguous::stream_rows(x, o, pat, add)),
+            }
         });
     } else {
         for_chunks_at(xs, os, APPLY_CHUNK, &|start, x, o| {
@@ -105,13 +115,71 @@ pub(super) fn runs(start: usize, len: usize, order: &MemoryOrder, mut f: impl Fn
     }
 }
 
+/// How an output is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stores {
+    /// Ordinary stores: outputs that fit in the caches, fresh memory.
+    Cached,
+    /// Non-temporal stores on the contiguous fast paths (where the CPU has
+    /// them): a large output written before, which ordinary stores would
+    /// read back first (`_into` calls).
+    Streaming,
+}
+
+/// Outputs of at least this many bytes written into a caller's buffer take
+/// [`Stores::Streaming`]: well past the caches a 2-core share of a server
+/// CPU has, so that the output is not read again soon by the same core.
+pub(crate) const STREAM_MIN: usize = 8 << 20;
+
+impl Stores {
+    /// The chunk length (a multiple of `unit`) a linear pass over `len`
+    /// elements is cut into: [`APPLY_CHUNK`] for ordinary stores; for
+    /// streaming stores one chunk per thread of the pool (each thread then
+    /// streams one long run: with 2 threads alternating over 512 KiB
+    /// chunks, W9's `transform_into` wrote 19 GB/s; with one half each,
+    /// 28 GB/s). Element-wise, so the cut does not change the result.
+    fn chunk(self, len: usize, unit: usize) -> usize {
+        let cached = (APPLY_CHUNK / unit).max(1) * unit;
+        match self {
+            Stores::Cached => cached,
+            Stores::Streaming => {
+                #[cfg(feature = "rayon")]
+                let threads = rayon::current_num_threads().max(1);
+                #[cfg(not(feature = "rayon"))]
+                let threads = 1;
+                len.div_ceil(threads)
+                    .div_ceil(unit)
+                    .max(1)
+                    .saturating_mul(unit)
+                    .max(cached)
+            }
+        }
+    }
+
+    /// [`Stores::Streaming`] for an `_into` output of `bytes` bytes of at
+    /// least [`STREAM_MIN`], else [`Stores::Cached`].
+    pub(crate) fn into_buffer(bytes: usize) -> Self {
+        if bytes >= STREAM_MIN {
+            Stores::Streaming
+        } else {
+            Stores::Cached
+        }
+    }
+}
+
 /// `out = x − mean` (or `+` when `add`), for any layouts of `x` and `out`
 /// (same shape, checked by the caller).
-pub(crate) fn apply<F: Element>(x: ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_, F>, mean: &[F], add: bool) {
+pub(crate) fn apply<F: Element>(
+    x: ArrayViewD<'_, F>,
+    mut out: ArrayViewMutD<'_, F>,
+    mean: &[F],
+    add: bool,
+    stores: Stores,
+) {
     if x.strides() == out.strides() {
         let order = MemoryOrder::of(&x);
         if let (Some(xs), Some(os)) = (x.as_slice_memory_order(), out.as_slice_memory_order_mut()) {
-            apply_memory(xs, os, &order, mean, add);
+            apply_memory(xs, os, &order, mean, add, stores);
             return;
         }
     }
@@ -167,7 +235,14 @@ const WIDEN_BLOCK: usize = 4096;
 
 /// [`apply_memory`] of an input whose values are exact in `F`: each block
 /// is widened into the output, then updated there.
-fn apply_widened<T: Input, F: Element>(xs: &[T], os: &mut [F], order: &MemoryOrder, mean: &[F], add: bool) {
+fn apply_widened<T: Input, F: Element>(
+    xs: &[T],
+    os: &mut [F],
+    order: &MemoryOrder,
+    mean: &[F],
+    add: bool,
+    stores: Stores,
+) {
     let widen = |x: &[T], o: &mut [F]| {
         let _exact = narrow::widen_exact(x, o);
         debug_assert!(_exact);
@@ -175,11 +250,29 @@ fn apply_widened<T: Input, F: Element>(xs: &[T], os: &mut [F], order: &MemoryOrd
     if order.stride == 1 {
         with_pattern(mean, order.reversed, |pat| {
             let block = (WIDEN_BLOCK / pat.len()).max(1) * pat.len();
-            let chunk = (APPLY_CHUNK / block).max(1) * block;
-            for_chunks_at(xs, os, chunk, &|_, x, o| {
-                for (x, o) in x.chunks(block).zip(o.chunks_mut(block)) {
-                    widen(x, o);
-                    contiguous::update_rows(o, pat, add);
+            let chunk = stores.chunk(xs.len(), block);
+            for_chunks_at(xs, os, chunk, &|_, x, o| match stores {
+                Stores::Cached => {
+                    for (x, o) in x.chunks(block).zip(o.chunks_mut(block)) {
+                        widen(x, o);
+                        contiguous::update_rows(o, pat, add);
+                    }
+                }
+                Stores::Streaming => {
+                    // Widened in registers and streamed out, where a kernel
+                    // does that for `(T, F)`; else widened in cache, then
+                    // streamed out.
+                    if narrow::widen_stream(x, o, pat, add) {
+                        contiguous::store_fence();
+                        return;
+                    }
+                    let mut buf = vec![F::zero(); block.min(x.len())];
+                    for (x, o) in x.chunks(block).zip(o.chunks_mut(block)) {
+                        let b = &mut buf[..x.len()];
+                        widen(x, b);
+                        contiguous::stream_rows_unfenced(b, o, pat, add);
+                    }
+                    contiguous::store_fence();
                 }
             });
         });
@@ -202,9 +295,10 @@ pub(crate) fn apply_input<T: Input, F: Element>(
     out: ArrayViewMutD<'_, F>,
     mean: &[F],
     add: bool,
+    stores: Stores,
 ) {
     if let Some(v) = F::same_view(T::batch(x.view())) {
-        return apply(v, out, mean, add);
+        return apply(v, out, mean, add, stores);
     }
     let mut out = out;
     if narrow::widen_exact::<T, F>(&[], &mut [])
@@ -213,7 +307,7 @@ pub(crate) fn apply_input<T: Input, F: Element>(
     {
         // Every value is exact in `F`: widened, then `∓ mean` in `F` is the
         // difference rounded once, as below, at the speed of `F`'s kernels.
-        return apply_widened(xs, os, &MemoryOrder::of(&x), mean, add);
+        return apply_widened(xs, os, &MemoryOrder::of(&x), mean, add, stores);
     }
     let m: Vec<f64> = mean.iter().map(|v| v.widen()).collect();
     let last = x.ndim() - 1;

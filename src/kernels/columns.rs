@@ -17,14 +17,19 @@
 //! - a batch whose sums would overflow is re-summed scaled, as the array
 //!   paths do (the same scales, the same general tree).
 
-use ndarray::ArrayView1;
+use ndarray::{ArrayView1, ArrayViewD};
 
+use super::contiguous::RowAcc;
 use super::general;
+#[cfg(feature = "half")]
+use super::narrow::HalfAcc;
+use super::narrow::{IntAcc, Lanes};
 use super::reduce::{check_weights, sum_rows};
 use super::tree::{LEAF, PARALLEL_MIN, join};
 use crate::error::{CenteringError, Result};
+use crate::input::__private::{Batch, IntBatch};
 use crate::state::{Dd, Sums, ldexp};
-use crate::{Element, NanPolicy};
+use crate::{Input, NanPolicy};
 
 /// Which rows of a column hold a value: bit `offset + i` of `bits` (least
 /// significant bit first within each byte, 1 = valid) is row `i` — Arrow's
@@ -88,8 +93,8 @@ impl<'a> Validity<'a> {
 /// [`CenteringError::NullValue`] for a null under `Reject`,
 /// [`CenteringError::NonFinite`] for a value `policy` rejects (the first in
 /// row-major order, as for an array), [`CenteringError::WeightOverflow`].
-pub(crate) fn reduce_columns<F: Element>(
-    columns: &[&[F]],
+pub(crate) fn reduce_columns<T: Input>(
+    columns: &[&[T]],
     validity: &[Option<Validity<'_>>],
     policy: NanPolicy,
 ) -> Result<Sums> {
@@ -122,16 +127,16 @@ pub(crate) fn reduce_columns<F: Element>(
         return check_weights(sums);
     }
     // A value the policy rejects: the first in row-major order.
-    let rejected = |x: F| match policy {
+    let rejected = |x: f64| match policy {
         NanPolicy::Reject => !x.is_finite(),
         NanPolicy::Ignore => x.is_infinite(),
     };
     for i in 0..n {
         for (j, col) in columns.iter().enumerate() {
-            if valid(j).is_none_or(|v| v.is_valid(i) == Some(true)) && rejected(col[i]) {
+            if valid(j).is_none_or(|v| v.is_valid(i) == Some(true)) && rejected(col[i].widen()) {
                 return Err(CenteringError::NonFinite {
                     index: vec![i, j],
-                    value: col[i].to_f64().unwrap_or(f64::NAN),
+                    value: col[i].widen(),
                 });
             }
         }
@@ -141,8 +146,8 @@ pub(crate) fn reduce_columns<F: Element>(
         .map(|j| {
             (0..n)
                 .filter(|&i| valid(j).is_none_or(|v| v.is_valid(i) == Some(true)))
-                .map(|i| columns[j][i])
-                .filter(|v| v.is_finite() && *v != F::zero())
+                .map(|i| columns[j][i].widen())
+                .filter(|v| v.is_finite() && *v != 0.0)
                 .map(general::ilogb)
                 .max()
                 .unwrap_or(i32::MIN)
@@ -155,7 +160,7 @@ pub(crate) fn reduce_columns<F: Element>(
 
 /// The fast sums of features `f0..f1`, one contiguous column each: the
 /// `Columns` plan's `sum_columns`, on separate buffers.
-fn sum_slices<F: Element>(columns: &[&[F]], f0: usize, f1: usize) -> Vec<Dd<f64>> {
+fn sum_slices<T: Input>(columns: &[&[T]], f0: usize, f1: usize) -> Vec<Dd<f64>> {
     let n = columns.first().map_or(0, |c| c.len());
     let size = (f1 - f0) * n;
     if f1 - f0 > 1 && size >= PARALLEL_MIN {
@@ -164,9 +169,29 @@ fn sum_slices<F: Element>(columns: &[&[F]], f0: usize, f1: usize) -> Vec<Dd<f64>
         a.extend(b);
         return a;
     }
-    (f0..f1)
-        .map(|f| sum_rows::<F, super::contiguous::RowAcc<F>>(ArrayView1::from(columns[f]).into_dyn(), 1)[0])
-        .collect()
+    (f0..f1).map(|f| column_sum(columns[f])).collect()
+}
+
+/// One contiguous column's sum by the lanes the array paths use for its
+/// element type (`d = 1`).
+fn column_sum<T: Input>(col: &[T]) -> Dd<f64> {
+    fn by<T: Sync + Clone, A: Lanes<T>>(v: ArrayViewD<'_, T>) -> Dd<f64> {
+        sum_rows::<T, A>(v, 1)[0]
+    }
+    match T::batch(ArrayView1::from(col).into_dyn()) {
+        Batch::F32(v) => by::<_, RowAcc<f32>>(v),
+        Batch::F64(v) => by::<_, RowAcc<f64>>(v),
+        Batch::Int(IntBatch::U8(v)) => by::<_, IntAcc<u8>>(v),
+        Batch::Int(IntBatch::I8(v)) => by::<_, IntAcc<i8>>(v),
+        Batch::Int(IntBatch::U16(v)) => by::<_, IntAcc<u16>>(v),
+        Batch::Int(IntBatch::I16(v)) => by::<_, IntAcc<i16>>(v),
+        Batch::Int(IntBatch::U32(v)) => by::<_, IntAcc<u32>>(v),
+        Batch::Int(IntBatch::I32(v)) => by::<_, IntAcc<i32>>(v),
+        #[cfg(feature = "half")]
+        Batch::F16(v) => by::<_, HalfAcc>(v),
+        #[cfg(feature = "half")]
+        Batch::Bf16(v) => by::<_, HalfAcc>(v),
+    }
 }
 
 /// The general path's halving tree over rows `r0..r1` of a `d`-feature
@@ -188,8 +213,8 @@ fn rows_tree(r0: usize, r1: usize, d: usize, leaf: &(impl Fn(usize, usize) -> Su
 /// Rows `r0..r1` of every column, feature by feature in row order, skipping
 /// nulls (and NaN under `Ignore`); each value divided by `2^scale[j]` first
 /// when `scale` is not empty — `general::sum_lanes`, column-wise.
-fn sum_range<F: Element>(
-    columns: &[&[F]],
+fn sum_range<T: Input>(
+    columns: &[&[T]],
     validity: &[Option<Validity<'_>>],
     r0: usize,
     r1: usize,
@@ -202,11 +227,13 @@ fn sum_range<F: Element>(
         let valid = validity.get(j).copied().flatten();
         let (sum, count) = (&mut sums.sum[j], &mut sums.weight[j]);
         for (i, &x) in col.iter().enumerate().take(r1).skip(r0) {
+            let x = x.widen();
             if valid.is_some_and(|v| v.is_valid(i) != Some(true)) || (policy == NanPolicy::Ignore && x.is_nan()) {
                 continue;
             }
+            // Widened first, then scaled, as the array paths' `push_lane`.
             let x = if scale.is_empty() { x } else { ldexp(x, -scale[j]) };
-            general::push_one(sum, count, x.to_f64().unwrap_or(f64::NAN));
+            general::push_one(sum, count, x);
         }
     }
     Sums {

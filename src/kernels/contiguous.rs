@@ -48,7 +48,7 @@ fn lcm(a: usize, b: usize) -> usize {
 
 /// Reinterprets a slice of `F` as a slice of `T` when they are the same type.
 #[inline(always)]
-fn cast<F: 'static, T: 'static>(x: &[F]) -> Option<&[T]> {
+pub(crate) fn cast<F: 'static, T: 'static>(x: &[F]) -> Option<&[T]> {
     if TypeId::of::<F>() == TypeId::of::<T>() {
         // SAFETY: `F` and `T` are the same type (equal `TypeId`s), so the
         // pointer, length, alignment and validity of every element carry over.
@@ -121,6 +121,41 @@ impl<F: Element> RowAcc<F> {
                 });
             }
         }
+    }
+}
+
+/// The instruction sets the dispatched kernels run with on this CPU: the
+/// float lanes' tier, and the extras the narrow inputs use.
+pub(crate) fn tier() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let lanes = if simd::has_avx512() {
+            "avx512f+vl (float lanes)"
+        } else if simd::has_avx2() {
+            "avx2+fma (float lanes)"
+        } else {
+            "baseline (float lanes)"
+        };
+        let ints = if std::arch::is_x86_feature_detected!("avx2") {
+            "avx2 (integer lanes)"
+        } else {
+            "baseline (integer lanes)"
+        };
+        let f16 = if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+            "f16c (f16 widening)"
+        } else {
+            "portable (f16 widening)"
+        };
+        let nt = if simd::has_avx2() {
+            "avx non-temporal (large _into outputs)"
+        } else {
+            "ordinary stores (large _into outputs)"
+        };
+        format!("{lanes}, {ints}, {f16}, {nt}")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "portable".to_string()
     }
 }
 
@@ -200,13 +235,13 @@ fn sum_dd_rows<F: num_traits::Float>(x: &[F], hi: &mut [F], lo: &mut [F]) {
     sum_dd(quads.remainder(), hi, lo);
 }
 
-/// [`sum_wide`], four wide rows at a time like [`sum_dd_rows`].
+/// [`sum_wide`], four periods at a time (as [`sum_dd_rows`] does for wide
+/// rows, and here for every width): each lane's accumulator is loaded and
+/// stored once per four values instead of once per value, which the
+/// narrow-row kernels are bound by once the input is half-precision (W12).
 #[inline(always)]
 fn sum_wide_rows(x: &[f32], acc: &mut [f64]) {
     let p = acc.len();
-    if p <= WIDE {
-        return sum_wide(x, acc);
-    }
     let mut quads = x.chunks_exact(4 * p);
     for q in &mut quads {
         let (a, rest) = q.split_at(p);
@@ -313,6 +348,45 @@ pub(crate) fn update_rows<F: Element>(x: &mut [F], pattern: &[F], add: bool) {
     }
 }
 
+/// [`apply_rows`] with non-temporal stores where the CPU has AVX: for
+/// outputs far larger than the caches, written without reading their lines
+/// first (an ordinary store reads each output line before writing it over).
+/// Same values, bit for bit; elsewhere it is [`apply_rows`].
+pub(crate) fn stream_rows<F: Element>(x: &[F], out: &mut [F], pattern: &[F], add: bool) {
+    stream_rows_unfenced(x, out, pattern, add);
+    store_fence();
+}
+
+/// [`stream_rows`] without its closing [`store_fence`]: for a run of calls
+/// on one thread, fenced once at the end (a fence waits for every
+/// write-combining buffer to drain: once per 16 KiB block halved W9's
+/// `transform_into`).
+pub(crate) fn stream_rows_unfenced<F: Element>(x: &[F], out: &mut [F], pattern: &[F], add: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if simd::has_avx2() && pattern.len() >= 8 {
+        if let (Some(x), Some(o), Some(p)) = (cast::<F, f64>(x), cast_mut::<F, f64>(out), cast::<F, f64>(pattern)) {
+            // SAFETY: the CPU has AVX2 (so AVX), checked just above.
+            return unsafe { simd::stream_f64(x, o, p, add) };
+        }
+        if let (Some(x), Some(o), Some(p)) = (cast::<F, f32>(x), cast_mut::<F, f32>(out), cast::<F, f32>(pattern)) {
+            // SAFETY: as above.
+            return unsafe { simd::stream_f32(x, o, p, add) };
+        }
+    }
+    apply_rows(x, out, pattern, add)
+}
+
+/// Orders this thread's non-temporal stores before its later stores (and
+/// so before anything another thread sees after synchronising with it).
+pub(crate) fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    if simd::has_avx2() {
+        // SAFETY: SFENCE is SSE, part of the x86-64 baseline every CPU
+        // running this code has; it only orders stores.
+        unsafe { std::arch::x86_64::_mm_sfence() };
+    }
+}
+
 /// `out = x ∓ m` for one feature's contiguous run.
 pub(crate) fn apply_scalar<F: Element>(x: &[F], out: &mut [F], m: F, add: bool) {
     let pat = [m; 64];
@@ -371,6 +445,75 @@ mod simd {
             }
         };
     }
+    macro_rules! stream {
+        ($name:ident, $t:ty, $lanes:expr, $load:ident, $add:ident, $sub:ident, $stream:ident) => {
+            /// `out[i] = x[i] ∓ pattern[i mod p]`, the aligned body with
+            /// non-temporal stores (the caller fences).
+            #[target_feature(enable = "avx2")]
+            pub(super) fn $name(x: &[$t], out: &mut [$t], pattern: &[$t], add: bool) {
+                use std::arch::x86_64::{$add, $load, $stream, $sub};
+                const L: usize = $lanes;
+                let n = x.len().min(out.len());
+                let p = pattern.len();
+                let one = |i: usize| {
+                    if add {
+                        x[i] + pattern[i % p]
+                    } else {
+                        x[i] - pattern[i % p]
+                    }
+                };
+                // The pattern and its first L values again: a vector of
+                // means from any phase `k < p` is `ext[k..k + L]`.
+                let mut ext = Vec::with_capacity(p + L);
+                ext.extend_from_slice(pattern);
+                ext.extend_from_slice(&pattern[..L]);
+                let head = out.as_ptr().align_offset(32).min(n);
+                for i in 0..head {
+                    out[i] = one(i);
+                }
+                let mut i = head;
+                let mut k = head % p;
+                while i + L <= n {
+                    // SAFETY: `i + L ≤ n` elements of `x` and `out`, `k + L ≤
+                    // p + L` of `ext` are in bounds; `out[i..]` is 32-byte
+                    // aligned (`head` aligned it, each step moves 32 bytes).
+                    unsafe {
+                        let v = $load(x.as_ptr().add(i));
+                        let m = $load(ext.as_ptr().add(k));
+                        let r = if add { $add(v, m) } else { $sub(v, m) };
+                        $stream(out.as_mut_ptr().add(i), r);
+                    }
+                    i += L;
+                    k += L;
+                    if k >= p {
+                        k -= p;
+                    }
+                }
+                for j in i..n {
+                    out[j] = one(j);
+                }
+            }
+        };
+    }
+    stream!(
+        stream_f64,
+        f64,
+        4,
+        _mm256_loadu_pd,
+        _mm256_add_pd,
+        _mm256_sub_pd,
+        _mm256_stream_pd
+    );
+    stream!(
+        stream_f32,
+        f32,
+        8,
+        _mm256_loadu_ps,
+        _mm256_add_ps,
+        _mm256_sub_ps,
+        _mm256_stream_ps
+    );
+
     versions!(sum_dd_rows, <F>, (x: &[F], hi: &mut [F], lo: &mut [F]));
     versions!(sum_wide_rows, <>, (x: &[f32], acc: &mut [f64]));
     versions!(apply_add, <F>, (x: &[F], out: &mut [F], pattern: &[F]));
@@ -421,6 +564,32 @@ mod tests {
         sum_wide(&z, &mut f);
         dispatch!(sum_wide_rows(&z, &mut g));
         assert_eq!(f, g);
+    }
+
+    /// Non-temporal stores give `apply_rows`'s values at every alignment of
+    /// the output, for pattern lengths that are and are not multiples of
+    /// the vector width.
+    #[test]
+    fn streamed_stores_agree_at_every_alignment() {
+        let x: Vec<f64> = (0..3001).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        for p in [64usize, 96, 257, 300] {
+            let pat: Vec<f64> = (0..p).map(|j| j as f64 * 0.25 - 7.0).collect();
+            let pat32: Vec<f32> = pat.iter().map(|&v| v as f32).collect();
+            for off in 0..8 {
+                for add in [false, true] {
+                    let n = x.len() - off;
+                    let (mut want, mut got) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                    apply_rows(&x[..n], &mut want[off..], &pat, add);
+                    stream_rows(&x[..n], &mut got[off..], &pat, add);
+                    assert_eq!(want, got, "f64, p = {p}, offset {off}");
+                    let (mut want, mut got) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+                    apply_rows(&x32[..n], &mut want[off..], &pat32, add);
+                    stream_rows(&x32[..n], &mut got[off..], &pat32, add);
+                    assert_eq!(want, got, "f32, p = {p}, offset {off}");
+                }
+            }
+        }
     }
 
     /// Every compiled version of every kernel, called directly (not only the

@@ -64,5 +64,5 @@ mod narrow;
 mod reduce;
 mod tree;
 
-pub(crate) use apply::{apply_inplace, apply_input};
+pub(crate) use apply::{Stores, apply_inplace, apply_input};
 pub(crate) use reduce::reduce;

@@ -342,6 +342,144 @@ pub(crate) fn widen_exact<T: Input, F: Element>(x: &[T], out: &mut [F]) -> bool 
     }
 }
 
+/// `out[i] = x[i] ∓ pattern[i mod p]` into `f32` with the widening done in
+/// registers and non-temporal stores (no fence: the caller fences), for the
+/// inputs exact in `f32` that AVX2 and F16C widen eight at a time (`u8`,
+/// `i8`, `u16`, `i16`, `f16`). `false`, writing nothing, for any other
+/// `(T, F)` or CPU. Same values as widening then [`apply_rows`]
+/// (`super::contiguous::apply_rows`): the widening is exact, the
+/// subtraction the same `f32` operation.
+pub(crate) fn widen_stream<T: Input, F: Element>(x: &[T], out: &mut [F], pattern: &[F], add: bool) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (Some(o), Some(pat)) = (cast_mut::<F, f32>(out), super::contiguous::cast::<F, f32>(pattern)) else {
+            return false;
+        };
+        if !(has_avx2() && std::arch::is_x86_feature_detected!("f16c")) || pat.len() < 8 {
+            return false;
+        }
+        // SAFETY (each arm): the CPU has AVX2 and F16C, checked above, the
+        // features every `stream::*` function is compiled with.
+        match T::batch(ArrayView1::from(x).into_dyn()) {
+            Batch::Int(IntBatch::U8(v)) => unsafe { stream::from_u8(slice(&v), o, pat, add) },
+            Batch::Int(IntBatch::I8(v)) => unsafe { stream::from_i8(slice(&v), o, pat, add) },
+            Batch::Int(IntBatch::U16(v)) => unsafe { stream::from_u16(slice(&v), o, pat, add) },
+            Batch::Int(IntBatch::I16(v)) => unsafe { stream::from_i16(slice(&v), o, pat, add) },
+            #[cfg(feature = "half")]
+            Batch::F16(v) => unsafe { stream::from_f16(slice(&v), o, pat, add) },
+            _ => return false,
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, out, pattern, add);
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod stream {
+    #[allow(unused_imports)]
+    use std::arch::x86_64::{
+        __m128i, __m256, _mm_loadl_epi64, _mm_loadu_si128, _mm256_add_ps, _mm256_cvtepi8_epi32, _mm256_cvtepi16_epi32,
+        _mm256_cvtepi32_ps, _mm256_cvtepu8_epi32, _mm256_cvtepu16_epi32, _mm256_cvtph_ps, _mm256_loadu_ps,
+        _mm256_stream_ps, _mm256_sub_ps,
+    };
+
+    macro_rules! widen_stream {
+        ($name:ident, $t:ty, |$p:ident| $load:expr) => {
+            /// Widens eight values at a time in registers, `∓ pattern`,
+            /// streams the `f32`s out (aligned body), scalar head and tail.
+            #[target_feature(enable = "avx2,f16c")]
+            pub(super) fn $name(x: &[$t], out: &mut [f32], pattern: &[f32], add: bool) {
+                let n = x.len().min(out.len());
+                let p = pattern.len();
+                let wide = |v: $t| -> f32 { super::Widen::widen32(v) };
+                let one = |i: usize| {
+                    if add {
+                        wide(x[i]) + pattern[i % p]
+                    } else {
+                        wide(x[i]) - pattern[i % p]
+                    }
+                };
+                let mut ext = Vec::with_capacity(p + 8);
+                ext.extend_from_slice(pattern);
+                ext.extend_from_slice(&pattern[..8]);
+                let head = out.as_ptr().align_offset(32).min(n);
+                for i in 0..head {
+                    out[i] = one(i);
+                }
+                let mut i = head;
+                let mut k = head % p;
+                while i + 8 <= n {
+                    // SAFETY: `i + 8 ≤ n` values of `x` are read (at most 16
+                    // bytes), `k + 8 ≤ p + 8` of `ext`; `out[i..i + 8]` is
+                    // 32-byte aligned (`head` aligned it, steps are 32 bytes).
+                    unsafe {
+                        let $p = x.as_ptr().add(i);
+                        let v: __m256 = $load;
+                        let m = _mm256_loadu_ps(ext.as_ptr().add(k));
+                        let r = if add {
+                            _mm256_add_ps(v, m)
+                        } else {
+                            _mm256_sub_ps(v, m)
+                        };
+                        _mm256_stream_ps(out.as_mut_ptr().add(i), r);
+                    }
+                    i += 8;
+                    k += 8;
+                    if k >= p {
+                        k -= p;
+                    }
+                }
+                for j in i..n {
+                    out[j] = one(j);
+                }
+            }
+        };
+    }
+    widen_stream!(from_u8, u8, |p| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+        _mm_loadl_epi64(p.cast::<__m128i>())
+    )));
+    widen_stream!(from_i8, i8, |p| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+        _mm_loadl_epi64(p.cast::<__m128i>())
+    )));
+    widen_stream!(from_u16, u16, |p| _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(
+        _mm_loadu_si128(p.cast::<__m128i>())
+    )));
+    widen_stream!(from_i16, i16, |p| _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(
+        _mm_loadu_si128(p.cast::<__m128i>())
+    )));
+    #[cfg(feature = "half")]
+    widen_stream!(from_f16, half::f16, |p| _mm256_cvtph_ps(_mm_loadu_si128(
+        p.cast::<__m128i>()
+    )));
+}
+
+/// The exact `f32` of a value of the types [`widen_stream`] takes.
+trait Widen: Copy {
+    fn widen32(self) -> f32;
+}
+macro_rules! widen32 {
+    ($($t:ty),*) => {$(
+        impl Widen for $t {
+            #[inline(always)]
+            fn widen32(self) -> f32 {
+                f32::from(self)
+            }
+        }
+    )*};
+}
+widen32!(u8, i8, u16, i16);
+#[cfg(feature = "half")]
+impl Widen for half::f16 {
+    #[inline(always)]
+    fn widen32(self) -> f32 {
+        self.to_f32()
+    }
+}
+
 /// The slice a 1-D view of a slice is (always contiguous).
 fn slice<'a, T>(v: &ArrayViewD<'a, T>) -> &'a [T] {
     v.to_slice().unwrap_or_default()

@@ -929,6 +929,8 @@ impl Row {
             "vs_ndarray": self.gbps / self.ndarray_gbps,
             "quick": cfg.quick,
             "rounds": cfg.rounds,
+            "cpu": cpu_model(),
+            "crate_kernels": centering::__kernel_tier(),
         });
         let obj = v.as_object_mut().expect("an object");
         obj.extend(self.extra.clone());
@@ -1141,8 +1143,9 @@ fn voluntary_switches(f: impl FnOnce()) -> Option<u64> {
 // Reporting.
 // ---------------------------------------------------------------------------
 
-fn print_header(cfg: &Config) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+/// The CPU's model name (`/proc/cpuinfo`).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
             s.lines()
@@ -1150,7 +1153,11 @@ fn print_header(cfg: &Config) {
                 .and_then(|l| l.split(':').nth(1))
                 .map(|m| m.trim().to_string())
         })
-        .unwrap_or_else(|| "unknown CPU".into());
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn print_header(cfg: &Config) {
+    let cpu = cpu_model();
     let mut thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "n/a".into());
@@ -1164,6 +1171,7 @@ fn print_header(cfg: &Config) {
         rayon::current_num_threads(),
         simd::tier(),
     );
+    println!("crate kernels on this CPU: {}", centering::__kernel_tier());
     println!(
         "mode: {} (sizes ÷ {}), {} timed rounds + 1 warm-up, medians; GB/s = input bytes (N·D·size_of F) / time, \
          1 GB = 1e9 B, for crate, limit and ndarray alike\n",

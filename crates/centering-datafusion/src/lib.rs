@@ -64,10 +64,13 @@
 //!
 //! # Inputs
 //!
-//! Float64 and Float32 columns are read as they are (Float32 is summed as
-//! the crate sums `f32`, into an `f64` state). Integer and decimal columns
-//! are cast to Float64 by DataFusion's type coercion before the function
-//! sees them (exact for integers up to 2⁵³ in magnitude). A null is a
+//! Columns that are all Float64, all Float32, all Float16 or all of one
+//! integer type of at most 32 bits are read as Arrow holds them, without a
+//! cast: floats are summed as the crate sums them, integers exactly (the
+//! mean is the exactly rounded mean), all into an `f64` state. Any other
+//! mix — Int64, UInt64, decimals, or columns of different types — is cast
+//! to Float64 by DataFusion's type coercion first (exact for integers up to
+//! 2⁵³ in magnitude). A null is a
 //! missing value of that feature only (as NaN is under
 //! [`NanPolicy::Ignore`]); the counts are per feature; a feature with no
 //! value in a group has a NaN mean and a count of 0. Under
@@ -109,12 +112,15 @@
 
 use std::sync::Arc;
 
-use centering::{AnyCentering, BatchSummary, Centering, CenteringParams, Element, Mode, NanPolicy, Validity};
+use centering::{AnyCentering, BatchSummary, Centering, CenteringParams, Input, Mode, NanPolicy, Validity};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, ListArray, RecordBatch, StringArray, StructArray,
 };
 use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float32Type, Float64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Fields, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    UInt8Type, UInt16Type, UInt32Type,
+};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -149,17 +155,28 @@ fn result_fields() -> Fields {
     ])
 }
 
-/// Float32 stays Float32 when every argument is; anything else numeric is
-/// cast to Float64.
+/// The column types the core reads as they are: Float64, Float32,
+/// Float16, and the integers of at most 32 bits (summed exactly).
+fn read_as_is(t: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        t,
+        Float64 | Float32 | Float16 | Int8 | Int16 | Int32 | UInt8 | UInt16 | UInt32
+    )
+}
+
+/// Columns that all have one type the core reads as it is keep it; any
+/// other mix of numeric types is cast to Float64 (Int64, UInt64 and
+/// decimals too: their values beyond 2⁵³ round).
 fn coerce_features(name: &str, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-    if arg_types.is_empty() {
+    let Some(first) = arg_types.first() else {
         return plan_err!("{name} needs at least one feature column");
-    }
+    };
     if let Some(t) = arg_types.iter().find(|t| !(t.is_numeric() || t.is_null())) {
         return plan_err!("{name}: feature columns must be numeric, found {t}");
     }
-    let target = if arg_types.iter().all(|t| *t == DataType::Float32) {
-        DataType::Float32
+    let target = if read_as_is(first) && arg_types.iter().all(|t| t == first) {
+        first.clone()
     } else {
         DataType::Float64
     };
@@ -302,11 +319,11 @@ fn validity(nulls: Option<&NullBuffer>) -> Option<Validity<'_>> {
     nulls.map(|n| Validity::new(n.inner().values(), n.inner().offset()))
 }
 
-/// The summary of one batch of feature columns (all Float64 or all Float32,
-/// as [`coerce_features`] arranged).
+/// The summary of one batch of feature columns (all of one type the core
+/// reads as it is, as [`coerce_features`] arranged).
 fn summarise(values: &[ArrayRef], nan_policy: NanPolicy) -> Result<Option<BatchSummary>> {
     fn typed<
-        F: Element + datafusion::arrow::datatypes::ArrowNativeType,
+        F: Input + datafusion::arrow::datatypes::ArrowNativeType,
         T: datafusion::arrow::datatypes::ArrowPrimitiveType<Native = F>,
     >(
         values: &[ArrayRef],
@@ -337,7 +354,14 @@ fn summarise(values: &[ArrayRef], nan_policy: NanPolicy) -> Result<Option<BatchS
     match first.data_type() {
         DataType::Float64 => typed::<f64, Float64Type>(values, nan_policy).map(Some),
         DataType::Float32 => typed::<f32, Float32Type>(values, nan_policy).map(Some),
-        t => exec_err!("center_fit: unexpected column type {t} (Float64 or Float32 after coercion)"),
+        DataType::Float16 => typed::<half::f16, Float16Type>(values, nan_policy).map(Some),
+        DataType::Int8 => typed::<i8, Int8Type>(values, nan_policy).map(Some),
+        DataType::Int16 => typed::<i16, Int16Type>(values, nan_policy).map(Some),
+        DataType::Int32 => typed::<i32, Int32Type>(values, nan_policy).map(Some),
+        DataType::UInt8 => typed::<u8, UInt8Type>(values, nan_policy).map(Some),
+        DataType::UInt16 => typed::<u16, UInt16Type>(values, nan_policy).map(Some),
+        DataType::UInt32 => typed::<u32, UInt32Type>(values, nan_policy).map(Some),
+        t => exec_err!("center_fit: unexpected column type {t} after coercion"),
     }
 }
 

@@ -241,7 +241,7 @@ async fn float32_columns_fit_as_the_crate_fits_f32() -> Result<()> {
 }
 
 #[tokio::test]
-async fn integer_columns_are_cast_to_float64_and_exact() -> Result<()> {
+async fn mixed_integer_columns_are_cast_to_float64_and_exact() -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("a", DataType::Int32, true),
         Field::new("b", DataType::Int64, true),
@@ -264,6 +264,64 @@ async fn integer_columns_are_cast_to_float64_and_exact() -> Result<()> {
     let c = state_of(&out[0], "fit", 0)?;
     assert_eq!(c.mean().unwrap().to_vec(), vec![3.0, 20.0]);
     assert_eq!(c.counts().unwrap().to_vec(), vec![3.0, 3.0]);
+    Ok(())
+}
+
+/// Columns all of one narrow type are read as they are (no cast): integer
+/// means exactly rounded, Float16 as the crate fits an f16 array.
+#[tokio::test]
+async fn narrow_columns_are_read_without_a_cast() -> Result<()> {
+    use datafusion::arrow::array::{Float16Array, Int32Array, UInt8Array};
+    // Int32 values whose f64 sum would round: the exact mean is still found.
+    let big = [i32::MAX, i32::MAX - 1, 3, -7];
+    let u = [200u8, 201, 255, 0];
+    let h: Vec<half::f16> = [1000.5f32, 0.25, 3.0, 7.0]
+        .iter()
+        .map(|&v| half::f16::from_f32(v))
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int32, true),
+        Field::new("b", DataType::Int32, true),
+        Field::new("u", DataType::UInt8, true),
+        Field::new("h", DataType::Float16, true),
+    ]));
+    let batch = |r: std::ops::Range<usize>| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(big[r.clone()].to_vec())),
+                Arc::new(Int32Array::from(
+                    big[r.clone()].iter().map(|v| v / 2).collect::<Vec<_>>(),
+                )),
+                Arc::new(UInt8Array::from(u[r.clone()].to_vec())),
+                Arc::new(Float16Array::from(h[r].to_vec())),
+            ],
+        )
+    };
+    let ctx = context(2);
+    ctx.register_table(
+        "t",
+        Arc::new(MemTable::try_new(
+            schema.clone(),
+            vec![vec![batch(0..2)?], vec![batch(2..4)?]],
+        )?),
+    )?;
+    for (sql, want) in [
+        ("SELECT center_fit(a, b) AS fit FROM t", {
+            let s: i64 = big.iter().map(|&v| i64::from(v)).sum();
+            let s2: i64 = big.iter().map(|&v| i64::from(v / 2)).sum();
+            vec![s as f64 / 4.0, s2 as f64 / 4.0]
+        }),
+        ("SELECT center_fit(u) AS fit FROM t", vec![656.0 / 4.0]),
+        (
+            "SELECT center_fit(h) AS fit FROM t",
+            vec![(1000.5 + 0.25 + 3.0 + 7.0) / 4.0],
+        ),
+    ] {
+        let out = ctx.sql(sql).await?.collect().await?;
+        let c = state_of(&out[0], "fit", 0)?;
+        assert_eq!(c.mean().unwrap().to_vec(), want, "{sql}");
+    }
     Ok(())
 }
 

@@ -250,3 +250,42 @@ proptest! {
         }
     }
 }
+
+/// Outputs larger than the streaming threshold (8 MiB), written into a
+/// caller's buffer with non-temporal stores where the CPU has them: the same
+/// bits as the fresh-array transform (ordinary stores), for `F` inputs in C
+/// and Fortran order, and for `u8` inputs widened to `f32`.
+#[test]
+fn large_into_outputs_match_the_fresh_transform() {
+    let x = Array::from_shape_fn((700_001, 3), |(i, j)| ((i * 7919 + j * 31) % 1000) as f64 * 0.37 - 11.0);
+    let mut c = Centering::<f64>::new();
+    c.fit(&x).unwrap();
+    let mut out = Array::zeros(x.raw_dim());
+    c.transform_into(&x, &mut out).unwrap();
+    assert_eq!(out, c.transform(&x).unwrap());
+    c.inverse_transform_into(&x, &mut out).unwrap();
+    assert_eq!(out, c.inverse_transform(&x).unwrap());
+    let mut f = Array::zeros(x.raw_dim().f());
+    f.assign(&x);
+    let mut out_f = Array::zeros(x.raw_dim().f());
+    c.transform_into(&f, &mut out_f).unwrap();
+    assert_eq!(out_f, c.transform(&f).unwrap());
+
+    let x32 = x.mapv(|v| v as f32);
+    let mut c32 = Centering::<f32>::new();
+    c32.fit(&x32).unwrap();
+    let mut out32 = Array::zeros(x32.raw_dim());
+    c32.transform_into(&x32, &mut out32).unwrap();
+    assert_eq!(out32, c32.transform(&x32).unwrap());
+
+    let images = Array::from_shape_fn((97, 100, 100, 3), |(a, b, c_, j)| {
+        ((a * 7 + b * 13 + c_ * 17 + j * 101) % 256) as u8
+    });
+    let mut cu = Centering::<f32>::new();
+    cu.fit_input(&images).unwrap();
+    let mut out_u = Array::zeros(images.raw_dim());
+    cu.transform_input_into(&images, &mut out_u).unwrap();
+    assert_eq!(out_u, cu.transform_input(&images).unwrap());
+    let m = cu.mean().unwrap();
+    assert_eq!(out_u[[96, 99, 98, 2]], f32::from(images[[96, 99, 98, 2]]) - m[2]);
+}

@@ -291,3 +291,72 @@ fn a_mean_and_a_count_check_their_values() {
     assert_eq!(big.n_samples(), (1 << 60) + 1);
     assert_eq!(big.mean::<f64>()[0], 1.0);
 }
+
+/// Integer columns with nulls: the exact mean of the valid values, the same
+/// as the array with those rows left out of each feature; without nulls,
+/// the Fortran array's summary bit for bit.
+#[test]
+fn integer_columns_are_summed_exactly() {
+    let n = 70_001;
+    let a: Vec<i32> = (0..n)
+        .map(|i| (i as i32).wrapping_mul(2_654_435) % 1_000_003 - 500_000)
+        .collect();
+    let b: Vec<u8> = (0..n).map(|i| (i * 7919 % 256) as u8).collect();
+    let valid: Vec<bool> = (0..n).map(|i| i % 7 != 3).collect();
+    let bits = bitmap(&valid, 0);
+    let s = BatchSummary::from_columns(&[&a[..]], &[Some(Validity::new(&bits, 0))], NanPolicy::Ignore).unwrap();
+    let (sum, count) = a
+        .iter()
+        .zip(&valid)
+        .filter(|(_, v)| **v)
+        .fold((0i128, 0u64), |(s, c), (&x, _)| (s + i128::from(x), c + 1));
+    assert_eq!(s.counts()[0], count as f64);
+    // Exactly rounded: |sum| < 2⁵³, so `sum / count` in f64 is the nearest
+    // f64 to the exact quotient.
+    assert_eq!(s.mean::<f64>()[0], sum as f64 / count as f64);
+
+    let s = BatchSummary::from_columns(&[&b[..], &b[..]], &[], NanPolicy::Reject).unwrap();
+    let mut x = Array2::<u8>::zeros((n, 2).f());
+    for i in 0..n {
+        x[[i, 0]] = b[i];
+        x[[i, 1]] = b[i];
+    }
+    assert_eq!(s, BatchSummary::from_array(&x, NanPolicy::Reject).unwrap());
+    let exact: u64 = b.iter().map(|&v| u64::from(v)).sum();
+    assert_eq!(s.mean::<f64>()[0], exact as f64 / n as f64);
+}
+
+#[cfg(feature = "half")]
+#[test]
+fn half_columns_fold_like_the_fortran_array() {
+    use half::f16;
+    let n = 40_003;
+    let cols: Vec<Vec<f16>> = (0..3)
+        .map(|j| {
+            (0..n)
+                .map(|i| f16::from_f32(100.0 * j as f32 + ((i * 37) % 101) as f32 / 8.0))
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f16]> = cols.iter().map(Vec::as_slice).collect();
+    let s = BatchSummary::from_columns(&refs, &[], NanPolicy::Reject).unwrap();
+    let mut x = Array2::from_elem((n, 3).f(), f16::ZERO);
+    for (j, c) in cols.iter().enumerate() {
+        for (i, &v) in c.iter().enumerate() {
+            x[[i, j]] = v;
+        }
+    }
+    assert_eq!(s, BatchSummary::from_array(&x, NanPolicy::Reject).unwrap());
+    // With nulls, under Ignore: the array with NaN at the nulls, any layout.
+    let valid: Vec<bool> = (0..n).map(|i| i % 5 != 0).collect();
+    let bits = bitmap(&valid, 0);
+    let v = Some(Validity::new(&bits, 0));
+    let s = BatchSummary::from_columns(&refs, &[v, None, v], NanPolicy::Ignore).unwrap();
+    let mut y = Array2::from_elem((n, 3), f16::ZERO);
+    for (j, c) in cols.iter().enumerate() {
+        for (i, &val) in c.iter().enumerate() {
+            y[[i, j]] = if j != 1 && !valid[i] { f16::NAN } else { val };
+        }
+    }
+    assert_eq!(s, BatchSummary::from_array(&y, NanPolicy::Ignore).unwrap());
+}
