@@ -416,6 +416,68 @@ fn update_sub<F: num_traits::Float>(x: &mut [F], pattern: &[F]) {
     update_pattern::<F, false>(x, pattern)
 }
 
+/// Defines `$name(x: &[$t], out: &mut [$o], pattern: &[$o], add: bool)`:
+/// `out[i] = widen(x[i]) ∓ pattern[i mod p]`, `$lanes` at a time, the input
+/// loaded (and widened) by `$load`, the aligned body written with the
+/// non-temporal `$stream` (the caller fences), scalar head and tail.
+/// Compiled with `$features`; the caller checks the CPU has them.
+#[cfg(target_arch = "x86_64")]
+macro_rules! stream_kernel {
+    ($name:ident, $features:literal, $t:ty => $o:ty, $lanes:expr, |$v:ident| $widen:expr, |$p:ident| $load:expr,
+     $loadm:ident, $add:ident, $sub:ident, $stream:ident) => {
+        #[target_feature(enable = $features)]
+        pub(super) fn $name(x: &[$t], out: &mut [$o], pattern: &[$o], add: bool) {
+            #[allow(unused_imports)]
+            use std::arch::x86_64::*;
+            const L: usize = $lanes;
+            let n = x.len().min(out.len());
+            let p = pattern.len();
+            let wide = |$v: $t| -> $o { $widen };
+            let one = |i: usize| {
+                if add {
+                    wide(x[i]) + pattern[i % p]
+                } else {
+                    wide(x[i]) - pattern[i % p]
+                }
+            };
+            // The pattern and its first L values again: a vector of means
+            // from any phase `k < p` is `ext[k..k + L]`.
+            let mut ext = Vec::with_capacity(p + L);
+            ext.extend_from_slice(pattern);
+            ext.extend_from_slice(&pattern[..L]);
+            let head = out.as_ptr().align_offset(32).min(n);
+            for i in 0..head {
+                out[i] = one(i);
+            }
+            let mut i = head;
+            let mut k = head % p;
+            while i + L <= n {
+                // SAFETY: `i + L ≤ n` values of `x` are read (at most 32
+                // bytes) and of `out` written, `k + L ≤ p + L` of `ext`
+                // read; `out[i..]` is 32-byte aligned (`head` aligned it,
+                // each step moves 32 bytes).
+                unsafe {
+                    let $p = x.as_ptr().add(i);
+                    let v = $load;
+                    let m = $loadm(ext.as_ptr().add(k));
+                    let r = if add { $add(v, m) } else { $sub(v, m) };
+                    $stream(out.as_mut_ptr().add(i), r);
+                }
+                i += L;
+                k += L;
+                if k >= p {
+                    k -= p;
+                }
+            }
+            for j in i..n {
+                out[j] = one(j);
+            }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use stream_kernel;
+
 /// The same bodies compiled with wider instruction sets.
 #[cfg(target_arch = "x86_64")]
 mod simd {
@@ -445,74 +507,8 @@ mod simd {
             }
         };
     }
-    macro_rules! stream {
-        ($name:ident, $t:ty, $lanes:expr, $load:ident, $add:ident, $sub:ident, $stream:ident) => {
-            /// `out[i] = x[i] ∓ pattern[i mod p]`, the aligned body with
-            /// non-temporal stores (the caller fences).
-            #[target_feature(enable = "avx2")]
-            pub(super) fn $name(x: &[$t], out: &mut [$t], pattern: &[$t], add: bool) {
-                use std::arch::x86_64::{$add, $load, $stream, $sub};
-                const L: usize = $lanes;
-                let n = x.len().min(out.len());
-                let p = pattern.len();
-                let one = |i: usize| {
-                    if add {
-                        x[i] + pattern[i % p]
-                    } else {
-                        x[i] - pattern[i % p]
-                    }
-                };
-                // The pattern and its first L values again: a vector of
-                // means from any phase `k < p` is `ext[k..k + L]`.
-                let mut ext = Vec::with_capacity(p + L);
-                ext.extend_from_slice(pattern);
-                ext.extend_from_slice(&pattern[..L]);
-                let head = out.as_ptr().align_offset(32).min(n);
-                for i in 0..head {
-                    out[i] = one(i);
-                }
-                let mut i = head;
-                let mut k = head % p;
-                while i + L <= n {
-                    // SAFETY: `i + L ≤ n` elements of `x` and `out`, `k + L ≤
-                    // p + L` of `ext` are in bounds; `out[i..]` is 32-byte
-                    // aligned (`head` aligned it, each step moves 32 bytes).
-                    unsafe {
-                        let v = $load(x.as_ptr().add(i));
-                        let m = $load(ext.as_ptr().add(k));
-                        let r = if add { $add(v, m) } else { $sub(v, m) };
-                        $stream(out.as_mut_ptr().add(i), r);
-                    }
-                    i += L;
-                    k += L;
-                    if k >= p {
-                        k -= p;
-                    }
-                }
-                for j in i..n {
-                    out[j] = one(j);
-                }
-            }
-        };
-    }
-    stream!(
-        stream_f64,
-        f64,
-        4,
-        _mm256_loadu_pd,
-        _mm256_add_pd,
-        _mm256_sub_pd,
-        _mm256_stream_pd
-    );
-    stream!(
-        stream_f32,
-        f32,
-        8,
-        _mm256_loadu_ps,
-        _mm256_add_ps,
-        _mm256_sub_ps,
-        _mm256_stream_ps
-    );
+    stream_kernel!(stream_f64, "avx2", f64 => f64, 4, |v| v, |p| _mm256_loadu_pd(p), _mm256_loadu_pd, _mm256_add_pd, _mm256_sub_pd, _mm256_stream_pd);
+    stream_kernel!(stream_f32, "avx2", f32 => f32, 8, |v| v, |p| _mm256_loadu_ps(p), _mm256_loadu_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_stream_ps);
 
     versions!(sum_dd_rows, <F>, (x: &[F], hi: &mut [F], lo: &mut [F]));
     versions!(sum_wide_rows, <>, (x: &[f32], acc: &mut [f64]));

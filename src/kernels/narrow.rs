@@ -380,104 +380,24 @@ pub(crate) fn widen_stream<T: Input, F: Element>(x: &[T], out: &mut [F], pattern
 
 #[cfg(target_arch = "x86_64")]
 mod stream {
-    #[allow(unused_imports)]
-    use std::arch::x86_64::{
-        __m128i, __m256, _mm_loadl_epi64, _mm_loadu_si128, _mm256_add_ps, _mm256_cvtepi8_epi32, _mm256_cvtepi16_epi32,
-        _mm256_cvtepi32_ps, _mm256_cvtepu8_epi32, _mm256_cvtepu16_epi32, _mm256_cvtph_ps, _mm256_loadu_ps,
-        _mm256_stream_ps, _mm256_sub_ps,
-    };
+    use super::super::contiguous::stream_kernel;
 
-    macro_rules! widen_stream {
-        ($name:ident, $t:ty, |$p:ident| $load:expr) => {
-            /// Widens eight values at a time in registers, `∓ pattern`,
-            /// streams the `f32`s out (aligned body), scalar head and tail.
-            #[target_feature(enable = "avx2,f16c")]
-            pub(super) fn $name(x: &[$t], out: &mut [f32], pattern: &[f32], add: bool) {
-                let n = x.len().min(out.len());
-                let p = pattern.len();
-                let wide = |v: $t| -> f32 { super::Widen::widen32(v) };
-                let one = |i: usize| {
-                    if add {
-                        wide(x[i]) + pattern[i % p]
-                    } else {
-                        wide(x[i]) - pattern[i % p]
-                    }
-                };
-                let mut ext = Vec::with_capacity(p + 8);
-                ext.extend_from_slice(pattern);
-                ext.extend_from_slice(&pattern[..8]);
-                let head = out.as_ptr().align_offset(32).min(n);
-                for i in 0..head {
-                    out[i] = one(i);
-                }
-                let mut i = head;
-                let mut k = head % p;
-                while i + 8 <= n {
-                    // SAFETY: `i + 8 ≤ n` values of `x` are read (at most 16
-                    // bytes), `k + 8 ≤ p + 8` of `ext`; `out[i..i + 8]` is
-                    // 32-byte aligned (`head` aligned it, steps are 32 bytes).
-                    unsafe {
-                        let $p = x.as_ptr().add(i);
-                        let v: __m256 = $load;
-                        let m = _mm256_loadu_ps(ext.as_ptr().add(k));
-                        let r = if add {
-                            _mm256_add_ps(v, m)
-                        } else {
-                            _mm256_sub_ps(v, m)
-                        };
-                        _mm256_stream_ps(out.as_mut_ptr().add(i), r);
-                    }
-                    i += 8;
-                    k += 8;
-                    if k >= p {
-                        k -= p;
-                    }
-                }
-                for j in i..n {
-                    out[j] = one(j);
-                }
-            }
-        };
-    }
-    widen_stream!(from_u8, u8, |p| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-        _mm_loadl_epi64(p.cast::<__m128i>())
-    )));
-    widen_stream!(from_i8, i8, |p| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-        _mm_loadl_epi64(p.cast::<__m128i>())
-    )));
-    widen_stream!(from_u16, u16, |p| _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(
-        _mm_loadu_si128(p.cast::<__m128i>())
-    )));
-    widen_stream!(from_i16, i16, |p| _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(
-        _mm_loadu_si128(p.cast::<__m128i>())
-    )));
+    stream_kernel!(from_u8, "avx2,f16c", u8 => f32, 8, |v| f32::from(v),
+        |p| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast::<__m128i>()))),
+        _mm256_loadu_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_stream_ps);
+    stream_kernel!(from_i8, "avx2,f16c", i8 => f32, 8, |v| f32::from(v),
+        |p| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast::<__m128i>()))),
+        _mm256_loadu_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_stream_ps);
+    stream_kernel!(from_u16, "avx2,f16c", u16 => f32, 8, |v| f32::from(v),
+        |p| _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast::<__m128i>()))),
+        _mm256_loadu_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_stream_ps);
+    stream_kernel!(from_i16, "avx2,f16c", i16 => f32, 8, |v| f32::from(v),
+        |p| _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm_loadu_si128(p.cast::<__m128i>()))),
+        _mm256_loadu_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_stream_ps);
     #[cfg(feature = "half")]
-    widen_stream!(from_f16, half::f16, |p| _mm256_cvtph_ps(_mm_loadu_si128(
-        p.cast::<__m128i>()
-    )));
-}
-
-/// The exact `f32` of a value of the types [`widen_stream`] takes.
-trait Widen: Copy {
-    fn widen32(self) -> f32;
-}
-macro_rules! widen32 {
-    ($($t:ty),*) => {$(
-        impl Widen for $t {
-            #[inline(always)]
-            fn widen32(self) -> f32 {
-                f32::from(self)
-            }
-        }
-    )*};
-}
-widen32!(u8, i8, u16, i16);
-#[cfg(feature = "half")]
-impl Widen for half::f16 {
-    #[inline(always)]
-    fn widen32(self) -> f32 {
-        self.to_f32()
-    }
+    stream_kernel!(from_f16, "avx2,f16c", half::f16 => f32, 8, |v| v.to_f32(),
+        |p| _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())),
+        _mm256_loadu_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_stream_ps);
 }
 
 /// The slice a 1-D view of a slice is (always contiguous).
@@ -573,6 +493,43 @@ mod tests {
                 assert!(o.to_bits() == want.to_bits() || o.is_nan() && want.is_nan(), "{v:?}");
             }
         }
+    }
+
+    /// The in-register widening stream kernels give widening then
+    /// `apply_rows`'s values, at every output alignment, for each type.
+    #[test]
+    fn widened_streams_agree_with_widen_then_apply() {
+        fn check<T: Input>(x: &[T]) {
+            let pat: Vec<f32> = (0..96).map(|j| j as f32 * 0.75 - 3.0).collect();
+            for off in 0..8 {
+                for add in [false, true] {
+                    let n = x.len() - off;
+                    let mut wide = vec![0.0f32; n];
+                    assert!(widen_exact(&x[..n], &mut wide));
+                    let mut want = vec![0.0f32; x.len()];
+                    super::super::contiguous::apply_rows(&wide, &mut want[off..], &pat, add);
+                    let mut got = vec![0.0f32; x.len()];
+                    if widen_stream(&x[..n], &mut got[off..], &pat, add) {
+                        super::super::contiguous::store_fence();
+                        assert_eq!(want, got, "{}, offset {off}", std::any::type_name::<T>());
+                    }
+                }
+            }
+        }
+        let u: Vec<u8> = (0..1001u32).map(|i| (i * 7919 % 256) as u8).collect();
+        check(&u);
+        check(&u.iter().map(|&v| v.wrapping_sub(128) as i8).collect::<Vec<_>>());
+        check(&u.iter().map(|&v| u16::from(v) * 257).collect::<Vec<_>>());
+        check(&u.iter().map(|&v| (u16::from(v) * 257) as i16).collect::<Vec<_>>());
+        #[cfg(feature = "half")]
+        check(
+            &u.iter()
+                .map(|&v| half::f16::from_f32(f32::from(v) / 7.0))
+                .collect::<Vec<_>>(),
+        );
+        // No fused kernel for i32 into f32 (not exact) or into f64.
+        assert!(!widen_stream(&[1i32; 16], &mut [0.0f32; 16], &[0.0f32; 8], false));
+        assert!(!widen_stream(&[1u8; 16], &mut [0.0f64; 16], &[0.0f64; 8], false));
     }
 
     #[cfg(target_arch = "x86_64")]

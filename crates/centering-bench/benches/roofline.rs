@@ -1464,11 +1464,7 @@ mod narrow {
             let nd_t = time_of("ndarray").expect("ndarray ran");
             out.push(Row {
                 workload: id,
-                op: match op {
-                    "fit" => "fit",
-                    "transform" => "transform",
-                    _ => "transform_into",
-                },
+                op,
                 dtype: T::DTYPE,
                 shape: shape.clone(),
                 fortran: false,
