@@ -11,7 +11,9 @@
 //! | `Columns` | Fortran order, column-sliced Fortran views | [`contiguous`] with `d = 1`, feature by feature |
 //! | `Strided` | everything else (steps on the unit-stride axis, broadcast) | [`general`]: one sample at a time |
 //!
-//! Weighted batches and `NanPolicy::Ignore` take the general path too.
+//! Weighted batches and `NanPolicy::Ignore` take the general path's
+//! arithmetic too, vectorised across features where a leaf is contiguous
+//! rows or 2-D columns ([`samples`]).
 //!
 //! # Determinism
 //!
@@ -41,6 +43,7 @@
 //! | `contiguous.rs` | the runtime-dispatched SIMD loops (sum lanes, apply patterns) |
 //! | `narrow.rs` | inputs narrower than the sums: integer lanes, half-precision widening |
 //! | `general.rs` | the always-correct per-sample paths: strides, weights, missing values, rescaled re-sums |
+//! | `samples.rs` | the per-sample arithmetic vectorised across features, on rows and columns |
 //! | `columns.rs` | columnar sources (one slice per feature, validity bitmaps), bit-identical to the array paths |
 //! | `alloc.rs` | fallible, zeroed, huge-page output buffers |
 
@@ -62,6 +65,8 @@ pub(crate) mod layout;
 #[allow(unsafe_code)]
 mod narrow;
 mod reduce;
+#[allow(unsafe_code)]
+mod samples;
 mod tree;
 
 pub(crate) use apply::{Stores, apply_inplace, apply_input};

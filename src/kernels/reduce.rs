@@ -9,6 +9,7 @@ use super::layout::{self, Plan, plan};
 #[cfg(feature = "half")]
 use super::narrow::HalfAcc;
 use super::narrow::{IntAcc, IntLane, Lanes};
+use super::samples;
 use super::tree::{LEAF, PARALLEL_MIN, Rows, join, tree};
 use crate::error::{CenteringError, Result};
 use crate::input::__private::{Batch, IntBatch};
@@ -282,6 +283,11 @@ pub(super) fn sum_general<T: Input, W: Input>(
     policy: NanPolicy,
     scale: &[i32],
 ) -> Sums {
+    if scale.is_empty()
+        && let Some(sums) = samples::column_major_sums(x, w, policy)
+    {
+        return sums;
+    }
     let leaf =
         |(x, w): (ArrayViewD<'_, T>, Option<ArrayViewD<'_, W>>)| general::sum_lanes(&x, w.as_ref(), policy, scale);
     let merge = |mut a: Sums, b: Sums| {

@@ -1,4 +1,4 @@
-//! The roofline: the crate's throughput on the workloads W1–W9 and W12 of
+//! The roofline: the crate's throughput on the workloads W1–W12 of
 //! `WORKLOADS.md`, each as a ratio to what this machine can stream with
 //! nothing else to do (the *limit*), measured in the same process, next to
 //! ndarray's own baseline.
@@ -137,6 +137,21 @@ fn main() {
     if want("W6") {
         let w6 = random::<f64, _>(Ix2(134_217_728 / s, 1), false, 6);
         rows.extend(workload(&cfg, "W6", w6, None));
+    }
+    // Missing values (W10) and weights (W11) on W1's array, C and Fortran order.
+    for (id, fortran, kind) in [
+        ("W10", false, missing::Kind::Nan),
+        ("W10F", true, missing::Kind::Nan),
+        ("W11", false, missing::Kind::Weights),
+        ("W11F", true, missing::Kind::Weights),
+    ] {
+        if want(id) {
+            let mut x = random::<f64, _>(Ix2(2_097_152 / s, 64), fortran, 10);
+            if kind == missing::Kind::Nan {
+                x = missing::with_nan(x);
+            }
+            rows.extend(missing::workload(&cfg, id, x, kind));
+        }
     }
     // Inputs narrower than the mean: u8 images (W9) and f16 activations (W12).
     if want("W9") {
@@ -1479,5 +1494,158 @@ mod narrow {
         }
         eprintln!("{id} done in {:.1} s", start.elapsed().as_secs_f64());
         out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// W10, W11: missing values and weights.
+// ---------------------------------------------------------------------------
+
+mod missing {
+    use std::time::Instant;
+
+    use centering::{Centering, NanPolicy};
+    use ndarray::{Array1, Array2, Axis, Zip};
+    use serde_json::json;
+
+    use super::limit;
+    use super::{Config, Contender, Role, Row, gbps, limit_threads, per_call, race, threads_label};
+
+    /// What W1's array carries on top.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        /// 10% NaN, fitted under `NanPolicy::Ignore` (W10).
+        Nan,
+        /// One weight per row (W11).
+        Weights,
+    }
+
+    struct Case {
+        x: Array2<f64>,
+        w: Array1<f64>,
+        /// A buffer of the bytes read (input, plus weights for W11).
+        same_bytes: Vec<f64>,
+        model: Centering<f64>,
+        calls: usize,
+    }
+
+    /// Every tenth value NaN, at positions that differ from row to row.
+    pub fn with_nan(mut x: Array2<f64>) -> Array2<f64> {
+        let d = x.ncols();
+        let mut state = 10u64;
+        for (i, mut row) in x.rows_mut().into_iter().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                // Deterministic and spread: about 1 in 10 values.
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                if (state >> 33).is_multiple_of(10) || (i * d + j) == 0 {
+                    *v = f64::NAN;
+                }
+            }
+        }
+        x
+    }
+
+    /// W10 or W11 (`kind`) on `x` (W1's shape, C or Fortran order): `fit`
+    /// against reading the same bytes, and ndarray written by hand (a row
+    /// loop of sums and counts skipping NaN; `w.dot(&x) / w.sum()`).
+    pub fn workload(cfg: &Config, id: &'static str, x: Array2<f64>, kind: Kind) -> Vec<Row> {
+        let start = Instant::now();
+        let fortran = !x.is_standard_layout();
+        let shape = x.shape().to_vec();
+        let w = Array1::from_shape_fn(x.nrows(), |i| 0.5 + (i % 7) as f64 * 0.25);
+        let read = x.len() + if kind == Kind::Weights { w.len() } else { 0 };
+        let bytes = read * size_of::<f64>();
+        let calls = if bytes >= super::LARGE { 1 } else { (64 << 20) / bytes };
+        let policy = if kind == Kind::Nan {
+            NanPolicy::Ignore
+        } else {
+            NanPolicy::Reject
+        };
+        let model = Centering::<f64>::builder()
+            .nan_policy(policy)
+            .build()
+            .expect("valid parameters");
+        let mut case = Case {
+            x,
+            w,
+            same_bytes: vec![0.25; read],
+            model,
+            calls,
+        };
+        let mut contenders: Vec<Contender<'_, Case>> = Vec::new();
+        for &threads in limit_threads(bytes) {
+            let t = threads_label(threads);
+            contenders.push(Contender::new(format!("read {t}"), Role::Limit, move |c: &mut Case| {
+                per_call(c.calls, || limit::read(&c.same_bytes, threads))
+            }));
+        }
+        contenders.push(Contender::new("crate", Role::Crate, move |c: &mut Case| {
+            per_call(c.calls, || match kind {
+                Kind::Nan => {
+                    c.model.fit(&c.x).expect("NaN ignored");
+                }
+                Kind::Weights => {
+                    c.model.fit_weighted(&c.x, &c.w).expect("valid weights");
+                }
+            })
+        }));
+        contenders.push(Contender::new("ndarray", Role::Ndarray, move |c: &mut Case| {
+            per_call(c.calls, || match kind {
+                Kind::Nan => {
+                    let d = c.x.ncols();
+                    let (mut sum, mut count) = (Array1::<f64>::zeros(d), Array1::<f64>::zeros(d));
+                    for row in c.x.axis_iter(Axis(0)) {
+                        Zip::from(&mut sum).and(&mut count).and(&row).for_each(|s, n, &v| {
+                            if !v.is_nan() {
+                                *s += v;
+                                *n += 1.0;
+                            }
+                        });
+                    }
+                    sum / count
+                }
+                Kind::Weights => c.w.dot(&c.x) / c.w.sum(),
+            })
+        }));
+        let medians = race(cfg, &mut case, &mut contenders);
+        let of = |role| {
+            contenders
+                .iter()
+                .zip(&medians)
+                .filter(|(c, _)| c.role == role)
+                .map(|(c, &t)| (c.name.clone(), gbps(bytes, t)))
+                .collect::<Vec<_>>()
+        };
+        let limit = of(Role::Limit);
+        let best = limit
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(n, g)| (*g, n.clone()));
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "read_elements".into(),
+            json!(if kind == Kind::Weights { "x and w" } else { "x" }),
+        );
+        let row = Row {
+            workload: id,
+            op: "fit",
+            dtype: "f64",
+            shape,
+            fortran,
+            bytes,
+            gbps: of(Role::Crate)[0].1,
+            limit: best,
+            limit_variants: limit,
+            ndarray_gbps: of(Role::Ndarray)[0].1,
+            note: match kind {
+                Kind::Nan => "10% NaN, Ignore".into(),
+                Kind::Weights => "a weight per row; weight bytes counted".into(),
+            },
+            extra,
+        };
+        eprintln!("{id} done in {:.1} s", start.elapsed().as_secs_f64());
+        vec![row]
     }
 }

@@ -251,6 +251,95 @@ proptest! {
     }
 }
 
+/// The sums of a weighted or NaN-skipping 2-D batch are one arithmetic on
+/// every layout — C order and Fortran order (vectorised across features),
+/// column-strided and reversed views (one lane at a time) — so the fits are
+/// bit-identical, and within the bound of the exact mean.
+fn weighted_and_missing_agree_on_every_layout(n: usize, d: usize, nan_every: usize, weighted: bool, seed: u64) {
+    let mut x = shaped(&[n, d], seed);
+    if nan_every > 0 {
+        for (i, v) in x.iter_mut().enumerate() {
+            if i % nan_every == nan_every / 2 {
+                *v = f64::NAN;
+            }
+        }
+    }
+    let w = Array::from_shape_fn(n, |i| [0.0, 0.5, 3.0, 1e-3, 7.25, 1.0][(i + seed as usize) % 6]).into_dyn();
+    let policy = if nan_every > 0 {
+        NanPolicy::Ignore
+    } else {
+        NanPolicy::Reject
+    };
+    let fit = |x: ArrayViewD<'_, f64>, w: ArrayViewD<'_, f64>| {
+        let mut c: Centering<f64> = CenteringParams::new().nan_policy(policy).build().unwrap();
+        if weighted {
+            c.partial_fit_weighted(&x, &w).unwrap();
+        } else {
+            c.partial_fit(&x).unwrap();
+        }
+        c
+    };
+    let c_order = fit(x.view(), w.view());
+    let mut fortran = Array::zeros(IxDyn(&[n, d]).f());
+    fortran.assign(&x);
+    // Every other column of a wider array: the unit-stride axis has steps.
+    let mut wide = Array::zeros(IxDyn(&[n, 2 * d]));
+    wide.slice_axis_mut(Axis(1), Slice::new(0, None, 2)).assign(&x);
+    let strided = wide.slice_axis(Axis(1), Slice::new(0, None, 2));
+    // Rows reversed (weights with them): the same samples in another order.
+    let rev_x = x.slice_axis(Axis(0), Slice::new(0, None, -1));
+    let rev_w = w.slice_axis(Axis(0), Slice::new(0, None, -1));
+    let mut rev_c = Array::zeros(IxDyn(&[n, d]));
+    rev_c.assign(&rev_x);
+    let rev_w_c = rev_w.to_owned();
+    let bits = |c: &Centering<f64>| c.mean().map(|m| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    for (name, got) in [
+        ("Fortran", fit(fortran.view(), w.view())),
+        ("column-strided", fit(strided.view(), w.view())),
+    ] {
+        assert_eq!(bits(&got), bits(&c_order), "{name} vs C order, {n}×{d}");
+        assert_eq!(got.weight_sums(), c_order.weight_sums(), "{name} weights");
+    }
+    assert_eq!(
+        bits(&fit(rev_x.view(), rev_w.view())),
+        bits(&fit(rev_c.view(), rev_w_c.view())),
+        "reversed rows vs their C-order copy"
+    );
+    let refs = common::reference(&x.view(), weighted.then(|| w.view()).as_ref(), nan_every > 0);
+    match c_order.mean() {
+        Some(mean) => common::assert_mean_close(mean, &refs, "C order against the exact mean"),
+        // Nothing to learn (every weight zero, or every value NaN).
+        None => assert!(refs.iter().all(|r| r.weight == 0.0)),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random sizes, including several leaves, parallel nodes and feature
+    /// counts across the column kernel's groups of 16.
+    #[test]
+    fn weighted_and_missing_fits_are_layout_independent(
+        n in 1usize..3000,
+        d in 1usize..40,
+        nan_every in prop::sample::select(vec![0usize, 3, 10, 97]),
+        weighted in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        prop_assume!(weighted || nan_every > 0);
+        weighted_and_missing_agree_on_every_layout(n, d, nan_every, weighted, seed);
+    }
+}
+
+/// Large enough for the parallel tree and the column groups' split across
+/// the pool.
+#[test]
+fn weighted_and_missing_fits_are_layout_independent_at_parallel_sizes() {
+    weighted_and_missing_agree_on_every_layout(40_000, 37, 11, true, 5);
+    weighted_and_missing_agree_on_every_layout(40_000, 37, 0, true, 6);
+    weighted_and_missing_agree_on_every_layout(40_000, 64, 10, false, 7);
+}
+
 /// Outputs larger than the streaming threshold (8 MiB), written into a
 /// caller's buffer with non-temporal stores where the CPU has them: the same
 /// bits as the fresh-array transform (ordinary stores), for `F` inputs in C
