@@ -1216,11 +1216,20 @@ impl<F: Element> Centering<F> {
         }
         let moving = self.params.mode() != crate::Mode::Cumulative;
         let batch_mean: Option<Vec<F>> = (moving || want_mean).then(|| batch.means());
-        let next = match &self.fitted {
-            Some(f) => f.fold(&batch, batch_mean.as_deref(), n, &self.params)?,
-            None => Fitted::first(self.params.mode(), d, batch, batch_mean.as_deref(), n, &self.params)?,
-        };
-        self.fitted = Some(next);
+        match &mut self.fitted {
+            // All or nothing, in place (no copy of a wide state).
+            Some(f) => f.fold_in_place(&batch, batch_mean.as_deref(), n, &self.params)?,
+            None => {
+                self.fitted = Some(Fitted::first(
+                    self.params.mode(),
+                    d,
+                    batch,
+                    batch_mean.as_deref(),
+                    n,
+                    &self.params,
+                )?)
+            }
+        }
         Ok(batch_mean)
     }
 }

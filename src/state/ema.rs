@@ -123,7 +123,11 @@ impl<F: Float> Ema<F> {
     }
 
     /// One step with batch mean `b`.
-    pub(crate) fn step(&mut self, w: &crate::params::EmaWeights<F>, b: F) {
+    ///
+    /// `decay` remembers the last `βᵗ` computed: the features of a batch
+    /// share their step count (unless some skipped a batch of missing
+    /// values), so `powi` runs once per batch, not once per feature.
+    pub(crate) fn step(&mut self, w: &crate::params::EmaWeights<F>, b: F, decay: &mut Decay) {
         // Keras's and PyTorch's own update, in F: m·old + b·new (guarded
         // against a rounding past F::MAX, which only values near it meet).
         self.zero = combine(self.zero, w.old, b, w.new);
@@ -141,7 +145,14 @@ impl<F: Float> Ema<F> {
         self.steps = self.steps.saturating_add(1);
         // βᵗ by repeated squaring: O(log t) roundings instead of t.
         self.decay = match i32::try_from(self.steps) {
-            Ok(t) => w.beta.powi(t),
+            Ok(t) => match decay.last {
+                Some((steps, value)) if steps == self.steps => value,
+                _ => {
+                    let value = w.beta.powi(t);
+                    decay.last = Some((self.steps, value));
+                    value
+                }
+            },
             Err(_) => self.decay * w.beta,
         };
     }
@@ -212,6 +223,12 @@ impl<F: Float> Ema<F> {
             FirstBatch => combine(self.first, to_f::<F>(self.decay), self.zero, F::one()),
         }
     }
+}
+
+/// The last `βᵗ` an [`Ema::step`] computed, for the next feature's step.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Decay {
+    last: Option<(u64, f64)>,
 }
 
 /// `β^t` by binary powering, as `powi` computes it (and for any `u64`):

@@ -93,10 +93,14 @@ impl<F: Element> Fitted<F> {
     pub(crate) fn refresh(&mut self, params: &ValidParams) {
         // The batch average is the debiased average with β = 1.
         let start = params.start().unwrap_or(EmaStart::Debiased);
-        self.mean = match &self.acc {
-            Accumulator::Cumulative(s) => s.means(),
-            Accumulator::Moving(e) => e.iter().map(|e| e.value(start)).collect(),
-        };
+        // In place: a wide state's mean is not allocated again per batch.
+        let mut mean = std::mem::take(&mut self.mean);
+        mean.clear();
+        match &self.acc {
+            Accumulator::Cumulative(s) => mean.extend((0..s.sum.len()).map(|j| s.mean_of::<F>(j))),
+            Accumulator::Moving(e) => mean.extend(e.iter().map(|e| e.value(start))),
+        }
+        self.mean = mean;
     }
 
     pub(crate) fn n_features(&self) -> usize {
@@ -107,14 +111,14 @@ impl<F: Element> Fitted<F> {
     }
 
     /// The state after a first batch (`batch`, something observed) of
-    /// `n ≥ 1` samples and `d` features: [`fold`](Self::fold) into the
-    /// empty state, without the copy and the merge into zeros in the
+    /// `n ≥ 1` samples and `d` features: [`fold_in_place`](Self::fold_in_place) into the
+    /// empty state, without the merge into zeros in the
     /// cumulative mode (the same bits: adding a normalised pair to zero
     /// gives it back).
     ///
     /// # Errors
     ///
-    /// As [`fold`](Self::fold).
+    /// As [`fold_in_place`](Self::fold_in_place).
     pub(crate) fn first(
         mode: Mode,
         d: usize,
@@ -124,7 +128,9 @@ impl<F: Element> Fitted<F> {
         params: &ValidParams,
     ) -> Result<Self> {
         if mode != Mode::Cumulative {
-            return Self::empty(mode, d).fold(&batch, batch_mean, n, params);
+            let mut first = Self::empty(mode, d);
+            first.fold_in_place(&batch, batch_mean, n, params)?;
+            return Ok(first);
         }
         if let Some(feature) = batch.weight.iter().position(|w| !w.is_finite()) {
             return Err(CenteringError::WeightOverflow { feature });
@@ -140,34 +146,63 @@ impl<F: Element> Fitted<F> {
     }
 
     /// The state after one more batch of `n ≥ 1` samples with sums `batch`
-    /// (something observed) and mean `batch_mean`; `self` is untouched, so
-    /// an error changes nothing.
+    /// (something observed) and mean `batch_mean`, folded into `self`, all
+    /// or nothing without a copy:
+    /// everything that can fail — the counts, every feature's merged weight
+    /// — is checked before anything is written, so that a wide state (10⁸
+    /// features) is updated with no memory beyond the batch's own sums.
     ///
     /// # Errors
     ///
-    /// [`CenteringError::WeightOverflow`], [`CenteringError::CountOverflow`].
-    pub(crate) fn fold(&self, batch: &Sums, batch_mean: Option<&[F]>, n: u64, params: &ValidParams) -> Result<Self> {
-        let mut next = self.clone();
-        match &mut next.acc {
+    /// [`CenteringError::WeightOverflow`], [`CenteringError::CountOverflow`];
+    /// `self` is then unchanged.
+    pub(crate) fn fold_in_place(
+        &mut self,
+        batch: &Sums,
+        batch_mean: Option<&[F]>,
+        n: u64,
+        params: &ValidParams,
+    ) -> Result<()> {
+        let n_samples = add_count("sample", self.n_samples, n)?;
+        let n_batches = add_count("batch", self.n_batches, 1)?;
+        match &mut self.acc {
             Accumulator::Cumulative(s) => {
+                // `Sums::merge` adds the weights exactly so: the same test,
+                // first, on every feature.
+                if let Some(feature) = s
+                    .weight
+                    .iter()
+                    .zip(&batch.weight)
+                    .position(|(a, b)| !a.add(*b).is_finite())
+                {
+                    return Err(CenteringError::WeightOverflow { feature });
+                }
                 s.merge(batch)
                     .map_err(|feature| CenteringError::WeightOverflow { feature })?;
             }
             Accumulator::Moving(e) => {
                 let weights = params.ema_weights::<F>();
-                let means = batch_mean.map_or_else(|| batch.means(), <[F]>::to_vec);
-                for ((e, &b), w) in e.iter_mut().zip(&means).zip(&batch.weight) {
+                let computed;
+                let means = match batch_mean {
+                    Some(m) => m,
+                    None => {
+                        computed = batch.means();
+                        &computed[..]
+                    }
+                };
+                let mut decay = ema::Decay::default();
+                for ((e, &b), w) in e.iter_mut().zip(means).zip(&batch.weight) {
                     // A feature with nothing observed in this batch takes no step.
                     if !w.is_zero() {
-                        e.step(&weights, b);
+                        e.step(&weights, b, &mut decay);
                     }
                 }
             }
         }
-        next.n_samples = add_count("sample", next.n_samples, n)?;
-        next.n_batches = add_count("batch", next.n_batches, 1)?;
-        next.refresh(params);
-        Ok(next)
+        self.n_samples = n_samples;
+        self.n_batches = n_batches;
+        self.refresh(params);
+        Ok(())
     }
 
     /// The state of `self`'s batches followed by `other`'s: the union of
