@@ -45,7 +45,13 @@ A .npy file of shape (n0, ..., nk, D) holds n0*...*nk samples of D features
 (C or Fortran order, float32/float64 or (u)int8/16/32, integers summed
 exactly). A CSV file has a header row;
 empty cells are missing values (see --nan-policy). In a Parquet file, each
-record batch of --batch-rows rows is one batch; nulls are missing values.";
+record batch of --batch-rows rows is one batch; nulls are missing values.
+Parquet columns: Float16/32/64 and (U)Int8/16/32 as they are (integers
+summed exactly); Int64/UInt64 too when every value fits in 32 bits (a wider
+value is an error naming its row: cast such a column to Float64). Columns
+of different types are widened exactly to one: integers to the narrowest
+integer type holding them all, floats to the widest; integers with floats
+to float64 (then summed as floats, within 1 ulp rather than exactly).";
 
 /// `fit`'s options.
 #[derive(Debug, Args)]
@@ -85,12 +91,12 @@ pub struct FitArgs {
     pub nan_policy: Option<NanPolicyArg>,
 
     /// Element type of the state (default: the resumed state's, else f32 for a first .npy file of
-    /// float32, else f64). float32 and integer files fit any state; float64 files are not narrowed to f32.
+    /// float32 or Parquet columns all Float16/Float32, else f64). float32 and integer files fit any state; float64 files are not narrowed to f32.
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
 
     /// CSV or Parquet columns to fit, by name (comma-separated; default: every CSV column,
-    /// every Float32/Float64 Parquet column).
+    /// every Float16/32/64 Parquet column: integer Parquet columns are fitted when named).
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     pub columns: Vec<String>,
 
