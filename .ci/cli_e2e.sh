@@ -37,6 +37,12 @@ step "$bin" transform x.npy --state all.json -o y.npy
 step "$bin" fit y.npy -o y.json
 step "$bin" inspect y.json --json > y_inspect.json
 python3 -c 'import json; m = json.load(open("y_inspect.json"))["mean"]; assert all(abs(v) < 1e-9 for v in m), m'
+# --format: a .npy under another name gives the same state and output.
+cp x.npy x.bin
+step "$bin" fit x.bin --format npy -o bin.json
+cmp bin.json all.json
+step "$bin" transform x.bin --format npy --state all.json -o y.bin
+cmp y.bin y.npy
 # A state merged with itself: the same mean, twice the samples.
 step "$bin" merge all.json all.json -o twice.json
 python3 -c '

@@ -22,7 +22,9 @@ pub enum Command {
     #[command(after_help = FIT_EXAMPLES)]
     Fit(FitArgs),
     /// Subtract a fitted state's mean from a file, writing a new file.
-    #[command(after_help = "Example:\n  centering transform data.npy --state state.json -o centred.npy")]
+    #[command(
+        after_help = "Examples:\n  centering transform data.npy --state state.json -o centred.npy\n  centering transform data.bin --format npy --state state.json -o centred.bin"
+    )]
     Transform(TransformArgs),
     /// Merge states (cumulative: the state of all their data; moving averages: B's batches continue A's).
     #[command(after_help = "Example:\n  centering merge part1.json part2.json -o all.json")]
@@ -57,9 +59,13 @@ to float64 (then summed as floats, within 1 ulp rather than exactly).";
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("ema").args(["momentum", "torch_momentum"])))]
 pub struct FitArgs {
-    /// Input files: .npy, .csv or .parquet (by extension), fitted in the order given.
+    /// Input files: .npy, .csv or .parquet (by extension, or --format), fitted in the order given.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+
+    /// The format of every input, whatever its extension (for names without one, e.g. data.bin).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// Where to write the fitted state (JSON); written to a temporary name and renamed when complete.
     #[arg(short = 'o', long = "output", value_name = "STATE")]
@@ -114,9 +120,14 @@ pub struct FitArgs {
 /// `transform`'s options.
 #[derive(Debug, Args)]
 pub struct TransformArgs {
-    /// The input: .npy, .csv or .parquet (by extension).
+    /// The input: .npy, .csv or .parquet (by extension, or --format).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+
+    /// The format of the input and the output, whatever their extensions (the output's, when it
+    /// has a known one, must agree: transform does not convert between formats).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// The fitted state to subtract (JSON).
     #[arg(long, value_name = "STATE")]
@@ -159,6 +170,28 @@ pub struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The format of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// numpy's .npy.
+    Npy,
+    /// CSV with a header row.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl Format {
+    /// Its name, as --format spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Npy => "npy",
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

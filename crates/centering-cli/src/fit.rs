@@ -33,33 +33,42 @@ pub fn batch_rows(given: Option<u64>, d: usize, elem: usize) -> usize {
     }
 }
 
-/// The format of a file, from its extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Npy,
-    Csv,
-    Parquet,
-}
+pub use crate::cli::Format;
 
-pub fn format_of(path: &Path) -> Result<Format> {
+/// The format a path's extension names, if any.
+pub fn format_by_extension(path: &Path) -> Option<Format> {
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
-        Some("npy") => Ok(Format::Npy),
-        Some("csv") => Ok(Format::Csv),
-        Some("parquet" | "pq") if cfg!(feature = "parquet") => Ok(Format::Parquet),
-        Some("parquet" | "pq") => bail!(
-            "{}: this build of centering has no Parquet support (cargo feature `parquet`)",
-            path.display()
-        ),
-        _ => bail!(
-            "{}: unknown file format: expected a .npy, .csv or .parquet extension",
-            path.display()
-        ),
+        Some("npy") => Some(Format::Npy),
+        Some("csv") => Some(Format::Csv),
+        Some("parquet" | "pq") => Some(Format::Parquet),
+        _ => None,
     }
 }
 
+/// The format of input `path`: `given` (`--format`), else its extension.
+pub fn format_of(path: &Path, given: Option<Format>) -> Result<Format> {
+    let Some(format) = given.or_else(|| format_by_extension(path)) else {
+        bail!(
+            "{}: cannot tell its format: expected a .npy, .csv or .parquet extension, or --format npy|csv|parquet",
+            path.display()
+        );
+    };
+    if format == Format::Parquet && !cfg!(feature = "parquet") {
+        bail!(
+            "{}: this build of centering has no Parquet support (cargo feature `parquet`)",
+            path.display()
+        );
+    }
+    Ok(format)
+}
+
 pub fn run(args: &FitArgs) -> Result<()> {
-    let formats = args.files.iter().map(|f| format_of(f)).collect::<Result<Vec<_>>>()?;
+    let formats = args
+        .files
+        .iter()
+        .map(|f| format_of(f, args.format))
+        .collect::<Result<Vec<_>>>()?;
     let resumed = args.resume.as_deref().map(state::load).transpose()?;
     let moving = match &resumed {
         Some(s) => s.params().mode() != Mode::Cumulative,

@@ -12,19 +12,26 @@ use ndarray::{ArrayView2, ArrayViewMut2, Ix2, ShapeBuilder, StrideShape};
 use crate::cli::TransformArgs;
 use crate::csvio::CsvReader;
 use crate::elem::{Dtype, Elem, FileElem, Float};
-use crate::fit::{Format, batch_rows, check_features, format_of};
+use crate::fit::{Format, batch_rows, check_features, format_by_extension, format_of};
 use crate::npy::{NpyReader, header_for};
 use crate::output::AtomicOutput;
 use crate::{progress, state};
 
 pub fn run(args: &TransformArgs) -> Result<()> {
-    let format = format_of(&args.file)?;
-    let out_format = format_of(&args.output).with_context(|| format!("output {}", args.output.display()))?;
+    let format = format_of(&args.file, args.format)?;
+    let out_format = match (format_by_extension(&args.output), args.format) {
+        (Some(f), _) => f,
+        (None, Some(f)) => f,
+        (None, None) => bail!(
+            "output {}: cannot tell its format: expected a .npy, .csv or .parquet extension, or --format npy|csv|parquet",
+            args.output.display()
+        ),
+    };
     if out_format != format {
         bail!(
-            "the output {} must have the input's format ({:?}): transform does not convert between formats",
+            "the output {} must have the input's format ({}): transform does not convert between formats",
             args.output.display(),
-            format
+            format.name()
         );
     }
     let any = state::load(&args.state)?;

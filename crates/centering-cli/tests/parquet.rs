@@ -569,3 +569,33 @@ fn transform_integer_columns_into_the_state_type() {
         &arrow_schema::DataType::Int32
     );
 }
+
+#[test]
+fn format_parquet_for_a_file_without_the_extension() {
+    let (_d, dir) = tmp();
+    let file = dir.join("x.parquet");
+    write_file(&file, 5);
+    let dat = dir.join("x.dat");
+    std::fs::copy(&file, &dat).unwrap();
+    let (a, b) = (dir.join("a.json"), dir.join("b.json"));
+    fit_ok(&["fit", p(&file), "--columns", "c", "-o", p(&a)]);
+    fit_ok(&["fit", p(&dat), "--format", "parquet", "--columns", "c", "-o", p(&b)]);
+    assert_eq!(read(&a), read(&b));
+    let y = dir.join("y.dat");
+    fit_ok(&[
+        "transform",
+        p(&dat),
+        "--format",
+        "parquet",
+        "--columns",
+        "c",
+        "--state",
+        p(&a),
+        "-o",
+        p(&y),
+    ]);
+    assert!(
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&y).unwrap())
+            .is_ok()
+    );
+}
