@@ -43,6 +43,13 @@ step "$bin" fit x.bin --format npy -o bin.json
 cmp bin.json all.json
 step "$bin" transform x.bin --format npy --state all.json -o y.bin
 cmp y.bin y.npy
+# Standard input: the same state and output as from the file.
+step sh -c "cat x.npy | '$bin' fit - --format npy -o pipe.json"
+cmp pipe.json all.json
+step sh -c "cat x.npy | '$bin' transform - --format npy --state all.json -o y_pipe.npy"
+cmp y_pipe.npy y.npy
+step sh -c "cat sensors.csv | '$bin' fit - --format csv --columns temp,load -o pipe_csv.json"
+cmp pipe_csv.json state.json
 # A state merged with itself: the same mean, twice the samples.
 step "$bin" merge all.json all.json -o twice.json
 python3 -c '

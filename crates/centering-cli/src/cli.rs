@@ -42,6 +42,8 @@ Examples:
   centering fit data.npy --torch-momentum 0.1 --start zero --batch-rows 32 -o torch.json
                                                                 # PyTorch BatchNorm's running mean
   centering fit more.npy --resume state.json -o state.json      # continue a fit
+  centering fit data.bin --format npy -o state.json             # a name without the extension
+  zcat data.npy.gz | centering fit - --format npy -o state.json # standard input (.npy in C order, or CSV)
 
 A .npy file of shape (n0, ..., nk, D) holds n0*...*nk samples of D features
 (C or Fortran order, float32/float64 or (u)int8/16/32, integers summed
@@ -60,6 +62,7 @@ to float64 (then summed as floats, within 1 ulp rather than exactly).";
 #[command(group(ArgGroup::new("ema").args(["momentum", "torch_momentum"])))]
 pub struct FitArgs {
     /// Input files: .npy, .csv or .parquet (by extension, or --format), fitted in the order given.
+    /// `-` reads standard input once (a C-order .npy or CSV stream; --format required).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
@@ -120,7 +123,8 @@ pub struct FitArgs {
 /// `transform`'s options.
 #[derive(Debug, Args)]
 pub struct TransformArgs {
-    /// The input: .npy, .csv or .parquet (by extension, or --format).
+    /// The input: .npy, .csv or .parquet (by extension, or --format); `-` reads standard input
+    /// (a C-order .npy or CSV stream; --format required).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 

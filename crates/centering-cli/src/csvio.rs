@@ -4,7 +4,7 @@
 //! under NaN policy `reject`, naming its line and column, as is any cell
 //! that is not a number.
 
-use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -12,9 +12,10 @@ use centering::NanPolicy;
 use csv::ByteRecord;
 
 use crate::elem::Float;
+use crate::output::{is_stdin, shown};
 
 pub struct CsvReader {
-    reader: csv::Reader<File>,
+    reader: csv::Reader<Box<dyn Read>>,
     path: PathBuf,
     pub headers: ByteRecord,
     /// The record index of each feature, in feature order.
@@ -25,15 +26,21 @@ pub struct CsvReader {
 }
 
 impl CsvReader {
+    /// Opens `path`, or standard input for `-` (`len` 0: unknown).
     pub fn open(path: &Path, names: &[String]) -> Result<Self> {
-        let (file, len) = crate::output::open_input(path, "a CSV file with a header row")?;
+        let (input, len): (Box<dyn Read>, u64) = if is_stdin(path) {
+            (Box::new(std::io::stdin()), 0)
+        } else {
+            let (file, len) = crate::output::open_input(path, "a CSV file with a header row")?;
+            (Box::new(file), len)
+        };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .trim(csv::Trim::All)
-            .from_reader(file);
+            .from_reader(input);
         let headers = reader
             .byte_headers()
-            .with_context(|| format!("cannot read the header row of {}", path.display()))?
+            .with_context(|| format!("cannot read the header row of {}", shown(path)))?
             .clone();
         let columns = if names.is_empty() {
             (0..headers.len()).collect()
@@ -46,13 +53,13 @@ impl CsvReader {
                             .iter()
                             .map(|h| String::from_utf8_lossy(h).into_owned())
                             .collect();
-                        format!("{}: no column named {name:?} (the header has {have:?})", path.display())
+                        format!("{}: no column named {name:?} (the header has {have:?})", shown(path))
                     })
                 })
                 .collect::<Result<Vec<_>>>()?
         };
         if columns.is_empty() {
-            bail!("{}: the header row has no columns", path.display());
+            bail!("{}: the header row has no columns", shown(path));
         }
         Ok(CsvReader {
             reader,
@@ -99,7 +106,7 @@ impl CsvReader {
             let more = self
                 .reader
                 .read_byte_record(&mut record)
-                .with_context(|| format!("cannot read {}", self.path.display()))?;
+                .with_context(|| format!("cannot read {}", shown(&self.path)))?;
             if !more {
                 break;
             }
@@ -122,7 +129,7 @@ impl CsvReader {
             if policy == NanPolicy::Reject {
                 bail!(
                     "{}: line {line}, column {:?}: empty cell (a missing value) under NaN policy reject; --nan-policy ignore skips missing values",
-                    self.path.display(),
+                    shown(&self.path),
                     self.column_name(j)
                 );
             }
@@ -134,7 +141,7 @@ impl CsvReader {
             .with_context(|| {
                 format!(
                     "{}: line {line}, column {:?}: {:?} is not a number",
-                    self.path.display(),
+                    shown(&self.path),
                     self.column_name(j),
                     String::from_utf8_lossy(cell)
                 )
