@@ -44,6 +44,8 @@ Examples:
   centering fit more.npy --resume state.json -o state.json      # continue a fit
   centering fit data.bin --format npy -o state.json             # a name without the extension
   zcat data.npy.gz | centering fit - --format npy -o state.json # standard input (.npy in C order, or CSV)
+  centering fit sales.csv --columns price --weights qty -o state.json
+                                                                # sum(qty*price) / sum(qty)
 
 A .npy file of shape (n0, ..., nk, D) holds n0*...*nk samples of D features
 (C or Fortran order, float32/float64 or (u)int8/16/32, integers summed
@@ -108,6 +110,12 @@ pub struct FitArgs {
     /// every Float16/32/64 Parquet column: integer Parquet columns are fitted when named).
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     pub columns: Vec<String>,
+
+    /// Weight each row by its value in this CSV or Parquet column (not a feature): finite and
+    /// non-negative, a missing or bad weight is an error naming its row. The mean is then
+    /// sum(w*x) / sum(w) per feature; a batch whose weights sum to 0 is skipped.
+    #[arg(long, value_name = "COLUMN")]
+    pub weights: Option<String>,
 
     /// Continue fitting this state (its parameters and dtype are kept); may be the same file as -o.
     #[arg(long, value_name = "STATE")]

@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use centering::{AnyCentering, Centering, CenteringError, EmaStart, Mode, NanPolicy};
+use centering::{AnyCentering, BatchSummary, Centering, CenteringError, EmaStart, Mode, NanPolicy};
 use clap::CommandFactory;
-use ndarray::ArrayView2;
+use ndarray::{ArrayView1, ArrayView2};
 
 use crate::cli::{Cli, FitArgs, NanPolicyArg, StartArg};
 use crate::csvio::CsvReader;
@@ -125,7 +125,9 @@ pub fn run(args: &FitArgs) -> Result<()> {
                 }
             }
             #[cfg(feature = "parquet")]
-            Some((path, Format::Parquet)) => crate::parquet::default_dtype(path, &args.columns)?,
+            Some((path, Format::Parquet)) => {
+                crate::parquet::default_dtype(path, &args.columns, args.weights.as_deref())?
+            }
             _ => Dtype::F64,
         },
     };
@@ -184,8 +186,13 @@ fn fit_all<F: Float>(
         Some(s) => s.try_into().context("the resumed state")?,
         None => build(args)?,
     };
+    let weights = args.weights.as_deref();
     for (path, format) in args.files.iter().zip(formats) {
         match format {
+            Format::Npy if weights.is_some() => bail!(
+                "{}: --weights names a column, and a .npy file has none: weights are for CSV and Parquet inputs",
+                shown(path)
+            ),
             Format::Npy => {
                 let r = match stdin_npy.take() {
                     Some(r) if is_stdin(path) => r,
@@ -193,9 +200,11 @@ fn fit_all<F: Float>(
                 };
                 fit_npy(&mut est, r, path, args.batch_rows)?;
             }
-            Format::Csv => fit_csv(&mut est, path, &args.columns, args.batch_rows)?,
+            Format::Csv => fit_csv(&mut est, path, &args.columns, weights, args.batch_rows)?,
             #[cfg(feature = "parquet")]
-            Format::Parquet => crate::parquet::fit_parquet(&mut est, path, &args.columns, args.batch_rows)?,
+            Format::Parquet => {
+                crate::parquet::fit_parquet(&mut est, path, &args.columns, weights, args.batch_rows)?;
+            }
             #[cfg(not(feature = "parquet"))]
             Format::Parquet => bail!("{}: this build has no Parquet support", shown(path)),
         }
@@ -274,14 +283,16 @@ pub fn non_finite_hint(policy: NanPolicy) -> &'static str {
     }
 }
 
-/// Fits `path`, a CSV file, in batches of `batch_rows` rows.
+/// Fits `path`, a CSV file, in batches of `batch_rows` rows, each row
+/// weighted by its cell in column `weights` when given.
 pub fn fit_csv<F: Float>(
     est: &mut Centering<F>,
     path: &Path,
     columns: &[String],
+    weights: Option<&str>,
     batch_rows_arg: Option<u64>,
 ) -> Result<()> {
-    let mut r = CsvReader::open(path, columns)?;
+    let mut r = CsvReader::open(path, columns, weights)?;
     let d = r.d();
     check_features(est.n_features(), d, path, "the state (fitted on earlier inputs)")?;
     let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>());
@@ -294,7 +305,13 @@ pub fn fit_csv<F: Float>(
             break;
         }
         let view = ArrayView2::from_shape((n, d), &buf[..]).context("internal error: batch shape")?;
-        est.partial_fit(&view).map_err(|e| match e {
+        let fitted = if weights.is_some() {
+            BatchSummary::from_array_weighted(&view, &ArrayView1::from(&r.weights[..]), policy)
+                .and_then(|s| est.partial_fit_summary(&s).map(|_| ()))
+        } else {
+            est.partial_fit(&view).map(|_| ())
+        };
+        fitted.map_err(|e| match e {
             CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
                 "{}: line {}, column {:?}: {value}: {}",
                 shown(path),

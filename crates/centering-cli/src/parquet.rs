@@ -238,6 +238,8 @@ pub struct ParquetInput {
     pub names: Vec<String>,
     /// Their types.
     pub types: Vec<ColType>,
+    /// The weights column (`fit --weights`), not a feature.
+    pub weight: Option<String>,
     pub rows: u64,
     pub schema: Arc<Schema>,
 }
@@ -245,29 +247,46 @@ pub struct ParquetInput {
 const NUMERIC: &str = "Float16/32/64 or (U)Int8/16/32/64";
 
 /// Opens `path`, choosing the columns `names` (default: every Float16,
-/// Float32 and Float64 column: integer columns are often ids or codes, so
-/// they are fitted only when named); `project` decodes only those.
-pub fn open(path: &Path, names: &[String], batch: usize, project: bool) -> Result<ParquetInput> {
+/// Float32 and Float64 column but the weights column: integer columns are
+/// often ids or codes, so they are fitted only when named) and the weights
+/// column `weight`, if any; `project` decodes only those.
+pub fn open(path: &Path, names: &[String], weight: Option<&str>, batch: usize, project: bool) -> Result<ParquetInput> {
     let (file, _) = crate::output::open_input(path, "a Parquet file")?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{} is not a valid Parquet file", path.display()))?;
     let schema = builder.schema().clone();
     let fields = schema.fields();
+    let find = |name: &str| {
+        fields.iter().position(|f| f.name() == name).with_context(|| {
+            let have: Vec<_> = fields.iter().map(|f| f.name().clone()).collect();
+            format!("{}: no column named {name:?} (the file has {have:?})", path.display())
+        })
+    };
+    let weight_col = weight.map(find).transpose()?;
     let chosen: Vec<usize> = if names.is_empty() {
         (0..fields.len())
-            .filter(|&i| ColType::of(fields[i].data_type()).is_some_and(ColType::is_float))
+            .filter(|&i| Some(i) != weight_col && ColType::of(fields[i].data_type()).is_some_and(ColType::is_float))
             .collect()
     } else {
-        names
-            .iter()
-            .map(|name| {
-                fields.iter().position(|f| f.name() == name).with_context(|| {
-                    let have: Vec<_> = fields.iter().map(|f| f.name().clone()).collect();
-                    format!("{}: no column named {name:?} (the file has {have:?})", path.display())
-                })
-            })
-            .collect::<Result<_>>()?
+        names.iter().map(|name| find(name)).collect::<Result<_>>()?
     };
+    if let Some(w) = weight_col {
+        if chosen.contains(&w) {
+            bail!(
+                "{}: column {:?} is the weights column (--weights) and cannot also be a feature",
+                path.display(),
+                fields[w].name()
+            );
+        }
+        if ColType::of(fields[w].data_type()).is_none() {
+            bail!(
+                "{}: weights column {:?} is {}: expected a numeric column ({NUMERIC})",
+                path.display(),
+                fields[w].name(),
+                fields[w].data_type()
+            );
+        }
+    }
     if chosen.is_empty() {
         bail!(
             "{}: no Float16, Float32 or Float64 column to fit (integer columns are fitted when named with --columns)",
@@ -290,7 +309,7 @@ pub fn open(path: &Path, names: &[String], batch: usize, project: bool) -> Resul
     let names = chosen.iter().map(|&i| fields[i].name().clone()).collect();
     let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let builder = if project {
-        let mask = ProjectionMask::roots(builder.parquet_schema(), chosen.iter().copied());
+        let mask = ProjectionMask::roots(builder.parquet_schema(), chosen.iter().copied().chain(weight_col));
         builder.with_projection(mask)
     } else {
         builder
@@ -303,6 +322,7 @@ pub fn open(path: &Path, names: &[String], batch: usize, project: bool) -> Resul
         reader,
         names,
         types,
+        weight: weight_col.map(|w| fields[w].name().clone()),
         rows,
         schema,
     })
@@ -310,8 +330,8 @@ pub fn open(path: &Path, names: &[String], batch: usize, project: bool) -> Resul
 
 /// The dtype of a state fitted on these columns by default: f32 when all
 /// are Float16 or Float32, else f64 (integers, as for .npy files).
-pub fn default_dtype(path: &Path, names: &[String]) -> Result<Dtype> {
-    let input = open(path, names, 1, true)?;
+pub fn default_dtype(path: &Path, names: &[String], weight: Option<&str>) -> Result<Dtype> {
+    let input = open(path, names, weight, 1, true)?;
     Ok(
         if input.types.iter().all(|&t| matches!(t, ColType::F16 | ColType::F32)) {
             Dtype::F32
@@ -432,20 +452,118 @@ fn columns_of<'b>(batch: &'b RecordBatch, names: &[String], path: &Path) -> Resu
         .collect()
 }
 
-/// Fits `path` batch by batch (each record batch of `batch_rows` rows one `partial_fit`).
+/// Fits `path` batch by batch (each record batch of `batch_rows` rows one
+/// `partial_fit`), each row weighted by column `weight` when given.
 pub fn fit_parquet<F: Float>(
     est: &mut Centering<F>,
     path: &Path,
     names: &[String],
+    weight: Option<&str>,
     batch_rows_arg: Option<u64>,
 ) -> Result<()> {
-    let probe = open(path, names, 1, true)?;
+    let probe = open(path, names, weight, 1, true)?;
     let d = probe.names.len();
     check_features(est.n_features(), d, path, "the state (fitted on earlier inputs)")?;
     check_narrowing::<F>(&probe, path)?;
     let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>());
-    let input = open(path, names, batch, true)?;
+    let input = open(path, names, weight, batch, true)?;
+    if input.weight.is_some() {
+        return fit_weighted(est, path, input);
+    }
     with_kernel!(common_kernel(&input.types), fit_as::<_, F>(est, path, input))
+}
+
+/// The located message of a fit's error in the batch starting at `row0`.
+fn located(e: CenteringError, path: &Path, names: &[String], row0: u64, policy: centering::NanPolicy) -> anyhow::Error {
+    match e {
+        CenteringError::NullValue { index } if index.len() == 2 => anyhow::anyhow!(
+            "{}: row {}, column {:?}: a null (a missing value) under NaN policy reject; --nan-policy ignore skips missing values",
+            path.display(),
+            row0 + index[0] as u64,
+            names[index[1]]
+        ),
+        CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
+            "{}: row {}, column {:?}: {value}: {}",
+            path.display(),
+            row0 + index[0] as u64,
+            names[index[1]],
+            crate::fit::non_finite_hint(policy)
+        ),
+        e => anyhow::Error::new(e).context(format!("cannot fit {}", path.display())),
+    }
+}
+
+/// [`fit_parquet`] with weights: each batch is one
+/// `BatchSummary::from_array_weighted` of its columns as float64 (every
+/// supported type converts exactly; NaN where the nulls are), weighted by
+/// the weights column as float64.
+fn fit_weighted<F: Float>(est: &mut Centering<F>, path: &Path, input: ParquetInput) -> Result<()> {
+    let d = input.names.len();
+    let policy = est.params().nan_policy();
+    let wname = input.weight.clone().unwrap_or_default();
+    let bar = progress::bytes(input.rows, &format!("{} (rows)", path.display()));
+    let (mut x, mut spill, mut wspill) = (Vec::<f64>::new(), Vec::new(), Vec::new());
+    let mut row0 = 0u64;
+    for batch in input.reader {
+        let batch = batch.with_context(|| format!("cannot read {} after row {row0}", path.display()))?;
+        let n = batch.num_rows();
+        let cols = columns_of(&batch, &input.names, path)?;
+        if policy == centering::NanPolicy::Reject
+            && let Some((i, j)) = (0..n)
+                .flat_map(|i| (0..d).map(move |j| (i, j)))
+                .find(|&(i, j)| cols[j].is_null(i))
+        {
+            return Err(located(
+                CenteringError::NullValue { index: vec![i, j] },
+                path,
+                &input.names,
+                row0,
+                policy,
+            ));
+        }
+        x.clear();
+        for (col, name) in cols.iter().zip(&input.names) {
+            let start = x.len();
+            x.extend_from_slice(column::<f64>(col, &mut spill, &Place { path, name, row0 })?);
+            for (i, v) in x[start..].iter_mut().enumerate() {
+                if col.is_null(i) {
+                    *v = f64::NAN;
+                }
+            }
+        }
+        let wcol = batch
+            .column_by_name(&wname)
+            .with_context(|| format!("{}: column {wname:?} missing from a batch", path.display()))?;
+        let w = column::<f64>(
+            wcol,
+            &mut wspill,
+            &Place {
+                path,
+                name: &wname,
+                row0,
+            },
+        )?;
+        if let Some(i) = (0..n).find(|&i| wcol.is_null(i) || !(w[i].is_finite() && w[i] >= 0.0)) {
+            bail!(
+                "{}: row {}, weights column {wname:?}: {}: expected a finite non-negative weight",
+                path.display(),
+                row0 + i as u64,
+                if wcol.is_null(i) {
+                    "a null".to_owned()
+                } else {
+                    w[i].to_string()
+                }
+            );
+        }
+        let xv = ArrayView2::from_shape((n, d).f(), &x[..]).context("internal error: batch shape")?;
+        let fail = |e| located(e, path, &input.names, row0, policy);
+        let summary = BatchSummary::from_array_weighted(&xv, &ndarray::ArrayView1::from(w), policy).map_err(fail)?;
+        est.partial_fit_summary(&summary).map_err(fail)?;
+        row0 += n as u64;
+        bar.set_position(row0);
+    }
+    bar.finish_and_clear();
+    Ok(())
 }
 
 /// [`fit_parquet`] with every column handed to the core as `K`.
@@ -469,22 +587,7 @@ fn fit_as<K: Kernel, F: Float>(est: &mut Centering<F>, path: &Path, input: Parqu
             .zip(&input.names)
             .map(|((c, spill), name)| column(c, spill, &Place { path, name, row0 }))
             .collect::<Result<Vec<&[K]>>>()?;
-        let located = |e: CenteringError| match e {
-            CenteringError::NullValue { index } if index.len() == 2 => anyhow::anyhow!(
-                "{}: row {}, column {:?}: a null (a missing value) under NaN policy reject; --nan-policy ignore skips missing values",
-                path.display(),
-                row0 + index[0] as u64,
-                input.names[index[1]]
-            ),
-            CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
-                "{}: row {}, column {:?}: {value}: {}",
-                path.display(),
-                row0 + index[0] as u64,
-                input.names[index[1]],
-                crate::fit::non_finite_hint(policy)
-            ),
-            e => anyhow::Error::new(e).context(format!("cannot fit {}", path.display())),
-        };
+        let located = |e| located(e, path, &input.names, row0, policy);
         let summary = BatchSummary::from_columns(&slices, &validity, policy).map_err(located)?;
         est.partial_fit_summary(&summary).map_err(located)?;
         row0 += n as u64;
@@ -506,12 +609,12 @@ pub fn transform_parquet<F: Float>(
     batch_rows_arg: Option<u64>,
     what: &str,
 ) -> Result<()> {
-    let probe = open(input, names, 1, true)?;
+    let probe = open(input, names, None, 1, true)?;
     let d = probe.names.len();
     check_features(est.n_features(), d, input, what)?;
     check_narrowing::<F>(&probe, input)?;
     let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>());
-    let src = open(input, names, batch, false)?;
+    let src = open(input, names, None, batch, false)?;
     with_kernel!(common_kernel(&src.types), transform_as::<_, F>(est, input, output, src))
 }
 

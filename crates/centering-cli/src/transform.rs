@@ -169,7 +169,7 @@ pub fn transform_csv<F: Float>(
     batch_rows_arg: Option<u64>,
     what: &str,
 ) -> Result<()> {
-    let mut r = CsvReader::open(input, columns)?;
+    let mut r = CsvReader::open(input, columns, None)?;
     let d = r.d();
     check_features(est.n_features(), d, input, what)?;
     let mut feature_of = vec![None; r.headers.len()];
