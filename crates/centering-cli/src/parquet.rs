@@ -371,6 +371,8 @@ fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_
     }
     spill.clear();
     spill.reserve(col.len());
+    let nulls = col.nulls();
+    let is_null = |i: usize| nulls.is_some_and(|nb| nb.is_null(i));
     macro_rules! widen_int {
         ($a:ty) => {
             spill.extend(
@@ -398,7 +400,7 @@ fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_
         DataType::Int32 => widen_int!(Int32Type),
         DataType::Int64 => {
             for (i, &v) in col.as_primitive::<Int64Type>().values().iter().enumerate() {
-                if col.is_null(i) {
+                if is_null(i) {
                     spill.push(K::default());
                 } else if i32::try_from(v).is_ok() {
                     spill.push(K::from_i64(v));
@@ -409,7 +411,7 @@ fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_
         }
         DataType::UInt64 => {
             for (i, &v) in col.as_primitive::<UInt64Type>().values().iter().enumerate() {
-                if col.is_null(i) {
+                if is_null(i) {
                     spill.push(K::default());
                 } else if let Ok(v) = u32::try_from(v) {
                     spill.push(K::from_i64(i64::from(v)));

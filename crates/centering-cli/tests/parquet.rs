@@ -437,8 +437,15 @@ fn float16_columns_with_nulls() {
         .build()
         .unwrap();
     let h: Vec<f16> = vals.iter().map(|v| v.unwrap_or(f16::NAN)).collect();
-    fit_input_batches(&mut est, fortran(&[h]).view(), 6);
+    fit_input_batches(&mut est, fortran(std::slice::from_ref(&h)).view(), 6);
     check_fit(&file, "h", &["--nan-policy", "ignore"], &est);
+    // And into an f64 state.
+    let mut est = Centering::<f64>::builder()
+        .nan_policy(NanPolicy::Ignore)
+        .build()
+        .unwrap();
+    fit_input_batches(&mut est, fortran(&[h]).view(), 6);
+    check_fit(&file, "h", &["--nan-policy", "ignore", "--dtype", "f64"], &est);
     // A uint8 column with nulls: the exactly rounded mean of the values present.
     let s = dir.join("b.json");
     fit_ok(&[
