@@ -57,7 +57,9 @@ summed exactly); Int64/UInt64 too when every value fits in 32 bits (a wider
 value is an error naming its row: cast such a column to Float64). Columns
 of different types are widened exactly to one: integers to the narrowest
 integer type holding them all, floats to the widest; integers with floats
-to float64 (then summed as floats, within 1 ulp rather than exactly).";
+to float64 (then summed as floats, within 1 ulp rather than exactly).
+With --weights, every Parquet column is read as float64 (w*x is a float
+product in any case).";
 
 /// `fit`'s options.
 #[derive(Debug, Args)]
