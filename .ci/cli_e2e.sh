@@ -37,6 +37,27 @@ step "$bin" transform x.npy --state all.json -o y.npy
 step "$bin" fit y.npy -o y.json
 step "$bin" inspect y.json --json > y_inspect.json
 python3 -c 'import json; m = json.load(open("y_inspect.json"))["mean"]; assert all(abs(v) < 1e-9 for v in m), m'
+# --format: a .npy under another name gives the same state and output.
+cp x.npy x.bin
+step "$bin" fit x.bin --format npy -o bin.json
+cmp bin.json all.json
+step "$bin" transform x.bin --format npy --state all.json -o y.bin
+cmp y.bin y.npy
+# Standard input: the same state and output as from the file.
+step sh -c "cat x.npy | '$bin' fit - --format npy -o pipe.json"
+cmp pipe.json all.json
+step sh -c "cat x.npy | '$bin' transform - --format npy --state all.json -o y_pipe.npy"
+cmp y_pipe.npy y.npy
+step sh -c "cat sensors.csv | '$bin' fit - --format csv --columns temp,load -o pipe_csv.json"
+cmp pipe_csv.json state.json
+# Weights from a column: (1*1 + 4*2) / 3 = 3, and a negative weight is refused.
+printf 'x,w\n1,1\n4,2\n' > weighted.csv
+step "$bin" fit weighted.csv --weights w -o weighted.json
+python3 -c 'import json, subprocess, sys; assert json.loads(subprocess.check_output([sys.argv[1], "inspect", "weighted.json", "--json"]))["mean"] == [3.0]' "$bin"
+printf 'x,w\n1,1\n4,-2\n' > negative.csv
+if "$bin" fit negative.csv --weights w -o negative.json 2> err.txt; then echo "a negative weight was accepted" >&2; exit 1; fi
+grep -q 'line 3, weights column "w": "-2": expected a finite non-negative weight' err.txt
+test ! -e negative.json
 # A state merged with itself: the same mean, twice the samples.
 step "$bin" merge all.json all.json -o twice.json
 python3 -c '

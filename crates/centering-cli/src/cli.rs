@@ -22,7 +22,9 @@ pub enum Command {
     #[command(after_help = FIT_EXAMPLES)]
     Fit(FitArgs),
     /// Subtract a fitted state's mean from a file, writing a new file.
-    #[command(after_help = "Example:\n  centering transform data.npy --state state.json -o centred.npy")]
+    #[command(
+        after_help = "Examples:\n  centering transform data.npy --state state.json -o centred.npy\n  centering transform data.bin --format npy --state state.json -o centred.bin"
+    )]
     Transform(TransformArgs),
     /// Merge states (cumulative: the state of all their data; moving averages: B's batches continue A's).
     #[command(after_help = "Example:\n  centering merge part1.json part2.json -o all.json")]
@@ -40,20 +42,37 @@ Examples:
   centering fit data.npy --torch-momentum 0.1 --start zero --batch-rows 32 -o torch.json
                                                                 # PyTorch BatchNorm's running mean
   centering fit more.npy --resume state.json -o state.json      # continue a fit
+  centering fit data.bin --format npy -o state.json             # a name without the extension
+  zcat data.npy.gz | centering fit - --format npy -o state.json # standard input (.npy in C order, or CSV)
+  centering fit sales.csv --columns price --weights qty -o state.json
+                                                                # sum(qty*price) / sum(qty)
 
 A .npy file of shape (n0, ..., nk, D) holds n0*...*nk samples of D features
 (C or Fortran order, float32/float64 or (u)int8/16/32, integers summed
 exactly). A CSV file has a header row;
 empty cells are missing values (see --nan-policy). In a Parquet file, each
-record batch of --batch-rows rows is one batch; nulls are missing values.";
+record batch of --batch-rows rows is one batch; nulls are missing values.
+Parquet columns: Float16/32/64 and (U)Int8/16/32 as they are (integers
+summed exactly); Int64/UInt64 too when every value fits in 32 bits (a wider
+value is an error naming its row: cast such a column to Float64). Columns
+of different types are widened exactly to one: integers to the narrowest
+integer type holding them all, floats to the widest; integers with floats
+to float64 (then summed as floats, within 1 ulp rather than exactly).
+With --weights, every Parquet column is read as float64 (w*x is a float
+product in any case).";
 
 /// `fit`'s options.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("ema").args(["momentum", "torch_momentum"])))]
 pub struct FitArgs {
-    /// Input files: .npy, .csv or .parquet (by extension), fitted in the order given.
+    /// Input files: .npy, .csv or .parquet (by extension, or --format), fitted in the order given.
+    /// `-` reads standard input once (a C-order .npy or CSV stream; --format required).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+
+    /// The format of every input, whatever its extension (for names without one, e.g. data.bin).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// Where to write the fitted state (JSON); written to a temporary name and renamed when complete.
     #[arg(short = 'o', long = "output", value_name = "STATE")]
@@ -85,14 +104,20 @@ pub struct FitArgs {
     pub nan_policy: Option<NanPolicyArg>,
 
     /// Element type of the state (default: the resumed state's, else f32 for a first .npy file of
-    /// float32, else f64). float32 and integer files fit any state; float64 files are not narrowed to f32.
+    /// float32 or Parquet columns all Float16/Float32, else f64). float32 and integer files fit any state; float64 files are not narrowed to f32.
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
 
     /// CSV or Parquet columns to fit, by name (comma-separated; default: every CSV column,
-    /// every Float32/Float64 Parquet column).
+    /// every Float16/32/64 Parquet column: integer Parquet columns are fitted when named).
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     pub columns: Vec<String>,
+
+    /// Weight each row by its value in this CSV or Parquet column (not a feature): finite and
+    /// non-negative, a missing or bad weight is an error naming its row. The mean is then
+    /// sum(w*x) / sum(w) per feature; a batch whose weights sum to 0 is skipped.
+    #[arg(long, value_name = "COLUMN")]
+    pub weights: Option<String>,
 
     /// Continue fitting this state (its parameters and dtype are kept); may be the same file as -o.
     #[arg(long, value_name = "STATE")]
@@ -108,9 +133,15 @@ pub struct FitArgs {
 /// `transform`'s options.
 #[derive(Debug, Args)]
 pub struct TransformArgs {
-    /// The input: .npy, .csv or .parquet (by extension).
+    /// The input: .npy, .csv or .parquet (by extension, or --format); `-` reads standard input
+    /// (a C-order .npy or CSV stream; --format required).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+
+    /// The format of the input and the output, whatever their extensions (the output's, when it
+    /// has a known one, must agree: transform does not convert between formats).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// The fitted state to subtract (JSON).
     #[arg(long, value_name = "STATE")]
@@ -153,6 +184,28 @@ pub struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The format of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// numpy's .npy.
+    Npy,
+    /// CSV with a header row.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl Format {
+    /// Its name, as --format spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Npy => "npy",
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

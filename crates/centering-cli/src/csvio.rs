@@ -4,7 +4,7 @@
 //! under NaN policy `reject`, naming its line and column, as is any cell
 //! that is not a number.
 
-use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -12,47 +12,67 @@ use centering::NanPolicy;
 use csv::ByteRecord;
 
 use crate::elem::Float;
+use crate::output::{is_stdin, shown};
 
 pub struct CsvReader {
-    reader: csv::Reader<File>,
+    reader: csv::Reader<Box<dyn Read>>,
     path: PathBuf,
     pub headers: ByteRecord,
     /// The record index of each feature, in feature order.
     pub columns: Vec<usize>,
     /// The line of each row of the last batch read.
     pub lines: Vec<u64>,
+    /// The weights column (`fit --weights`), not a feature.
+    weight_col: Option<usize>,
+    /// The weight of each row of the last batch read, when there is a weights column.
+    pub weights: Vec<f64>,
     pub len: u64,
 }
 
 impl CsvReader {
-    pub fn open(path: &Path, names: &[String]) -> Result<Self> {
-        let (file, len) = crate::output::open_input(path, "a CSV file with a header row")?;
+    /// Opens `path`, or standard input for `-` (`len` 0: unknown), choosing
+    /// the columns `names` (default: every column but the weights column
+    /// `weights`, if any).
+    pub fn open(path: &Path, names: &[String], weights: Option<&str>) -> Result<Self> {
+        let (input, len): (Box<dyn Read>, u64) = if is_stdin(path) {
+            (Box::new(std::io::stdin()), 0)
+        } else {
+            let (file, len) = crate::output::open_input(path, "a CSV file with a header row")?;
+            (Box::new(file), len)
+        };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .trim(csv::Trim::All)
-            .from_reader(file);
+            .from_reader(input);
         let headers = reader
             .byte_headers()
-            .with_context(|| format!("cannot read the header row of {}", path.display()))?
+            .with_context(|| format!("cannot read the header row of {}", shown(path)))?
             .clone();
-        let columns = if names.is_empty() {
-            (0..headers.len()).collect()
-        } else {
-            names
-                .iter()
-                .map(|name| {
-                    headers.iter().position(|h| h == name.as_bytes()).with_context(|| {
-                        let have: Vec<_> = headers
-                            .iter()
-                            .map(|h| String::from_utf8_lossy(h).into_owned())
-                            .collect();
-                        format!("{}: no column named {name:?} (the header has {have:?})", path.display())
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
+        let find = |name: &str| {
+            headers.iter().position(|h| h == name.as_bytes()).with_context(|| {
+                let have: Vec<_> = headers
+                    .iter()
+                    .map(|h| String::from_utf8_lossy(h).into_owned())
+                    .collect();
+                format!("{}: no column named {name:?} (the header has {have:?})", shown(path))
+            })
         };
+        let weight_col = weights.map(find).transpose()?;
+        let columns: Vec<usize> = if names.is_empty() {
+            (0..headers.len()).filter(|&c| Some(c) != weight_col).collect()
+        } else {
+            names.iter().map(|name| find(name)).collect::<Result<Vec<_>>>()?
+        };
+        if let (Some(w), Some(name)) = (weight_col, weights)
+            && columns.contains(&w)
+        {
+            bail!(
+                "{}: column {name:?} is the weights column (--weights) and cannot also be a feature",
+                shown(path)
+            );
+        }
         if columns.is_empty() {
-            bail!("{}: the header row has no columns", path.display());
+            bail!("{}: the header row has no columns to fit", shown(path));
         }
         Ok(CsvReader {
             reader,
@@ -60,6 +80,8 @@ impl CsvReader {
             headers,
             columns,
             lines: Vec::new(),
+            weight_col,
+            weights: Vec::new(),
             len,
         })
     }
@@ -90,6 +112,7 @@ impl CsvReader {
     ) -> Result<usize> {
         buf.clear();
         self.lines.clear();
+        self.weights.clear();
         if let Some(r) = records.as_deref_mut() {
             r.clear();
         }
@@ -99,7 +122,7 @@ impl CsvReader {
             let more = self
                 .reader
                 .read_byte_record(&mut record)
-                .with_context(|| format!("cannot read {}", self.path.display()))?;
+                .with_context(|| format!("cannot read {}", shown(&self.path)))?;
             if !more {
                 break;
             }
@@ -107,6 +130,10 @@ impl CsvReader {
             for (j, &c) in self.columns.iter().enumerate() {
                 let cell = record.get(c).unwrap_or(b"");
                 buf.push(self.parse(cell, line, j, policy)?);
+            }
+            if let Some(w) = self.weight_col {
+                let weight = self.parse_weight(record.get(w).unwrap_or(b""), line, w)?;
+                self.weights.push(weight);
             }
             self.lines.push(line);
             if let Some(r) = records.as_deref_mut() {
@@ -117,12 +144,30 @@ impl CsvReader {
         Ok(rows)
     }
 
+    /// A weight: a finite non-negative number, whatever the NaN policy.
+    fn parse_weight(&self, cell: &[u8], line: u64, c: usize) -> Result<f64> {
+        let text = String::from_utf8_lossy(cell);
+        let name = String::from_utf8_lossy(self.headers.get(c).unwrap_or(b"?")).into_owned();
+        match text.parse::<f64>() {
+            Ok(w) if w.is_finite() && w >= 0.0 => Ok(w),
+            _ => bail!(
+                "{}: line {line}, weights column {name:?}: {}: expected a finite non-negative weight",
+                shown(&self.path),
+                if cell.is_empty() {
+                    "an empty cell".to_owned()
+                } else {
+                    format!("{text:?}")
+                }
+            ),
+        }
+    }
+
     fn parse<F: Float>(&self, cell: &[u8], line: u64, j: usize, policy: NanPolicy) -> Result<F> {
         if cell.is_empty() {
             if policy == NanPolicy::Reject {
                 bail!(
                     "{}: line {line}, column {:?}: empty cell (a missing value) under NaN policy reject; --nan-policy ignore skips missing values",
-                    self.path.display(),
+                    shown(&self.path),
                     self.column_name(j)
                 );
             }
@@ -134,7 +179,7 @@ impl CsvReader {
             .with_context(|| {
                 format!(
                     "{}: line {line}, column {:?}: {:?} is not a number",
-                    self.path.display(),
+                    shown(&self.path),
                     self.column_name(j),
                     String::from_utf8_lossy(cell)
                 )

@@ -7,15 +7,15 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use centering::{AnyCentering, Centering, CenteringError, EmaStart, Mode, NanPolicy};
+use centering::{AnyCentering, BatchSummary, Centering, CenteringError, EmaStart, Mode, NanPolicy};
 use clap::CommandFactory;
-use ndarray::ArrayView2;
+use ndarray::{ArrayView1, ArrayView2};
 
 use crate::cli::{Cli, FitArgs, NanPolicyArg, StartArg};
 use crate::csvio::CsvReader;
 use crate::elem::{Dtype, Elem, FileElem, Float};
 use crate::npy::NpyReader;
-use crate::output::AtomicOutput;
+use crate::output::{AtomicOutput, is_stdin, shown};
 use crate::{progress, state};
 
 /// The values one batch holds by default, in the cumulative mode (whose
@@ -33,33 +33,54 @@ pub fn batch_rows(given: Option<u64>, d: usize, elem: usize) -> usize {
     }
 }
 
-/// The format of a file, from its extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Npy,
-    Csv,
-    Parquet,
-}
+pub use crate::cli::Format;
 
-pub fn format_of(path: &Path) -> Result<Format> {
+/// The format a path's extension names, if any.
+pub fn format_by_extension(path: &Path) -> Option<Format> {
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
-        Some("npy") => Ok(Format::Npy),
-        Some("csv") => Ok(Format::Csv),
-        Some("parquet" | "pq") if cfg!(feature = "parquet") => Ok(Format::Parquet),
-        Some("parquet" | "pq") => bail!(
-            "{}: this build of centering has no Parquet support (cargo feature `parquet`)",
-            path.display()
-        ),
-        _ => bail!(
-            "{}: unknown file format: expected a .npy, .csv or .parquet extension",
-            path.display()
-        ),
+        Some("npy") => Some(Format::Npy),
+        Some("csv") => Some(Format::Csv),
+        Some("parquet" | "pq") => Some(Format::Parquet),
+        _ => None,
     }
 }
 
+/// The format of input `path`: `given` (`--format`), else its extension.
+pub fn format_of(path: &Path, given: Option<Format>) -> Result<Format> {
+    if is_stdin(path) {
+        return match given {
+            Some(Format::Parquet) => bail!(
+                "Parquet cannot be read from standard input (-): its footer is at the end, so it needs a file (save the stream to one first)"
+            ),
+            Some(format) => Ok(format),
+            None => bail!("reading standard input (-) needs --format npy or --format csv: a pipe has no extension"),
+        };
+    }
+    let Some(format) = given.or_else(|| format_by_extension(path)) else {
+        bail!(
+            "{}: cannot tell its format: expected a .npy, .csv or .parquet extension, or --format npy|csv|parquet",
+            shown(path)
+        );
+    };
+    if format == Format::Parquet && !cfg!(feature = "parquet") {
+        bail!(
+            "{}: this build of centering has no Parquet support (cargo feature `parquet`)",
+            shown(path)
+        );
+    }
+    Ok(format)
+}
+
 pub fn run(args: &FitArgs) -> Result<()> {
-    let formats = args.files.iter().map(|f| format_of(f)).collect::<Result<Vec<_>>>()?;
+    let formats = args
+        .files
+        .iter()
+        .map(|f| format_of(f, args.format))
+        .collect::<Result<Vec<_>>>()?;
+    if args.files.iter().filter(|f| is_stdin(f)).count() > 1 {
+        bail!("standard input (-) is given more than once: it can be read only once");
+    }
     let resumed = args.resume.as_deref().map(state::load).transpose()?;
     let moving = match &resumed {
         Some(s) => s.params().mode() != Mode::Cumulative,
@@ -78,6 +99,7 @@ pub fn run(args: &FitArgs) -> Result<()> {
             )
             .exit();
     }
+    let mut stdin_npy = None;
     let dtype = match (args.dtype.map(Dtype::from), &resumed) {
         (Some(asked), Some(s)) if asked.to_string() != s.dtype() => bail!(
             "--dtype {asked} disagrees with the resumed state {}, which is {}",
@@ -90,19 +112,29 @@ pub fn run(args: &FitArgs) -> Result<()> {
         (None, Some(s)) if s.dtype() == "f32" => Dtype::F32,
         (None, Some(_)) => Dtype::F64,
         (None, None) => match args.files.iter().zip(&formats).find(|(_, f)| **f != Format::Csv) {
-            Some((path, Format::Npy)) => match NpyReader::open(path)?.elem {
-                Elem::F32 => Dtype::F32,
-                _ => Dtype::F64,
-            },
+            Some((path, Format::Npy)) => {
+                let r = NpyReader::open(path)?;
+                let elem = r.elem;
+                if r.is_pipe() {
+                    // Its header is read: the fit continues from this reader.
+                    stdin_npy = Some(r);
+                }
+                match elem {
+                    Elem::F32 => Dtype::F32,
+                    _ => Dtype::F64,
+                }
+            }
             #[cfg(feature = "parquet")]
-            Some((path, Format::Parquet)) => crate::parquet::default_dtype(path, &args.columns)?,
+            Some((path, Format::Parquet)) => {
+                crate::parquet::default_dtype(path, &args.columns, args.weights.as_deref())?
+            }
             _ => Dtype::F64,
         },
     };
     let out = AtomicOutput::create(&args.output)?;
     let json = match dtype {
-        Dtype::F32 => fit_all::<f32>(args, &formats, resumed)?,
-        Dtype::F64 => fit_all::<f64>(args, &formats, resumed)?,
+        Dtype::F32 => fit_all::<f32>(args, &formats, resumed, stdin_npy)?,
+        Dtype::F64 => fit_all::<f64>(args, &formats, resumed, stdin_npy)?,
     };
     write_state(out, &json, &args.output)
 }
@@ -111,7 +143,7 @@ fn write_state(mut out: AtomicOutput, json: &str, path: &Path) -> Result<()> {
     use std::io::Write;
     out.file_mut()
         .write_all(json.as_bytes())
-        .with_context(|| format!("cannot write output {}", path.display()))?;
+        .with_context(|| format!("cannot write output {}", shown(path)))?;
     out.commit()
 }
 
@@ -142,19 +174,39 @@ fn build<F: Float>(args: &FitArgs) -> Result<Centering<F>> {
     b.build().context("invalid parameters")
 }
 
-fn fit_all<F: Float>(args: &FitArgs, formats: &[Format], resumed: Option<AnyCentering>) -> Result<String> {
+/// Fits every input in order; `stdin_npy` is standard input's reader when
+/// its header was read already (to choose the dtype).
+fn fit_all<F: Float>(
+    args: &FitArgs,
+    formats: &[Format],
+    resumed: Option<AnyCentering>,
+    mut stdin_npy: Option<NpyReader>,
+) -> Result<String> {
     let mut est: Centering<F> = match resumed {
         Some(s) => s.try_into().context("the resumed state")?,
         None => build(args)?,
     };
+    let weights = args.weights.as_deref();
     for (path, format) in args.files.iter().zip(formats) {
         match format {
-            Format::Npy => fit_npy(&mut est, path, args.batch_rows)?,
-            Format::Csv => fit_csv(&mut est, path, &args.columns, args.batch_rows)?,
+            Format::Npy if weights.is_some() => bail!(
+                "{}: --weights names a column, and a .npy file has none: weights are for CSV and Parquet inputs",
+                shown(path)
+            ),
+            Format::Npy => {
+                let r = match stdin_npy.take() {
+                    Some(r) if is_stdin(path) => r,
+                    _ => NpyReader::open(path)?,
+                };
+                fit_npy(&mut est, r, path, args.batch_rows)?;
+            }
+            Format::Csv => fit_csv(&mut est, path, &args.columns, weights, args.batch_rows)?,
             #[cfg(feature = "parquet")]
-            Format::Parquet => crate::parquet::fit_parquet(&mut est, path, &args.columns, args.batch_rows)?,
+            Format::Parquet => {
+                crate::parquet::fit_parquet(&mut est, path, &args.columns, weights, args.batch_rows)?;
+            }
             #[cfg(not(feature = "parquet"))]
-            Format::Parquet => bail!("{}: this build has no Parquet support", path.display()),
+            Format::Parquet => bail!("{}: this build has no Parquet support", shown(path)),
         }
     }
     let mut json = serde_json::to_string_pretty(&est).context("cannot serialise the state")?;
@@ -165,20 +217,19 @@ fn fit_all<F: Float>(args: &FitArgs, formats: &[Format], resumed: Option<AnyCent
 /// Checks that a file's `d` features agree with the estimator's.
 pub fn check_features(fitted: Option<usize>, d: usize, path: &Path, what: &str) -> Result<()> {
     match fitted {
-        Some(expected) if expected != d => bail!("{} has {d} features, but {what} has {expected}", path.display()),
+        Some(expected) if expected != d => bail!("{} has {d} features, but {what} has {expected}", shown(path)),
         _ => Ok(()),
     }
 }
 
-/// Fits `path`, a `.npy` file, in chunks of `batch_rows` rows.
-pub fn fit_npy<F: Float>(est: &mut Centering<F>, path: &Path, batch_rows_arg: Option<u64>) -> Result<()> {
-    let r = NpyReader::open(path)?;
+/// Fits `r`, the open `.npy` file `path`, in chunks of `batch_rows` rows.
+pub fn fit_npy<F: Float>(est: &mut Centering<F>, r: NpyReader, path: &Path, batch_rows_arg: Option<u64>) -> Result<()> {
     check_features(est.n_features(), r.d, path, "the state (fitted on earlier inputs)")?;
     let batch = batch_rows(batch_rows_arg, r.d, std::mem::size_of::<F>()).min(r.rows);
     match (r.elem, F::DTYPE) {
         (Elem::F64, Dtype::F32) => bail!(
             "{} holds float64 values and the state is f32: they would be rounded (fit with --dtype f64, or convert the file)",
-            path.display()
+            shown(path)
         ),
         (Elem::F32, _) => fit_npy_from::<f32, F>(est, r, path, batch),
         (Elem::F64, _) => fit_npy_from::<f64, F>(est, r, path, batch),
@@ -197,7 +248,7 @@ pub fn fit_npy<F: Float>(est: &mut Centering<F>, path: &Path, batch_rows_arg: Op
 fn fit_npy_from<E: FileElem, F: Float>(est: &mut Centering<F>, r: NpyReader, path: &Path, batch: usize) -> Result<()> {
     let (d, fortran, shape) = (r.d, r.fortran, r.shape.clone());
     let policy = est.params().nan_policy();
-    let bar = progress::bytes(r.data_bytes(), &path.display().to_string());
+    let bar = progress::bytes(r.data_bytes(), &shown(path).to_string());
     let elem = r.elem.size();
     crate::npy::for_each_batch::<E>(r, batch, path, |start, n, raw| {
         let fitted = if E::ELEM == F::ELEM {
@@ -210,11 +261,11 @@ fn fit_npy_from<E: FileElem, F: Float>(est: &mut Centering<F>, r: NpyReader, pat
         fitted.map_err(|e| match e {
             CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
                 "{}: {value} at index {:?}: {}",
-                path.display(),
+                shown(path),
                 crate::npy::index_of(&shape, fortran, start + index[0], index[1]),
                 non_finite_hint(policy)
             ),
-            e => anyhow::Error::new(e).context(format!("cannot fit rows {start}..{} of {}", start + n, path.display())),
+            e => anyhow::Error::new(e).context(format!("cannot fit rows {start}..{} of {}", start + n, shown(path))),
         })?;
         bar.inc((n * d * elem) as u64);
         Ok(())
@@ -232,35 +283,43 @@ pub fn non_finite_hint(policy: NanPolicy) -> &'static str {
     }
 }
 
-/// Fits `path`, a CSV file, in batches of `batch_rows` rows.
+/// Fits `path`, a CSV file, in batches of `batch_rows` rows, each row
+/// weighted by its cell in column `weights` when given.
 pub fn fit_csv<F: Float>(
     est: &mut Centering<F>,
     path: &Path,
     columns: &[String],
+    weights: Option<&str>,
     batch_rows_arg: Option<u64>,
 ) -> Result<()> {
-    let mut r = CsvReader::open(path, columns)?;
+    let mut r = CsvReader::open(path, columns, weights)?;
     let d = r.d();
     check_features(est.n_features(), d, path, "the state (fitted on earlier inputs)")?;
     let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>());
     let policy = est.params().nan_policy();
     let mut buf: Vec<F> = Vec::new();
-    let bar = progress::bytes(r.len, &path.display().to_string());
+    let bar = progress::bytes(r.len, &shown(path).to_string());
     loop {
         let n = r.read_batch(batch, policy, &mut buf, None)?;
         if n == 0 {
             break;
         }
         let view = ArrayView2::from_shape((n, d), &buf[..]).context("internal error: batch shape")?;
-        est.partial_fit(&view).map_err(|e| match e {
+        let fitted = if weights.is_some() {
+            BatchSummary::from_array_weighted(&view, &ArrayView1::from(&r.weights[..]), policy)
+                .and_then(|s| est.partial_fit_summary(&s).map(|_| ()))
+        } else {
+            est.partial_fit(&view).map(|_| ())
+        };
+        fitted.map_err(|e| match e {
             CenteringError::NonFinite { index, value } if index.len() == 2 => anyhow::anyhow!(
                 "{}: line {}, column {:?}: {value}: {}",
-                path.display(),
+                shown(path),
                 r.lines.get(index[0]).copied().unwrap_or(0),
                 r.column_name(index[1]),
                 non_finite_hint(policy)
             ),
-            e => anyhow::Error::new(e).context(format!("cannot fit {}", path.display())),
+            e => anyhow::Error::new(e).context(format!("cannot fit {}", shown(path))),
         })?;
         bar.set_position(r.position());
     }

@@ -19,10 +19,20 @@ use anyhow::{Context, Result, bail};
 use ndarray_npy::npy::header::{Header, Layout};
 
 use crate::elem::{Elem, FileElem, Float};
+use crate::output::{is_stdin, shown};
 
-/// An open `.npy` file, its header checked against its length.
+/// Where the bytes come from: a file (positioned reads), or a pipe
+/// (standard input: one sequential pass, C order only).
+enum Source {
+    File(File),
+    Pipe(Box<dyn Read + Send>),
+}
+
+/// An open `.npy` file, its header checked against its length (a pipe's
+/// length is checked as it is read: a short stream, or one with bytes after
+/// the last row, is an error at its end).
 pub struct NpyReader {
-    file: File,
+    src: Source,
     path: PathBuf,
     pub elem: Elem,
     big_endian: bool,
@@ -38,28 +48,32 @@ pub struct NpyReader {
 }
 
 impl NpyReader {
+    /// Opens `path`, or standard input for `-`.
     pub fn open(path: &Path) -> Result<Self> {
-        let (mut file, len) = crate::output::open_input(path, "a .npy file")?;
-        let header = Header::from_reader(&mut file).with_context(|| {
-            format!(
-                "{} is not a valid .npy file (its header cannot be read)",
-                path.display()
-            )
-        })?;
-        let data_offset = file
-            .stream_position()
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let not_npy = || format!("{} is not a valid .npy file (its header cannot be read)", shown(path));
+        let (src, header, len, data_offset) = if is_stdin(path) {
+            let mut pipe: Box<dyn Read + Send> = Box::new(std::io::stdin());
+            let header = Header::from_reader(&mut pipe).with_context(not_npy)?;
+            (Source::Pipe(pipe), header, None, 0)
+        } else {
+            let (mut file, len) = crate::output::open_input(path, "a .npy file")?;
+            let header = Header::from_reader(&mut file).with_context(not_npy)?;
+            let data_offset = file
+                .stream_position()
+                .with_context(|| format!("cannot read {}", shown(path)))?;
+            (Source::File(file), header, Some(len), data_offset)
+        };
         let descr = match &header.type_descriptor {
             py_literal::Value::String(s) => s.clone(),
             other => bail!(
                 "{}: unsupported dtype {other}: expected float32/float64 or (u)int8/16/32 ('<f8', '<f4', '|u1', '<i2', ...)",
-                path.display()
+                shown(path)
             ),
         };
         let unsupported = || {
             anyhow::anyhow!(
                 "{}: unsupported dtype '{descr}': expected float32/float64 or (u)int8/16/32 ('<f8', '<f4', '|u1', '<i2', ...)",
-                path.display()
+                shown(path)
             )
         };
         let (order, code) = descr.split_at(descr.len().min(1));
@@ -84,39 +98,60 @@ impl NpyReader {
         let Some((&d, samples)) = shape.split_last() else {
             bail!(
                 "{}: a 0-dimensional array has no feature axis: expected shape (..., D)",
-                path.display()
+                shown(path)
             );
         };
         if d == 0 {
             bail!(
                 "{}: shape {shape:?} has 0 features (a last axis of length 0)",
-                path.display()
+                shown(path)
             );
         }
         let rows = samples
             .iter()
             .try_fold(1usize, |a, &n| a.checked_mul(n))
-            .with_context(|| format!("{}: shape {shape:?} overflows", path.display()))?;
+            .with_context(|| format!("{}: shape {shape:?} overflows", shown(path)))?;
+        let fortran = header.layout.is_fortran();
         let need = (rows as u128) * (d as u128) * (elem.size() as u128);
+        let Some(len) = len else {
+            if fortran && rows > 1 && d > 1 {
+                bail!(
+                    "{}: a Fortran-order .npy cannot be read from a pipe (each feature is stored after the previous one, all rows long): give it as a file",
+                    shown(path)
+                );
+            }
+            return Ok(NpyReader {
+                src,
+                path: path.to_path_buf(),
+                elem,
+                big_endian,
+                fortran,
+                shape,
+                rows,
+                d,
+                data_offset,
+                cursor: 0,
+            });
+        };
         let have = u128::from(len - data_offset);
         if have < need {
             bail!(
                 "{} is truncated: its header says shape {shape:?} of {elem}, {need} bytes of data, but only {have} bytes follow the header",
-                path.display()
+                shown(path)
             );
         }
         if have > need {
             bail!(
                 "{}: its header says shape {shape:?} of {elem}, {need} bytes of data, but {have} bytes follow the header (the header does not describe the file)",
-                path.display()
+                shown(path)
             );
         }
         Ok(NpyReader {
-            file,
+            src,
             path: path.to_path_buf(),
             elem,
             big_endian,
-            fortran: header.layout.is_fortran(),
+            fortran,
             shape,
             rows,
             d,
@@ -132,34 +167,71 @@ impl NpyReader {
             bail!(
                 "internal error: a read of rows {start}..{} does not fit {}",
                 start + n,
-                self.path.display()
+                shown(&self.path)
             );
         }
         let size = self.elem.size() as u64;
-        let context = || format!("cannot read rows {start}..{} of {}", start + n, self.path.display());
-        if self.fortran {
-            for (j, col) in buf.chunks_exact_mut(n.max(1)).enumerate().take(self.d) {
-                let at = self.data_offset + ((j as u64) * (self.rows as u64) + start as u64) * size;
-                self.file
-                    .read_exact_at(bytemuck::cast_slice_mut(col), at)
-                    .with_context(context)?;
+        let context = || format!("cannot read rows {start}..{} of {}", start + n, shown(&self.path));
+        match &mut self.src {
+            Source::File(file) if self.fortran => {
+                for (j, col) in buf.chunks_exact_mut(n.max(1)).enumerate().take(self.d) {
+                    let at = self.data_offset + ((j as u64) * (self.rows as u64) + start as u64) * size;
+                    file.read_exact_at(bytemuck::cast_slice_mut(col), at)
+                        .with_context(context)?;
+                }
             }
-        } else {
-            if start != self.cursor {
-                let at = self.data_offset + (start as u64) * (self.d as u64) * size;
-                self.file.seek(std::io::SeekFrom::Start(at)).with_context(context)?;
+            Source::File(file) => {
+                if start != self.cursor {
+                    let at = self.data_offset + (start as u64) * (self.d as u64) * size;
+                    file.seek(std::io::SeekFrom::Start(at)).with_context(context)?;
+                }
+                file.read_exact(bytemuck::cast_slice_mut(buf)).with_context(context)?;
             }
-            self.file
-                .read_exact(bytemuck::cast_slice_mut(buf))
-                .with_context(context)?;
-            self.cursor = start + n;
+            // Open refused a Fortran-order pipe unless it has one row or one
+            // feature, where both orders are the same bytes.
+            Source::Pipe(pipe) => {
+                if start != self.cursor {
+                    bail!("internal error: a pipe is read in order");
+                }
+                let what = PipeRead {
+                    path: &self.path,
+                    shape: &self.shape,
+                    elem: self.elem,
+                    rows: self.rows,
+                    d: self.d,
+                };
+                what.fill(pipe.as_mut(), bytemuck::cast_slice_mut(buf), start, n)?;
+                if start + n == self.rows {
+                    let mut extra = [0u8; 1];
+                    let more = loop {
+                        match pipe.read(&mut extra) {
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            r => break r.with_context(context)?,
+                        }
+                    };
+                    if more > 0 {
+                        bail!(
+                            "{}: its header says shape {:?} of {}, but more bytes follow the last row (the header does not describe the stream)",
+                            shown(&self.path),
+                            self.shape,
+                            self.elem
+                        );
+                    }
+                }
+            }
         }
+        self.cursor = start + n;
         if self.big_endian != cfg!(target_endian = "big") {
             for v in buf.iter_mut() {
                 *v = v.swap_bytes();
             }
         }
         Ok(())
+    }
+
+    /// Whether this is standard input (read once, in order).
+    pub fn is_pipe(&self) -> bool {
+        matches!(self.src, Source::Pipe(_))
     }
 
     pub fn data_bytes(&self) -> u64 {
@@ -172,6 +244,46 @@ impl NpyReader {
         } else {
             Layout::Standard
         }
+    }
+}
+
+/// What a pipe's reads need to know to say where a stream ended.
+struct PipeRead<'a> {
+    path: &'a Path,
+    shape: &'a [usize],
+    elem: Elem,
+    rows: usize,
+    d: usize,
+}
+
+impl PipeRead<'_> {
+    /// Fills `buf` (rows `start .. start + n`) from a pipe; a stream that
+    /// ends early is a truncated file, named with what its header promised.
+    fn fill(&self, pipe: &mut dyn Read, buf: &mut [u8], start: usize, n: usize) -> Result<()> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match pipe.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    let row_bytes = (self.d * self.elem.size()) as u64;
+                    let got = (start as u64) * row_bytes + filled as u64;
+                    bail!(
+                        "{} is truncated: its header says shape {:?} of {}, {} bytes of data, but the stream ended after {got} bytes (within rows {start}..{})",
+                        shown(self.path),
+                        self.shape,
+                        self.elem,
+                        (self.rows as u64) * row_bytes,
+                        start + n
+                    );
+                }
+                Ok(k) => filled += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot read rows {start}..{} of {}", start + n, shown(self.path)));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -217,12 +329,9 @@ pub fn for_each_batch<E: FileElem>(
     mut each: impl FnMut(usize, usize, &[E]) -> Result<()>,
 ) -> Result<()> {
     let (d, rows) = (r.d, r.rows);
-    let len = batch.checked_mul(d).with_context(|| {
-        format!(
-            "{}: a batch of {batch} rows of {d} features is too large",
-            path.display()
-        )
-    })?;
+    let len = batch
+        .checked_mul(d)
+        .with_context(|| format!("{}: a batch of {batch} rows of {d} features is too large", shown(path)))?;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Filled<E>>(1);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<E>>();
     for _ in 0..2 {

@@ -21,6 +21,9 @@ impl AtomicOutput {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        if is_stdin(target) {
+            anyhow::bail!("cannot write output -: outputs are files (standard output is not supported), name one");
+        }
         if target.is_dir() {
             anyhow::bail!("cannot write output {}: it is a directory", target.display());
         }
@@ -88,4 +91,27 @@ pub fn open_input(path: &Path, expected: &str) -> Result<(std::fs::File, u64)> {
         anyhow::bail!("{} is empty: expected {expected}", path.display());
     }
     Ok((file, len))
+}
+
+/// Whether `path` names standard input (`-`).
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// A path as messages name it: `-` is standard input.
+pub fn shown(path: &Path) -> Shown<'_> {
+    Shown(path)
+}
+
+/// See [`shown`].
+pub struct Shown<'a>(&'a Path);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if is_stdin(self.0) {
+            f.write_str("<stdin>")
+        } else {
+            self.0.display().fmt(f)
+        }
+    }
 }

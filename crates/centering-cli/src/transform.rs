@@ -12,19 +12,29 @@ use ndarray::{ArrayView2, ArrayViewMut2, Ix2, ShapeBuilder, StrideShape};
 use crate::cli::TransformArgs;
 use crate::csvio::CsvReader;
 use crate::elem::{Dtype, Elem, FileElem, Float};
-use crate::fit::{Format, batch_rows, check_features, format_of};
+use crate::fit::{Format, batch_rows, check_features, format_by_extension, format_of};
 use crate::npy::{NpyReader, header_for};
-use crate::output::AtomicOutput;
+use crate::output::{AtomicOutput, shown};
 use crate::{progress, state};
 
 pub fn run(args: &TransformArgs) -> Result<()> {
-    let format = format_of(&args.file)?;
-    let out_format = format_of(&args.output).with_context(|| format!("output {}", args.output.display()))?;
+    if crate::output::is_stdin(&args.output) {
+        bail!("cannot write output -: outputs are files (standard output is not supported), name one");
+    }
+    let format = format_of(&args.file, args.format)?;
+    let out_format = match (format_by_extension(&args.output), args.format) {
+        (Some(f), _) => f,
+        (None, Some(f)) => f,
+        (None, None) => bail!(
+            "output {}: cannot tell its format: expected a .npy, .csv or .parquet extension, or --format npy|csv|parquet",
+            args.output.display()
+        ),
+    };
     if out_format != format {
         bail!(
-            "the output {} must have the input's format ({:?}): transform does not convert between formats",
+            "the output {} must have the input's format ({}): transform does not convert between formats",
             args.output.display(),
-            format
+            format.name()
         );
     }
     let any = state::load(&args.state)?;
@@ -89,7 +99,7 @@ pub fn transform_npy<F: Float>(
     match (elem, F::DTYPE) {
         (Elem::F64, Dtype::F32) => bail!(
             "{} holds float64 values and {what} is f32: they would be rounded",
-            input.display()
+            shown(input)
         ),
         (Elem::F32, _) => transform_batches::<f32, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
         (Elem::F64, _) => transform_batches::<f64, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
@@ -120,7 +130,7 @@ fn transform_batches<E: FileElem, F: Float>(
     let (d, total, fortran) = (r.d, r.rows, r.fortran);
     let size = std::mem::size_of::<F>() as u64;
     let elem = r.elem.size();
-    let bar = progress::bytes(r.data_bytes(), &input.display().to_string());
+    let bar = progress::bytes(r.data_bytes(), &shown(input).to_string());
     crate::npy::for_each_batch::<E>(r, batch, input, |start, n, raw| {
         let ys = &mut y[..n * d];
         let shape = || -> StrideShape<Ix2> { if fortran { (n, d).f().into() } else { (n, d).into() } };
@@ -131,7 +141,7 @@ fn transform_batches<E: FileElem, F: Float>(
         } else {
             est.transform_input_into(&crate::npy::rows_view(raw, n, d, fortran)?, &mut yv)
         };
-        done.with_context(|| format!("cannot transform rows {start}..{} of {}", start + n, input.display()))?;
+        done.with_context(|| format!("cannot transform rows {start}..{} of {}", start + n, shown(input)))?;
         if fortran {
             for (j, col) in ys.chunks_exact(n).enumerate() {
                 let at = offset + ((j as u64) * (total as u64) + start as u64) * size;
@@ -159,7 +169,7 @@ pub fn transform_csv<F: Float>(
     batch_rows_arg: Option<u64>,
     what: &str,
 ) -> Result<()> {
-    let mut r = CsvReader::open(input, columns)?;
+    let mut r = CsvReader::open(input, columns, None)?;
     let d = r.d();
     check_features(est.n_features(), d, input, what)?;
     let mut feature_of = vec![None; r.headers.len()];
@@ -177,7 +187,7 @@ pub fn transform_csv<F: Float>(
         let (mut x, mut y, mut records) = (Vec::<F>::new(), Vec::<F>::new(), Vec::new());
         let mut rec = csv::ByteRecord::new();
         let mut cell = String::new();
-        let bar = progress::bytes(r.len, &input.display().to_string());
+        let bar = progress::bytes(r.len, &shown(input).to_string());
         loop {
             let n = r.read_batch(batch, NanPolicy::Ignore, &mut x, Some(&mut records))?;
             if n == 0 {
@@ -188,7 +198,7 @@ pub fn transform_csv<F: Float>(
             let xv = ArrayView2::from_shape((n, d), &x[..]).context("internal error: batch shape")?;
             let mut yv = ArrayViewMut2::from_shape((n, d), &mut y[..]).context("internal error: batch shape")?;
             est.transform_into(&xv, &mut yv)
-                .with_context(|| format!("cannot transform {}", input.display()))?;
+                .with_context(|| format!("cannot transform {}", shown(input)))?;
             for (i, record) in records.iter().enumerate() {
                 rec.clear();
                 for (c, field) in record.iter().enumerate() {
