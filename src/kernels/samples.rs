@@ -72,8 +72,7 @@ pub(super) fn leaf_sums<T: Input, W: Input>(
 /// features, so the tree cuts where the whole batch's does) and the merges
 /// the same pairs, feature by feature, so every feature gets the general
 /// tree's bits — while reading only `GROUP` columns at a time, front to
-/// back. W10 in Fortran order, one thread, AMD EPYC: 2.6–2.8 GB/s with
-/// leaves of every column, 3.0–3.7 GB/s by groups.
+/// back.
 pub(super) fn column_major_sums<T: Input, W: Input>(
     x: &ArrayViewD<'_, T>,
     w: Option<&ArrayViewD<'_, W>>,
@@ -258,6 +257,12 @@ const fn per_feature(weighted: bool, ignore: bool) -> bool {
 /// `general::push_lane` adds it; `keep` false (a NaN under `Ignore`) leaves
 /// them as they were. The weight pair `(w_hi, w_lo)` is the feature's own
 /// only when [`per_feature`]; otherwise it is not touched.
+///
+/// A skipped value is added as `+0` with weight `+0` instead of branched
+/// around: TwoSum of `+0` returns the accumulator and an error of `+0`, and
+/// no accumulator is ever `-0` (they start at `+0`, and a sum is `-0` only
+/// when both terms are), so the bits are those of skipping it — with no
+/// branch for the CPU to mispredict on scattered NaN.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn step<const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
@@ -269,6 +274,7 @@ fn step<const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
     wt: f64,
     keep: bool,
 ) {
+    let (v, wt, one) = if IGNORE && !keep { (0.0, 0.0, 0.0) } else { (v, wt, 1.0) };
     if WEIGHTED {
         let p = wt * v;
         let pe = if FMA {
@@ -277,24 +283,20 @@ fn step<const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
             product_error(wt, v, p)
         };
         let (s, e) = two_sum(*hi, p);
-        let l = *lo + (e + pe);
+        *lo += e + pe;
+        *hi = s;
         if IGNORE {
             let (ws, we) = two_sum(*w_hi, wt);
-            let wl = *w_lo + we;
-            *w_hi = if keep { ws } else { *w_hi };
-            *w_lo = if keep { wl } else { *w_lo };
+            *w_hi = ws;
+            *w_lo += we;
         }
-        *hi = if keep { s } else { *hi };
-        *lo = if keep { l } else { *lo };
     } else {
         let (s, e) = two_sum(*hi, v);
-        let l = *lo + e;
+        *lo += e;
+        *hi = s;
         // The count's TwoSum with 1 is exact for every count below 2⁵³ (a
         // leaf holds far fewer): its error term is +0, its `lo` stays +0.
-        let c = *w_hi + 1.0;
-        *hi = if keep { s } else { *hi };
-        *lo = if keep { l } else { *lo };
-        *w_hi = if keep { c } else { *w_hi };
+        *w_hi += one;
     }
 }
 
@@ -371,34 +373,75 @@ fn rows_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, const
     }
 }
 
-/// Features per group, and rows per tile, of the columns kernel.
+/// Features per group of the columns kernel.
 const GROUP: usize = 16;
-const TILE_ROWS: usize = 128;
+
+/// Features, and samples, per tile of the columns kernel: four samples of
+/// four features, loaded as four runs of one column each and stepped as
+/// four samples of a four-feature vector (a transpose the compiler does
+/// in registers).
+const TILE: usize = 4;
 
 /// The columns kernel: `columns[j]` is feature `j`'s samples, `w` one
-/// weight per sample. Tiles of [`TILE_ROWS`] samples of [`GROUP`] features
-/// are widened into a row-major buffer (in L1) and summed by the rows
-/// kernel, so that each feature's chain still runs in sample order.
+/// weight per sample; each feature's chain runs in sample order, [`TILE`]
+/// features side by side.
 #[inline(always)]
+// Indices say which sample of which column a tile holds more plainly than
+// zipped iterators over the transpose.
+#[allow(clippy::needless_range_loop)]
 fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
     columns: &[&[T]],
     w: &[W],
     acc: &mut Acc,
 ) {
+    let pf = per_feature(WEIGHTED, IGNORE);
     let rows = columns.first().map_or(0, |c| c.len());
-    let mut buf = [0.0f64; TILE_ROWS * GROUP];
-    for (g, group) in columns.chunks(GROUP).enumerate() {
-        let (j0, n) = (g * GROUP, group.len());
-        let mut lanes = acc.lanes(j0, j0 + n, g == 0);
-        for r0 in (0..rows).step_by(TILE_ROWS) {
-            let r1 = rows.min(r0 + TILE_ROWS);
-            for (k, col) in group.iter().enumerate() {
-                for (i, v) in col[r0..r1].iter().enumerate() {
-                    buf[i * n + k] = v.widen();
+    let keep = |v: f64| !(IGNORE && v.is_nan());
+    let wt = |r: usize| if WEIGHTED { w[r].widen() } else { 1.0 };
+    for (g, group) in columns.chunks(TILE).enumerate() {
+        let (j0, n) = (g * TILE, group.len());
+        let mut h = [0.0; TILE];
+        let mut l = [0.0; TILE];
+        let mut wh = [0.0; TILE];
+        let mut wl = [0.0; TILE];
+        h[..n].copy_from_slice(&acc.hi[j0..j0 + n]);
+        l[..n].copy_from_slice(&acc.lo[j0..j0 + n]);
+        if pf {
+            wh[..n].copy_from_slice(&acc.w_hi[j0..j0 + n]);
+            wl[..n].copy_from_slice(&acc.w_lo[j0..j0 + n]);
+        }
+        let mut r = 0;
+        if n == TILE {
+            let cols: [&[T]; TILE] = std::array::from_fn(|k| &group[k][..rows]);
+            while r + TILE <= rows {
+                let t: [[f64; TILE]; TILE] = std::array::from_fn(|k| std::array::from_fn(|i| cols[k][r + i].widen()));
+                for i in 0..TILE {
+                    let wr = wt(r + i);
+                    for k in 0..TILE {
+                        let v = t[k][i];
+                        step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, keep(v));
+                    }
                 }
+                r += TILE;
             }
-            let wr = if WEIGHTED { &w[r0..r1] } else { w };
-            rows_body::<f64, W, WEIGHTED, IGNORE, FMA>(&buf[..(r1 - r0) * n], wr, &mut lanes);
+        }
+        for r in r..rows {
+            let wr = wt(r);
+            for k in 0..n {
+                let v = group[k][r].widen();
+                step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, keep(v));
+            }
+        }
+        acc.hi[j0..j0 + n].copy_from_slice(&h[..n]);
+        acc.lo[j0..j0 + n].copy_from_slice(&l[..n]);
+        if pf {
+            acc.w_hi[j0..j0 + n].copy_from_slice(&wh[..n]);
+            acc.w_lo[j0..j0 + n].copy_from_slice(&wl[..n]);
+        }
+    }
+    if let Some(shared) = acc.shared.as_mut() {
+        for r in 0..rows {
+            chain(shared, wt(r));
         }
     }
 }
