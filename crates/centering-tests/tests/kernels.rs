@@ -378,3 +378,48 @@ fn large_into_outputs_match_the_fresh_transform() {
     let m = cu.mean().unwrap();
     assert_eq!(out_u[[96, 99, 98, 2]], f32::from(images[[96, 99, 98, 2]]) - m[2]);
 }
+
+/// A one-sample batch is summed without lane buffers: its values are its
+/// sums. The state is bit for bit what the lane kernels gave (checked
+/// against the weighted path with weight 1, which takes neither), for
+/// every width class of `D`, for `f32` and for narrow inputs; a NaN is
+/// reported at its own index, and the state is unchanged.
+#[test]
+fn one_sample_batches_fold_their_values() {
+    for d in [1usize, 3, 64, 300, 70_000] {
+        let x = shaped(&[1, d], d as u64);
+        let mut a = Centering::<f64>::new();
+        let mut b = Centering::<f64>::new();
+        for _ in 0..3 {
+            a.partial_fit(&x).unwrap();
+            b.partial_fit_weighted(&x, &Array::from_elem(1, 1.0)).unwrap();
+        }
+        assert_eq!(bits(&a), bits(&b), "d = {d}");
+        assert_eq!(a.n_samples_seen(), 3);
+        let x32 = x.mapv(|v| v as f32);
+        let mut c = Centering::<f32>::new();
+        c.partial_fit(&x32).unwrap();
+        let m: Vec<f32> = c.mean().unwrap().to_vec();
+        assert_eq!(m, x32.iter().copied().collect::<Vec<_>>(), "f32, d = {d}");
+        let bytes = x.mapv(|v| (v * 200.0 + 20.0) as u8);
+        let mut u = Centering::<f32>::new();
+        u.partial_fit_input(&bytes).unwrap();
+        let m: Vec<f32> = u.mean().unwrap().to_vec();
+        assert_eq!(
+            m,
+            bytes.iter().map(|&v| f32::from(v)).collect::<Vec<_>>(),
+            "u8, d = {d}"
+        );
+    }
+    let mut x = Array::from_elem(IxDyn(&[1, 1, 5]), 1.5);
+    x[[0, 0, 3]] = f64::NAN;
+    let mut c = Centering::<f64>::new();
+    c.partial_fit(&Array::from_elem(IxDyn(&[1, 1, 5]), 2.0)).unwrap();
+    let before = bits(&c);
+    match c.partial_fit(&x) {
+        Err(centering::CenteringError::NonFinite { index, .. }) => assert_eq!(index, vec![0, 0, 3]),
+        other => panic!("expected NonFinite, got {other:?}"),
+    }
+    assert_eq!(bits(&c), before);
+    assert_eq!(c.n_samples_seen(), 1);
+}
