@@ -74,6 +74,9 @@ printf 'a,b\n1,2\n3,oops\n' > bad.csv
 if "$bin" fit bad.csv -o bad.json 2> err.txt; then echo "bad.csv was accepted" >&2; exit 1; fi
 grep -q 'line 3, column "b": "oops" is not a number' err.txt
 test ! -e bad.json
+# Empty standard input: the same message as an empty file.
+if "$bin" fit - --format npy -o empty.json < /dev/null 2> err.txt; then echo "empty stdin was accepted" >&2; exit 1; fi
+grep -q '<stdin> is empty: expected a .npy file' err.txt
 set +e
 "$bin" fit --bogus 2> /dev/null
 code=$?

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use ndarray_npy::npy::header::{Header, Layout};
 
 use crate::elem::{Elem, FileElem, Float};
-use crate::output::{is_stdin, shown};
+use crate::output::{Input, shown};
 
 /// Where the bytes come from: a file (positioned reads), or a pipe
 /// (standard input: one sequential pass, C order only).
@@ -51,17 +51,18 @@ impl NpyReader {
     /// Opens `path`, or standard input for `-`.
     pub fn open(path: &Path) -> Result<Self> {
         let not_npy = || format!("{} is not a valid .npy file (its header cannot be read)", shown(path));
-        let (src, header, len, data_offset) = if is_stdin(path) {
-            let mut pipe: Box<dyn Read + Send> = Box::new(std::io::stdin());
-            let header = Header::from_reader(&mut pipe).with_context(not_npy)?;
-            (Source::Pipe(pipe), header, None, 0)
-        } else {
-            let (mut file, len) = crate::output::open_input(path, "a .npy file")?;
-            let header = Header::from_reader(&mut file).with_context(not_npy)?;
-            let data_offset = file
-                .stream_position()
-                .with_context(|| format!("cannot read {}", shown(path)))?;
-            (Source::File(file), header, Some(len), data_offset)
+        let (src, header, len, data_offset) = match crate::output::open_input(path, "a .npy file")? {
+            Input::Stdin(mut pipe) => {
+                let header = Header::from_reader(&mut pipe).with_context(not_npy)?;
+                (Source::Pipe(pipe), header, None, 0)
+            }
+            Input::File(mut file, len) => {
+                let header = Header::from_reader(&mut file).with_context(not_npy)?;
+                let data_offset = file
+                    .stream_position()
+                    .with_context(|| format!("cannot read {}", shown(path)))?;
+                (Source::File(file), header, Some(len), data_offset)
+            }
         };
         let descr = match &header.type_descriptor {
             py_literal::Value::String(s) => s.clone(),

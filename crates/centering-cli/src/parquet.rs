@@ -251,7 +251,7 @@ const NUMERIC: &str = "Float16/32/64 or (U)Int8/16/32/64";
 /// often ids or codes, so they are fitted only when named) and the weights
 /// column `weight`, if any; `project` decodes only those.
 pub fn open(path: &Path, names: &[String], weight: Option<&str>, batch: usize, project: bool) -> Result<ParquetInput> {
-    let (file, _) = crate::output::open_input(path, "a Parquet file")?;
+    let (file, _) = crate::output::open_file(path, "a Parquet file")?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{} is not a valid Parquet file", path.display()))?;
     let schema = builder.schema().clone();

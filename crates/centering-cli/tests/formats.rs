@@ -325,7 +325,7 @@ fn standard_input_errors() {
     );
     assert_fails(
         &run_stdin(&["fit", "-", "--format", "npy", "-o", p(&s)], Vec::new()),
-        &["<stdin> is not a valid .npy file"],
+        &["<stdin> is empty: expected a .npy file"],
     );
     let fortran = dir.join("f.npy");
     write_npy(&fortran, &x, true, false);
@@ -343,4 +343,58 @@ fn standard_input_errors() {
         &["cannot write output -"],
     );
     assert_eq!(listing(&dir), vec!["f.npy", "s.json", "x.npy"]);
+}
+
+/// The files of `dir` left by a failed run: none but the inputs, no `.part`.
+fn assert_nothing_left(dir: &std::path::Path, inputs: &[&str]) {
+    assert_eq!(listing(dir), inputs.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+}
+
+#[test]
+fn empty_standard_input_says_what_was_expected() {
+    let (_d, dir) = tmp();
+    let s = dir.join("s.json");
+    assert_fails(
+        &run_stdin(&["fit", "-", "--format", "npy", "-o", p(&s)], Vec::new()),
+        &["<stdin> is empty: expected a .npy file"],
+    );
+    assert_fails(
+        &run_stdin(&["fit", "-", "--format", "csv", "-o", p(&s)], Vec::new()),
+        &["<stdin> is empty: expected a CSV file with a header row"],
+    );
+    std::fs::write(dir.join("a.csv"), "x\n1\n").unwrap();
+    ok(&run(&["fit", p(&dir.join("a.csv")), "-o", p(&s)]));
+    assert_fails(
+        &run_stdin(
+            &[
+                "transform",
+                "-",
+                "--format",
+                "csv",
+                "--state",
+                p(&s),
+                "-o",
+                p(&dir.join("y.csv")),
+            ],
+            Vec::new(),
+        ),
+        &["<stdin> is empty: expected a CSV file with a header row"],
+    );
+    assert_fails(
+        &run_stdin(
+            &[
+                "transform",
+                "-",
+                "--format",
+                "npy",
+                "--state",
+                p(&s),
+                "-o",
+                p(&dir.join("y.npy")),
+            ],
+            Vec::new(),
+        ),
+        &["<stdin> is empty: expected a .npy file"],
+    );
+    assert_nothing_left(&dir, &["a.csv", "s.json"]);
 }
