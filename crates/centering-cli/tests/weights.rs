@@ -178,6 +178,23 @@ fn bad_weights_name_row_and_value() {
     assert_eq!(listing(&dir), vec!["b.csv", "x.npy"]);
 }
 
+/// `--weights` with a `.npy` input is refused before any file is read.
+#[test]
+fn weights_with_npy_refused_up_front() {
+    let (_d, dir) = tmp();
+    let st = dir.join("s.json");
+    let csv = dir.join("a.csv");
+    std::fs::write(&csv, "x,v\n1,2\n").unwrap();
+    let npy = dir.join("x.npy");
+    write_npy(&npy, &data::<f64>(&[3, 2], 1), false, false);
+    // The CSV file has no column "w": had it been read first, that would be the error.
+    assert_fails(
+        &run(&["fit", p(&csv), p(&npy), "--weights", "w", "-o", p(&st)]),
+        &["x.npy: --weights names a column, and a .npy file has none"],
+    );
+    assert_eq!(listing(&dir), vec!["a.csv", "x.npy"]);
+}
+
 #[cfg(feature = "parquet")]
 mod parquet_weights {
     use std::sync::Arc;
