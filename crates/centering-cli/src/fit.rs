@@ -293,7 +293,8 @@ pub fn non_finite_hint(policy: NanPolicy) -> &'static str {
 }
 
 /// Fits `path`, a CSV file, in batches of `batch_rows` rows, each row
-/// weighted by its cell in column `weights` when given.
+/// weighted by its cell in column `weights` when given: read as f64 (exactly,
+/// whatever `F`), each batch one `BatchSummary::from_array_weighted`.
 pub fn fit_csv<F: Float>(
     est: &mut Centering<F>,
     path: &Path,

@@ -178,6 +178,50 @@ fn bad_weights_name_row_and_value() {
     assert_eq!(listing(&dir), vec!["b.csv", "x.npy"]);
 }
 
+/// Weights are read as f64 whatever the state's dtype: an f32 state is
+/// `BatchSummary::from_array_weighted` of its f32 rows with f64 weights
+/// (not `partial_fit_weighted`, whose weights would be f32), and `--help` says so.
+#[test]
+fn weights_are_f64_for_an_f32_state() {
+    let (_d, dir) = tmp();
+    let file = csv_file(&dir, 0);
+    let st = dir.join("s.json");
+    ok(&run(&[
+        "fit",
+        p(&file),
+        "--columns",
+        "x,y",
+        "--weights",
+        "w",
+        "--dtype",
+        "f32",
+        "--batch-rows",
+        "4",
+        "-o",
+        p(&st),
+    ]));
+    let x = Array2::from_shape_fn((N, 2), |(i, j)| if j == 0 { xs(i) as f32 } else { ys(i) as f32 });
+    let w = Array1::from_shape_fn(N, ws);
+    let mut est = Centering::<f32>::new();
+    let mut start = 0;
+    while start < N {
+        let end = (start + 4).min(N);
+        let summary = centering::BatchSummary::from_array_weighted(
+            &x.slice(s![start..end, ..]),
+            &w.slice(s![start..end]),
+            NanPolicy::Reject,
+        )
+        .unwrap();
+        est.partial_fit_summary(&summary).unwrap();
+        start = end;
+    }
+    assert_eq!(read(&st), state_json(&est));
+    let help = run(&["fit", "--help"]);
+    let text = String::from_utf8_lossy(&help.stdout).into_owned();
+    assert!(text.contains("Weights are read as f64"), "{text}");
+    assert!(text.contains("BatchSummary::from_array_weighted"), "{text}");
+}
+
 /// `--weights` with a `.npy` input is refused before any file is read.
 #[test]
 fn weights_with_npy_refused_up_front() {
