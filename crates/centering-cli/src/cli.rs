@@ -53,8 +53,10 @@ exactly). A CSV file has a header row;
 empty cells are missing values (see --nan-policy). In a Parquet file, each
 record batch of --batch-rows rows is one batch; nulls are missing values.
 Parquet columns: Float16/32/64 and (U)Int8/16/32 as they are (integers
-summed exactly); Int64/UInt64 too when every value fits in 32 bits (a wider
-value is an error naming its row: cast such a column to Float64). Columns
+summed exactly); Int64/UInt64 too when every value fits in 32 bits, or
+within +-2^53 where columns are read as float64 (mixed with floats, or with
+--weights): a wider value is an error naming its row (cast such a column to
+Float64). Columns
 of different types are widened exactly to one: integers to the narrowest
 integer type holding them all, floats to the widest; integers with floats
 to float64 (then summed as floats, within 1 ulp rather than exactly).
