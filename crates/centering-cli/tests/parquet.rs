@@ -635,8 +635,17 @@ fn format_parquet_for_a_file_without_the_extension() {
         "-o",
         p(&y),
     ]);
-    assert!(
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&y).unwrap())
-            .is_ok()
-    );
+    // The same output, byte for byte, as the transform of x.parquet.
+    let y_parquet = dir.join("y.parquet");
+    fit_ok(&[
+        "transform",
+        p(&file),
+        "--columns",
+        "c",
+        "--state",
+        p(&a),
+        "-o",
+        p(&y_parquet),
+    ]);
+    assert_eq!(std::fs::read(&y).unwrap(), std::fs::read(&y_parquet).unwrap());
 }
