@@ -74,6 +74,18 @@ printf 'a,b\n1,2\n3,oops\n' > bad.csv
 if "$bin" fit bad.csv -o bad.json 2> err.txt; then echo "bad.csv was accepted" >&2; exit 1; fi
 grep -q 'line 3, column "b": "oops" is not a number' err.txt
 test ! -e bad.json
+# A piped .npy whose header promises 8 TiB in one row: an error, not an abort.
+python3 - <<'EOF2'
+import struct
+head = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, %d), }" % 2**40
+head += " " * ((-(10 + len(head) + 1)) % 64) + "\n"
+open("big.npy", "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head.encode())
+EOF2
+if sh -c "cat big.npy | '$bin' fit - --format npy -o big.json" 2> err.txt; then echo "big.npy was accepted" >&2; exit 1; fi
+grep -q -e '<stdin>: cannot allocate a batch of 1 rows of 1099511627776 features' -e '<stdin> is truncated' err.txt
+test ! -e big.json
+if "$bin" fit - --format npy -o empty.json < /dev/null 2> err.txt; then echo "empty stdin was accepted" >&2; exit 1; fi
+grep -q '<stdin> is empty: expected a .npy file' err.txt
 set +e
 "$bin" fit --bogus 2> /dev/null
 code=$?

@@ -53,13 +53,15 @@ exactly). A CSV file has a header row;
 empty cells are missing values (see --nan-policy). In a Parquet file, each
 record batch of --batch-rows rows is one batch; nulls are missing values.
 Parquet columns: Float16/32/64 and (U)Int8/16/32 as they are (integers
-summed exactly); Int64/UInt64 too when every value fits in 32 bits (a wider
-value is an error naming its row: cast such a column to Float64). Columns
+summed exactly); Int64/UInt64 too when every value fits in 32 bits, or
+within +-2^53 where columns are read as float64 (mixed with floats, or with
+--weights): a wider value is an error naming its row (cast such a column to
+Float64). Columns
 of different types are widened exactly to one: integers to the narrowest
 integer type holding them all, floats to the widest; integers with floats
 to float64 (then summed as floats, within 1 ulp rather than exactly).
-With --weights, every Parquet column is read as float64 (w*x is a float
-product in any case).";
+With --weights, every Parquet column and the weights are read as float64
+(w*x is a float product in any case).";
 
 /// `fit`'s options.
 #[derive(Debug, Args)]
@@ -116,6 +118,10 @@ pub struct FitArgs {
     /// Weight each row by its value in this CSV or Parquet column (not a feature): finite and
     /// non-negative, a missing or bad weight is an error naming its row. The mean is then
     /// sum(w*x) / sum(w) per feature; a batch whose weights sum to 0 is skipped.
+    /// Weights are read as f64 (exactly), whatever the state's dtype: each batch is
+    /// `BatchSummary::from_array_weighted` of its rows with f64 weights, folded in by
+    /// `partial_fit_summary` (for an f64 state, bit for bit `partial_fit_weighted`; an f32
+    /// state's `partial_fit_weighted` would take the weights rounded to f32).
     #[arg(long, value_name = "COLUMN")]
     pub weights: Option<String>,
 

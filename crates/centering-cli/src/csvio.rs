@@ -12,7 +12,7 @@ use centering::NanPolicy;
 use csv::ByteRecord;
 
 use crate::elem::Float;
-use crate::output::{is_stdin, shown};
+use crate::output::{Input, shown};
 
 pub struct CsvReader {
     reader: csv::Reader<Box<dyn Read>>,
@@ -34,11 +34,10 @@ impl CsvReader {
     /// the columns `names` (default: every column but the weights column
     /// `weights`, if any).
     pub fn open(path: &Path, names: &[String], weights: Option<&str>) -> Result<Self> {
-        let (input, len): (Box<dyn Read>, u64) = if is_stdin(path) {
-            (Box::new(std::io::stdin()), 0)
-        } else {
-            let (file, len) = crate::output::open_input(path, "a CSV file with a header row")?;
-            (Box::new(file), len)
+        let (input, len): (Box<dyn Read>, u64) = match crate::output::open_input(path, "a CSV file with a header row")?
+        {
+            Input::Stdin(pipe) => (pipe, 0),
+            Input::File(file, len) => (Box::new(file), len),
         };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)

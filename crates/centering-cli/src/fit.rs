@@ -78,6 +78,19 @@ pub fn run(args: &FitArgs) -> Result<()> {
         .iter()
         .map(|f| format_of(f, args.format))
         .collect::<Result<Vec<_>>>()?;
+    // Before any file is read: a later refusal would waste the fits before it.
+    if args.weights.is_some()
+        && let Some(path) = args
+            .files
+            .iter()
+            .zip(&formats)
+            .find_map(|(f, &t)| (t == Format::Npy).then_some(f))
+    {
+        bail!(
+            "{}: --weights names a column, and a .npy file has none: weights are for CSV and Parquet inputs",
+            shown(path)
+        );
+    }
     if args.files.iter().filter(|f| is_stdin(f)).count() > 1 {
         bail!("standard input (-) is given more than once: it can be read only once");
     }
@@ -189,10 +202,6 @@ fn fit_all<F: Float>(
     let weights = args.weights.as_deref();
     for (path, format) in args.files.iter().zip(formats) {
         match format {
-            Format::Npy if weights.is_some() => bail!(
-                "{}: --weights names a column, and a .npy file has none: weights are for CSV and Parquet inputs",
-                shown(path)
-            ),
             Format::Npy => {
                 let r = match stdin_npy.take() {
                     Some(r) if is_stdin(path) => r,
@@ -284,7 +293,8 @@ pub fn non_finite_hint(policy: NanPolicy) -> &'static str {
 }
 
 /// Fits `path`, a CSV file, in batches of `batch_rows` rows, each row
-/// weighted by its cell in column `weights` when given.
+/// weighted by its cell in column `weights` when given: read as f64 (exactly,
+/// whatever `F`), each batch one `BatchSummary::from_array_weighted`.
 pub fn fit_csv<F: Float>(
     est: &mut Centering<F>,
     path: &Path,

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use ndarray_npy::npy::header::{Header, Layout};
 
 use crate::elem::{Elem, FileElem, Float};
-use crate::output::{is_stdin, shown};
+use crate::output::{Input, shown};
 
 /// Where the bytes come from: a file (positioned reads), or a pipe
 /// (standard input: one sequential pass, C order only).
@@ -43,6 +43,8 @@ pub struct NpyReader {
     /// Features: the last axis.
     pub d: usize,
     data_offset: u64,
+    /// The bytes of data the header promises (`rows·D·size`, checked).
+    bytes: u64,
     /// The next row a sequential (C-order) read starts at.
     cursor: usize,
 }
@@ -51,17 +53,18 @@ impl NpyReader {
     /// Opens `path`, or standard input for `-`.
     pub fn open(path: &Path) -> Result<Self> {
         let not_npy = || format!("{} is not a valid .npy file (its header cannot be read)", shown(path));
-        let (src, header, len, data_offset) = if is_stdin(path) {
-            let mut pipe: Box<dyn Read + Send> = Box::new(std::io::stdin());
-            let header = Header::from_reader(&mut pipe).with_context(not_npy)?;
-            (Source::Pipe(pipe), header, None, 0)
-        } else {
-            let (mut file, len) = crate::output::open_input(path, "a .npy file")?;
-            let header = Header::from_reader(&mut file).with_context(not_npy)?;
-            let data_offset = file
-                .stream_position()
-                .with_context(|| format!("cannot read {}", shown(path)))?;
-            (Source::File(file), header, Some(len), data_offset)
+        let (src, header, len, data_offset) = match crate::output::open_input(path, "a .npy file")? {
+            Input::Stdin(mut pipe) => {
+                let header = Header::from_reader(&mut pipe).with_context(not_npy)?;
+                (Source::Pipe(pipe), header, None, 0)
+            }
+            Input::File(mut file, len) => {
+                let header = Header::from_reader(&mut file).with_context(not_npy)?;
+                let data_offset = file
+                    .stream_position()
+                    .with_context(|| format!("cannot read {}", shown(path)))?;
+                (Source::File(file), header, Some(len), data_offset)
+            }
         };
         let descr = match &header.type_descriptor {
             py_literal::Value::String(s) => s.clone(),
@@ -112,41 +115,41 @@ impl NpyReader {
             .try_fold(1usize, |a, &n| a.checked_mul(n))
             .with_context(|| format!("{}: shape {shape:?} overflows", shown(path)))?;
         let fortran = header.layout.is_fortran();
-        let need = (rows as u128) * (d as u128) * (elem.size() as u128);
-        let Some(len) = len else {
-            if fortran && rows > 1 && d > 1 {
-                bail!(
-                    "{}: a Fortran-order .npy cannot be read from a pipe (each feature is stored after the previous one, all rows long): give it as a file",
-                    shown(path)
-                );
+        // Checked: a header's shape is any numbers (a pipe's is checked
+        // against nothing before the reads).
+        let bytes = (rows as u64)
+            .checked_mul(d as u64)
+            .and_then(|v| v.checked_mul(elem.size() as u64));
+        match (len, bytes) {
+            (Some(len), _) => {
+                let have = len - data_offset;
+                match bytes {
+                    Some(need) if need == have => {}
+                    Some(need) if need > have => bail!(
+                        "{} is truncated: its header says shape {shape:?} of {elem}, {need} bytes of data, but only {have} bytes follow the header",
+                        shown(path)
+                    ),
+                    Some(need) => bail!(
+                        "{}: its header says shape {shape:?} of {elem}, {need} bytes of data, but {have} bytes follow the header (the header does not describe the file)",
+                        shown(path)
+                    ),
+                    None => bail!(
+                        "{} is truncated: its header says shape {shape:?} of {elem}, 2^64 bytes of data or more, but only {have} bytes follow the header",
+                        shown(path)
+                    ),
+                }
             }
-            return Ok(NpyReader {
-                src,
-                path: path.to_path_buf(),
-                elem,
-                big_endian,
-                fortran,
-                shape,
-                rows,
-                d,
-                data_offset,
-                cursor: 0,
-            });
-        };
-        let have = u128::from(len - data_offset);
-        if have < need {
-            bail!(
-                "{} is truncated: its header says shape {shape:?} of {elem}, {need} bytes of data, but only {have} bytes follow the header",
+            (None, None) => bail!(
+                "{}: its header says shape {shape:?} of {elem}: 2^64 bytes of data or more, which no stream holds (the header does not describe the stream)",
                 shown(path)
-            );
-        }
-        if have > need {
-            bail!(
-                "{}: its header says shape {shape:?} of {elem}, {need} bytes of data, but {have} bytes follow the header (the header does not describe the file)",
+            ),
+            (None, Some(_)) if fortran && rows > 1 && d > 1 => bail!(
+                "{}: a Fortran-order .npy cannot be read from a pipe (each feature is stored after the previous one, all rows long): give it as a file",
                 shown(path)
-            );
+            ),
+            (None, Some(_)) => {}
         }
-        Ok(NpyReader {
+        let mut r = NpyReader {
             src,
             path: path.to_path_buf(),
             elem,
@@ -156,25 +159,42 @@ impl NpyReader {
             rows,
             d,
             data_offset,
+            bytes: bytes.unwrap_or(0),
             cursor: 0,
-        })
+        };
+        if rows == 0
+            && let Source::Pipe(pipe) = &mut r.src
+        {
+            // No read of rows will look for the end: it must be here.
+            expect_end(pipe.as_mut(), path, &r.shape, elem)?;
+        }
+        Ok(r)
     }
 
-    /// Reads rows `start .. start + n` into `buf` (`n·D` elements of the
-    /// file's own type `E`): row-major for C order, column-major for Fortran.
-    pub fn read_rows<E: FileElem>(&mut self, start: usize, n: usize, buf: &mut [E]) -> Result<()> {
-        if E::ELEM != self.elem || buf.len() != n * self.d || start + n > self.rows {
+    /// Reads rows `start .. start + n` into `buf[..n·D]` (elements of the
+    /// file's own type `E`): row-major for C order, column-major for
+    /// Fortran. `buf` is grown to `n·D` elements if shorter, within its
+    /// capacity (reserved by [`reserve_batch`]); from a pipe only as the
+    /// bytes arrive, so that a header promising more than the stream holds
+    /// costs no more memory than the stream.
+    pub fn read_rows<E: FileElem>(&mut self, start: usize, n: usize, buf: &mut Vec<E>) -> Result<()> {
+        let want = n.checked_mul(self.d);
+        if E::ELEM != self.elem || want.is_none() || start.checked_add(n).is_none_or(|end| end > self.rows) {
             bail!(
                 "internal error: a read of rows {start}..{} does not fit {}",
                 start + n,
                 shown(&self.path)
             );
         }
+        let want = want.unwrap_or(0);
+        if !self.is_pipe() && buf.len() < want {
+            buf.resize(want, E::default());
+        }
         let size = self.elem.size() as u64;
         let context = || format!("cannot read rows {start}..{} of {}", start + n, shown(&self.path));
         match &mut self.src {
             Source::File(file) if self.fortran => {
-                for (j, col) in buf.chunks_exact_mut(n.max(1)).enumerate().take(self.d) {
+                for (j, col) in buf[..want].chunks_exact_mut(n.max(1)).enumerate().take(self.d) {
                     let at = self.data_offset + ((j as u64) * (self.rows as u64) + start as u64) * size;
                     file.read_exact_at(bytemuck::cast_slice_mut(col), at)
                         .with_context(context)?;
@@ -185,7 +205,8 @@ impl NpyReader {
                     let at = self.data_offset + (start as u64) * (self.d as u64) * size;
                     file.seek(std::io::SeekFrom::Start(at)).with_context(context)?;
                 }
-                file.read_exact(bytemuck::cast_slice_mut(buf)).with_context(context)?;
+                file.read_exact(bytemuck::cast_slice_mut(&mut buf[..want]))
+                    .with_context(context)?;
             }
             // Open refused a Fortran-order pipe unless it has one row or one
             // feature, where both orders are the same bytes.
@@ -197,32 +218,18 @@ impl NpyReader {
                     path: &self.path,
                     shape: &self.shape,
                     elem: self.elem,
-                    rows: self.rows,
+                    bytes: self.bytes,
                     d: self.d,
                 };
-                what.fill(pipe.as_mut(), bytemuck::cast_slice_mut(buf), start, n)?;
+                what.fill(pipe.as_mut(), buf, start, n)?;
                 if start + n == self.rows {
-                    let mut extra = [0u8; 1];
-                    let more = loop {
-                        match pipe.read(&mut extra) {
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            r => break r.with_context(context)?,
-                        }
-                    };
-                    if more > 0 {
-                        bail!(
-                            "{}: its header says shape {:?} of {}, but more bytes follow the last row (the header does not describe the stream)",
-                            shown(&self.path),
-                            self.shape,
-                            self.elem
-                        );
-                    }
+                    expect_end(pipe.as_mut(), &self.path, &self.shape, self.elem)?;
                 }
             }
         }
         self.cursor = start + n;
         if self.big_endian != cfg!(target_endian = "big") {
-            for v in buf.iter_mut() {
+            for v in buf[..want].iter_mut() {
                 *v = v.swap_bytes();
             }
         }
@@ -234,8 +241,9 @@ impl NpyReader {
         matches!(self.src, Source::Pipe(_))
     }
 
+    /// The bytes of data: `rows·D·size`, checked against overflow when opened.
     pub fn data_bytes(&self) -> u64 {
-        (self.rows as u64) * (self.d as u64) * (self.elem.size() as u64)
+        self.bytes
     }
 
     pub fn layout(&self) -> Layout {
@@ -247,31 +255,68 @@ impl NpyReader {
     }
 }
 
+/// Reads one byte past the end of a pipe's data: there must be none.
+fn expect_end(pipe: &mut dyn Read, path: &Path, shape: &[usize], elem: Elem) -> Result<()> {
+    let mut extra = [0u8; 1];
+    let more = loop {
+        match pipe.read(&mut extra) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => break r.with_context(|| format!("cannot read {}", shown(path)))?,
+        }
+    };
+    if more > 0 {
+        bail!(
+            "{}: its header says shape {shape:?} of {elem}, but more bytes follow the last row (the header does not describe the stream)",
+            shown(path)
+        );
+    }
+    Ok(())
+}
+
 /// What a pipe's reads need to know to say where a stream ended.
 struct PipeRead<'a> {
     path: &'a Path,
     shape: &'a [usize],
     elem: Elem,
-    rows: usize,
+    /// All the data's bytes, as the header says (checked when opened).
+    bytes: u64,
     d: usize,
 }
 
+/// How far a pipe's buffer grows ahead of the bytes read: 1 MiB.
+const PIPE_GROWTH_BYTES: usize = 1 << 20;
+
 impl PipeRead<'_> {
-    /// Fills `buf` (rows `start .. start + n`) from a pipe; a stream that
-    /// ends early is a truncated file, named with what its header promised.
-    fn fill(&self, pipe: &mut dyn Read, buf: &mut [u8], start: usize, n: usize) -> Result<()> {
+    /// Fills `buf[..n·D]` (rows `start .. start + n`) from a pipe, growing
+    /// `buf` at most [`PIPE_GROWTH_BYTES`] ahead of the bytes read; a
+    /// stream that ends early is a truncated file, named with what its
+    /// header promised.
+    fn fill<E: FileElem>(&self, pipe: &mut dyn Read, buf: &mut Vec<E>, start: usize, n: usize) -> Result<()> {
+        let size = std::mem::size_of::<E>();
+        // Checked by `read_rows`.
+        let want = n.saturating_mul(self.d);
+        let total = want.saturating_mul(size);
+        let step = (PIPE_GROWTH_BYTES / size).max(1);
         let mut filled = 0;
-        while filled < buf.len() {
-            match pipe.read(&mut buf[filled..]) {
+        while filled < total {
+            if filled == buf.len().min(want) * size {
+                let grown = buf.len().saturating_add(step).min(want);
+                buf.resize(grown, E::default());
+            }
+            let end = buf.len().min(want);
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..end]);
+            match pipe.read(&mut bytes[filled..]) {
                 Ok(0) => {
-                    let row_bytes = (self.d * self.elem.size()) as u64;
-                    let got = (start as u64) * row_bytes + filled as u64;
+                    // At most `self.bytes`, which fits: rows before `start`
+                    // and this batch's are all within the header's shape.
+                    let row_bytes = (self.d as u64).saturating_mul(size as u64);
+                    let got = (start as u64).saturating_mul(row_bytes).saturating_add(filled as u64);
                     bail!(
                         "{} is truncated: its header says shape {:?} of {}, {} bytes of data, but the stream ended after {got} bytes (within rows {start}..{})",
                         shown(self.path),
                         self.shape,
                         self.elem,
-                        (self.rows as u64) * row_bytes,
+                        self.bytes,
                         start + n
                     );
                 }
@@ -285,6 +330,29 @@ impl PipeRead<'_> {
         }
         Ok(())
     }
+}
+
+/// Reserves room for a batch of `rows` rows of `d` features of `E` in
+/// `buf` (beyond its length), fallibly: a header may promise rows of any
+/// length, and an allocation that fails is an error naming the file, not
+/// an abort (which would leave the output's temporary file behind).
+pub fn reserve_batch<E: FileElem>(buf: &mut Vec<E>, rows: usize, d: usize, path: &Path) -> Result<()> {
+    let elem = E::ELEM;
+    let bytes = (rows as u128) * (d as u128) * (elem.size() as u128);
+    let hint = if rows > 1 {
+        "a smaller --batch-rows needs less memory"
+    } else {
+        "a batch holds at least one row, and this one does not fit in memory"
+    };
+    let too_large = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "{}: cannot allocate a batch of {rows} rows of {d} features of {elem} ({bytes} bytes): {e} ({hint})",
+            shown(path)
+        )
+    };
+    let len = rows.checked_mul(d).ok_or_else(|| too_large(&"capacity overflow"))?;
+    buf.try_reserve_exact(len.saturating_sub(buf.len()))
+        .map_err(|e| too_large(&e))
 }
 
 /// The header of an output `.npy` file of element type `F`.
@@ -329,14 +397,13 @@ pub fn for_each_batch<E: FileElem>(
     mut each: impl FnMut(usize, usize, &[E]) -> Result<()>,
 ) -> Result<()> {
     let (d, rows) = (r.d, r.rows);
-    let len = batch
-        .checked_mul(d)
-        .with_context(|| format!("{}: a batch of {batch} rows of {d} features is too large", shown(path)))?;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Filled<E>>(1);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<E>>();
     for _ in 0..2 {
+        let mut buf = Vec::new();
+        reserve_batch(&mut buf, batch, d, path)?;
         // The receiver is alive: this cannot fail.
-        let _ = empty_tx.send(vec![E::default(); len]);
+        let _ = empty_tx.send(buf);
     }
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -345,7 +412,7 @@ pub fn for_each_batch<E: FileElem>(
                 // Ends when the computing side has stopped (returned or failed).
                 let Ok(mut buf) = empty_rx.recv() else { return };
                 let n = batch.min(rows - start);
-                let msg = r.read_rows(start, n, &mut buf[..n * d]).map(|()| (start, n, buf));
+                let msg = r.read_rows(start, n, &mut buf).map(|()| (start, n, buf));
                 let failed = msg.is_err();
                 if full_tx.send(msg).is_err() || failed {
                     return;

@@ -2,6 +2,7 @@
 //! directory, renamed over the target only once complete. On any error the
 //! temporary file is removed when dropped, so no partial output is left.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -81,7 +82,7 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Opens an input file and its length, refusing an empty one with a message
 /// that says what was `expected` (the one place every reader opens files).
-pub fn open_input(path: &Path, expected: &str) -> Result<(std::fs::File, u64)> {
+pub fn open_file(path: &Path, expected: &str) -> Result<(std::fs::File, u64)> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let len = file
         .metadata()
@@ -91,6 +92,36 @@ pub fn open_input(path: &Path, expected: &str) -> Result<(std::fs::File, u64)> {
         anyhow::bail!("{} is empty: expected {expected}", path.display());
     }
     Ok((file, len))
+}
+
+/// An input opened by [`open_input`].
+pub enum Input {
+    /// A file and its length.
+    File(std::fs::File, u64),
+    /// Standard input, whose first byte was read (to refuse an empty
+    /// stream as an empty file is) and is given back first.
+    Stdin(Box<dyn Read + Send>),
+}
+
+/// Opens `path`, or standard input for `-`, refusing either when empty with
+/// the same message: "`path` is empty: expected `expected`".
+pub fn open_input(path: &Path, expected: &str) -> Result<Input> {
+    if !is_stdin(path) {
+        let (file, len) = open_file(path, expected)?;
+        return Ok(Input::File(file, len));
+    }
+    let mut stdin = std::io::stdin();
+    let mut first = [0u8; 1];
+    let got = loop {
+        match stdin.read(&mut first) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => break r.with_context(|| format!("cannot read {}", shown(path)))?,
+        }
+    };
+    if got == 0 {
+        anyhow::bail!("{} is empty: expected {expected}", shown(path));
+    }
+    Ok(Input::Stdin(Box::new(std::io::Cursor::new(first).chain(stdin))))
 }
 
 /// Whether `path` names standard input (`-`).

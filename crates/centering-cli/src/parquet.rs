@@ -7,7 +7,9 @@
 //! Column types: Float16/32/64 and (U)Int8/16/32 are fed to the core as
 //! they are (integers summed exactly). Int64/UInt64 (pandas' default
 //! integer type) are narrowed to 32 bits, exactly: a value outside the
-//! 32-bit range is an error naming its row, never a silently rounded sum.
+//! 32-bit range is an error naming its row, never a silently rounded sum;
+//! where they are read as float64 (mixed with floats, or under
+//! `--weights`), a value beyond ±2^53 is such an error instead.
 //! Columns of different types are widened, exactly, to one type the core
 //! sums (`from_columns` takes one): integers to the narrowest integer type
 //! holding them all, floats to the widest float; integers with floats (or
@@ -73,7 +75,8 @@ impl ColType {
     }
 
     /// The type the core sums this column as, on its own: itself, with
-    /// the 64-bit integers narrowed to 32 bits.
+    /// the 64-bit integers narrowed to 32 bits (read as float64 instead,
+    /// within ±2^53, when [`common_kernel`] chooses float64).
     fn kernel(self) -> Kern {
         match self {
             ColType::U8 => Kern::U8,
@@ -251,7 +254,7 @@ const NUMERIC: &str = "Float16/32/64 or (U)Int8/16/32/64";
 /// often ids or codes, so they are fitted only when named) and the weights
 /// column `weight`, if any; `project` decodes only those.
 pub fn open(path: &Path, names: &[String], weight: Option<&str>, batch: usize, project: bool) -> Result<ParquetInput> {
-    let (file, _) = crate::output::open_input(path, "a Parquet file")?;
+    let (file, _) = crate::output::open_file(path, "a Parquet file")?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{} is not a valid Parquet file", path.display()))?;
     let schema = builder.schema().clone();
@@ -360,11 +363,17 @@ struct Place<'a> {
     path: &'a Path,
     name: &'a str,
     row0: u64,
+    /// Whether it is the weights column (`--weights`), not a feature.
+    weights: bool,
 }
 
+/// The largest magnitude of an integer every smaller one of which float64
+/// holds exactly: 2^53.
+const F64_EXACT: u64 = 1 << 53;
+
 /// A column as `&[K]`: borrowed when its type is `K`, else widened into
-/// `spill` (exactly; 64-bit integers checked to fit 32 bits). Values under
-/// nulls are not looked at.
+/// `spill` (exactly; 64-bit integers checked to fit 32 bits, or within
+/// ±2^53 when `K` is f64). Values under nulls are not looked at.
 fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_>) -> Result<&'a [K]> {
     if let Some(a) = col.as_primitive_opt::<K::Arrow>() {
         return Ok(&a.values()[..]);
@@ -383,13 +392,24 @@ fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_
             )
         };
     }
+    // Read as float64 (mixed with float columns, or under --weights): exact within ±2^53.
+    let to_f64 = K::Arrow::DATA_TYPE == DataType::Float64;
     let too_wide = |i: usize, v: &dyn std::fmt::Display, ty: &str, range: &str| {
-        anyhow::anyhow!(
-            "{}: row {}, column {:?}: {v} does not fit in 32 bits ({range}): {ty} columns are summed exactly as 32-bit integers (cast the column to Float64 to fit it as floats)",
-            at.path.display(),
-            at.row0 + i as u64,
-            at.name
-        )
+        let (path, row) = (at.path.display(), at.row0 + i as u64);
+        match (to_f64, at.weights) {
+            (true, true) => anyhow::anyhow!(
+                "{path}: row {row}, weights column {:?}: {v} is beyond 2^53, where float64 stops holding every integer: weights are read as float64, exactly, and this one would be rounded (cast the column to Float64 to use rounded weights)",
+                at.name
+            ),
+            (true, false) => anyhow::anyhow!(
+                "{path}: row {row}, column {:?}: {v} is beyond ±2^53, where float64 stops holding every integer: this {ty} column is read as float64 (mixed with float columns, or under --weights), exactly, and this value would be rounded (cast the column to Float64 to fit it rounded)",
+                at.name
+            ),
+            (false, _) => anyhow::anyhow!(
+                "{path}: row {row}, column {:?}: {v} does not fit in 32 bits ({range}): {ty} columns are summed exactly as 32-bit integers (cast the column to Float64 to fit it as floats)",
+                at.name
+            ),
+        }
     };
     match col.data_type() {
         DataType::UInt8 => widen_int!(UInt8Type),
@@ -402,7 +422,7 @@ fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_
             for (i, &v) in col.as_primitive::<Int64Type>().values().iter().enumerate() {
                 if is_null(i) {
                     spill.push(K::default());
-                } else if i32::try_from(v).is_ok() {
+                } else if i32::try_from(v).is_ok() || (to_f64 && v.unsigned_abs() <= F64_EXACT) {
                     spill.push(K::from_i64(v));
                 } else {
                     return Err(too_wide(i, &v, "Int64", "-2^31 ..= 2^31 - 1"));
@@ -415,6 +435,9 @@ fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_
                     spill.push(K::default());
                 } else if let Ok(v) = u32::try_from(v) {
                     spill.push(K::from_i64(i64::from(v)));
+                } else if to_f64 && v <= F64_EXACT {
+                    // At most 2^53: an i64, converted exactly.
+                    spill.push(K::from_i64(v as i64));
                 } else {
                     return Err(too_wide(i, &v, "UInt64", "0 ..= 2^32 - 1"));
                 }
@@ -497,8 +520,9 @@ fn located(e: CenteringError, path: &Path, names: &[String], row0: u64, policy: 
 
 /// [`fit_parquet`] with weights: each batch is one
 /// `BatchSummary::from_array_weighted` of its columns as float64 (every
-/// supported type converts exactly; NaN where the nulls are), weighted by
-/// the weights column as float64.
+/// supported type converts exactly, 64-bit integers within ±2^53; NaN where
+/// the nulls are), weighted by the weights column as float64 whatever the
+/// state's dtype.
 fn fit_weighted<F: Float>(est: &mut Centering<F>, path: &Path, input: ParquetInput) -> Result<()> {
     let d = input.names.len();
     let policy = est.params().nan_policy();
@@ -526,7 +550,16 @@ fn fit_weighted<F: Float>(est: &mut Centering<F>, path: &Path, input: ParquetInp
         x.clear();
         for (col, name) in cols.iter().zip(&input.names) {
             let start = x.len();
-            x.extend_from_slice(column::<f64>(col, &mut spill, &Place { path, name, row0 })?);
+            x.extend_from_slice(column::<f64>(
+                col,
+                &mut spill,
+                &Place {
+                    path,
+                    name,
+                    row0,
+                    weights: false,
+                },
+            )?);
             for (i, v) in x[start..].iter_mut().enumerate() {
                 if col.is_null(i) {
                     *v = f64::NAN;
@@ -543,6 +576,7 @@ fn fit_weighted<F: Float>(est: &mut Centering<F>, path: &Path, input: ParquetInp
                 path,
                 name: &wname,
                 row0,
+                weights: true,
             },
         )?;
         if let Some(i) = (0..n).find(|&i| wcol.is_null(i) || !(w[i].is_finite() && w[i] >= 0.0)) {
@@ -587,7 +621,18 @@ fn fit_as<K: Kernel, F: Float>(est: &mut Centering<F>, path: &Path, input: Parqu
             .iter()
             .zip(spills.iter_mut())
             .zip(&input.names)
-            .map(|((c, spill), name)| column(c, spill, &Place { path, name, row0 }))
+            .map(|((c, spill), name)| {
+                column(
+                    c,
+                    spill,
+                    &Place {
+                        path,
+                        name,
+                        row0,
+                        weights: false,
+                    },
+                )
+            })
             .collect::<Result<Vec<&[K]>>>()?;
         let located = |e| located(e, path, &input.names, row0, policy);
         let summary = BatchSummary::from_columns(&slices, &validity, policy).map_err(located)?;
@@ -659,6 +704,7 @@ fn transform_as<K: Kernel, F: Float>(est: &Centering<F>, input: &Path, output: &
                 path: input,
                 name,
                 row0,
+                weights: false,
             };
             x.extend_from_slice(column(col, &mut spill, &at)?);
         }

@@ -89,12 +89,24 @@ pub fn transform_npy<F: Float>(
     let size = std::mem::size_of::<F>() as u64;
     let (d, total, fortran) = (r.d, r.rows, r.fortran);
     if fortran {
-        out.file()
-            .set_len(offset + (total as u64) * (d as u64) * size)
-            .with_context(err)?;
+        // The input's bytes fit a u64, but the output's elements may be
+        // wider: checked too.
+        let len = (total as u64)
+            .checked_mul(d as u64)
+            .and_then(|v| v.checked_mul(size))
+            .and_then(|v| v.checked_add(offset))
+            .with_context(|| {
+                format!(
+                    "cannot write output {}: shape {:?} is too large",
+                    output.display(),
+                    r.shape
+                )
+            })?;
+        out.file().set_len(len).with_context(err)?;
     }
     let batch = batch_rows(batch_rows_arg, d, std::mem::size_of::<F>()).min(total);
-    let mut y = vec![F::zero(); batch.saturating_mul(d)];
+    // Grown by the first batch, once its input is read (allocated fallibly).
+    let mut y: Vec<F> = Vec::new();
     let elem = r.elem;
     match (elem, F::DTYPE) {
         (Elem::F64, Dtype::F32) => bail!(
@@ -121,7 +133,7 @@ fn transform_batches<E: FileElem, F: Float>(
     r: NpyReader,
     input: &Path,
     batch: usize,
-    y: &mut [F],
+    y: &mut Vec<F>,
     out: &mut AtomicOutput,
     offset: u64,
     output: &Path,
@@ -132,6 +144,10 @@ fn transform_batches<E: FileElem, F: Float>(
     let elem = r.elem.size();
     let bar = progress::bytes(r.data_bytes(), &shown(input).to_string());
     crate::npy::for_each_batch::<E>(r, batch, input, |start, n, raw| {
+        if y.len() < n * d {
+            crate::npy::reserve_batch(y, batch, d, output)?;
+            y.resize(n * d, F::zero());
+        }
         let ys = &mut y[..n * d];
         let shape = || -> StrideShape<Ix2> { if fortran { (n, d).f().into() } else { (n, d).into() } };
         let mut yv = ArrayViewMut2::from_shape(shape(), &mut *ys).context("internal error: batch shape")?;

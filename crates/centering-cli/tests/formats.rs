@@ -325,7 +325,7 @@ fn standard_input_errors() {
     );
     assert_fails(
         &run_stdin(&["fit", "-", "--format", "npy", "-o", p(&s)], Vec::new()),
-        &["<stdin> is not a valid .npy file"],
+        &["<stdin> is empty: expected a .npy file"],
     );
     let fortran = dir.join("f.npy");
     write_npy(&fortran, &x, true, false);
@@ -343,4 +343,134 @@ fn standard_input_errors() {
         &["cannot write output -"],
     );
     assert_eq!(listing(&dir), vec!["f.npy", "s.json", "x.npy"]);
+}
+
+/// A `.npy` header (no data) of `shape` and `descr`, as bytes.
+fn header_only(dir: &std::path::Path, descr: &str, shape: &[usize]) -> Vec<u8> {
+    let f = dir.join("h.npy");
+    write_npy_raw(&f, descr, false, shape, &[]);
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::remove_file(&f).unwrap();
+    bytes
+}
+
+/// The files of `dir` left by a failed run: none but the inputs, no `.part`.
+fn assert_nothing_left(dir: &std::path::Path, inputs: &[&str]) {
+    assert_eq!(listing(dir), inputs.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+}
+
+#[test]
+fn huge_headers_on_standard_input_are_errors_not_aborts() {
+    let (_d, dir) = tmp();
+    let s = dir.join("s.json");
+    let x = dir.join("x.npy");
+    write_npy(&x, &data::<f64>(&[3, 4], 1), false, false);
+    ok(&run(&["fit", p(&x), "-o", p(&s)]));
+    let (out_json, out_npy) = (dir.join("out.json"), dir.join("out.npy"));
+    let fit = ["fit", "-", "--format", "npy", "-o", p(&out_json)];
+    let transform = ["transform", "-", "--format", "npy", "--state", p(&s), "-o", p(&out_npy)];
+    // One row of 2^40 float64 features (8 TiB): the batch buffer is refused
+    // (or, where the allocator promises it, the stream is found truncated,
+    // the buffer grown only as the bytes arrive). A transform never gets as
+    // far: no state has that many features.
+    let o = run_stdin(&fit, header_only(&dir, "<f8", &[1, 1 << 40]));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "<stdin>: cannot allocate a batch of 1 rows of 1099511627776 features of float64 (8796093022208 bytes)"
+        ) || err.contains("<stdin> is truncated"),
+        "{err}"
+    );
+    assert_nothing_left(&dir, &["s.json", "x.npy"]);
+    // One row of 2^60 bytes: no allocator can give it.
+    let o = run_stdin(&fit, header_only(&dir, "|u1", &[1, 1 << 60]));
+    assert_fails(
+        &o,
+        &[
+            "<stdin>: cannot allocate a batch of 1 rows of 1152921504606846976 features of uint8 (1152921504606846976 bytes)",
+        ],
+    );
+    assert_nothing_left(&dir, &["s.json", "x.npy"]);
+    // More bytes than a u64 counts: the header is refused before any read.
+    for (descr, shape) in [
+        ("<f8", vec![1usize << 40, 1 << 30]),
+        ("<f8", vec![2, 1 << 62]),
+        ("|u1", vec![1 << 32, 1 << 32]),
+    ] {
+        for args in [&fit[..], &transform[..]] {
+            let o = run_stdin(args, header_only(&dir, descr, &shape));
+            assert_fails(
+                &o,
+                &[
+                    &format!("<stdin>: its header says shape {shape:?} of "),
+                    "2^64 bytes of data or more, which no stream holds",
+                ],
+            );
+            assert_nothing_left(&dir, &["s.json", "x.npy"]);
+        }
+    }
+}
+
+#[test]
+fn zero_rows_on_standard_input_then_bytes_is_an_error() {
+    let (_d, dir) = tmp();
+    let s = dir.join("s.json");
+    let mut bytes = header_only(&dir, "<f8", &[0, 3]);
+    ok(&run_stdin(&["fit", "-", "--format", "npy", "-o", p(&s)], bytes.clone()));
+    bytes.extend_from_slice(&[0; 8]);
+    assert_fails(
+        &run_stdin(&["fit", "-", "--format", "npy", "-o", p(&dir.join("t.json"))], bytes),
+        &["<stdin>: its header says shape [0, 3] of float64, but more bytes follow the last row"],
+    );
+    assert_nothing_left(&dir, &["s.json"]);
+}
+
+#[test]
+fn empty_standard_input_says_what_was_expected() {
+    let (_d, dir) = tmp();
+    let s = dir.join("s.json");
+    assert_fails(
+        &run_stdin(&["fit", "-", "--format", "npy", "-o", p(&s)], Vec::new()),
+        &["<stdin> is empty: expected a .npy file"],
+    );
+    assert_fails(
+        &run_stdin(&["fit", "-", "--format", "csv", "-o", p(&s)], Vec::new()),
+        &["<stdin> is empty: expected a CSV file with a header row"],
+    );
+    std::fs::write(dir.join("a.csv"), "x\n1\n").unwrap();
+    ok(&run(&["fit", p(&dir.join("a.csv")), "-o", p(&s)]));
+    assert_fails(
+        &run_stdin(
+            &[
+                "transform",
+                "-",
+                "--format",
+                "csv",
+                "--state",
+                p(&s),
+                "-o",
+                p(&dir.join("y.csv")),
+            ],
+            Vec::new(),
+        ),
+        &["<stdin> is empty: expected a CSV file with a header row"],
+    );
+    assert_fails(
+        &run_stdin(
+            &[
+                "transform",
+                "-",
+                "--format",
+                "npy",
+                "--state",
+                p(&s),
+                "-o",
+                p(&dir.join("y.npy")),
+            ],
+            Vec::new(),
+        ),
+        &["<stdin> is empty: expected a .npy file"],
+    );
+    assert_nothing_left(&dir, &["a.csv", "s.json"]);
 }

@@ -178,6 +178,67 @@ fn bad_weights_name_row_and_value() {
     assert_eq!(listing(&dir), vec!["b.csv", "x.npy"]);
 }
 
+/// Weights are read as f64 whatever the state's dtype: an f32 state is
+/// `BatchSummary::from_array_weighted` of its f32 rows with f64 weights
+/// (not `partial_fit_weighted`, whose weights would be f32), and `--help` says so.
+#[test]
+fn weights_are_f64_for_an_f32_state() {
+    let (_d, dir) = tmp();
+    let file = csv_file(&dir, 0);
+    let st = dir.join("s.json");
+    ok(&run(&[
+        "fit",
+        p(&file),
+        "--columns",
+        "x,y",
+        "--weights",
+        "w",
+        "--dtype",
+        "f32",
+        "--batch-rows",
+        "4",
+        "-o",
+        p(&st),
+    ]));
+    let x = Array2::from_shape_fn((N, 2), |(i, j)| if j == 0 { xs(i) as f32 } else { ys(i) as f32 });
+    let w = Array1::from_shape_fn(N, ws);
+    let mut est = Centering::<f32>::new();
+    let mut start = 0;
+    while start < N {
+        let end = (start + 4).min(N);
+        let summary = centering::BatchSummary::from_array_weighted(
+            &x.slice(s![start..end, ..]),
+            &w.slice(s![start..end]),
+            NanPolicy::Reject,
+        )
+        .unwrap();
+        est.partial_fit_summary(&summary).unwrap();
+        start = end;
+    }
+    assert_eq!(read(&st), state_json(&est));
+    let help = run(&["fit", "--help"]);
+    let text = String::from_utf8_lossy(&help.stdout).into_owned();
+    assert!(text.contains("Weights are read as f64"), "{text}");
+    assert!(text.contains("BatchSummary::from_array_weighted"), "{text}");
+}
+
+/// `--weights` with a `.npy` input is refused before any file is read.
+#[test]
+fn weights_with_npy_refused_up_front() {
+    let (_d, dir) = tmp();
+    let st = dir.join("s.json");
+    let csv = dir.join("a.csv");
+    std::fs::write(&csv, "x,v\n1,2\n").unwrap();
+    let npy = dir.join("x.npy");
+    write_npy(&npy, &data::<f64>(&[3, 2], 1), false, false);
+    // The CSV file has no column "w": had it been read first, that would be the error.
+    assert_fails(
+        &run(&["fit", p(&csv), p(&npy), "--weights", "w", "-o", p(&st)]),
+        &["x.npy: --weights names a column, and a .npy file has none"],
+    );
+    assert_eq!(listing(&dir), vec!["a.csv", "x.npy"]);
+}
+
 #[cfg(feature = "parquet")]
 mod parquet_weights {
     use std::sync::Arc;
@@ -332,5 +393,100 @@ mod parquet_weights {
             &["cannot also be a feature"],
         );
         assert!(!st.exists());
+    }
+
+    /// Int64/UInt64 columns read as float64 (under --weights) are exact within 2^53.
+    #[test]
+    fn int64_weights_and_features_within_2_pow_53() {
+        use arrow_array::{Int64Array, UInt64Array};
+        let (_d, dir) = tmp();
+        let file = dir.join("w.parquet");
+        let st = dir.join("s.json");
+        let big = |i: usize| ((i % 3) as i64) << 40;
+        write(&file, Arc::new(Int64Array::from((0..N).map(big).collect::<Vec<_>>())));
+        ok(&run(&[
+            "fit",
+            p(&file),
+            "--columns",
+            "b",
+            "--weights",
+            "w",
+            "--dtype",
+            "f64",
+            "--batch-rows",
+            "5",
+            "-o",
+            p(&st),
+        ]));
+        let xb = Array2::from_shape_fn((N, 1), |(i, _)| f64::from(i as f32 * 0.7));
+        let w = Array1::from_shape_fn(N, |i| big(i) as f64);
+        let mut est = Centering::<f64>::new();
+        fit_weighted(&mut est, &xb, &w, 5);
+        assert_eq!(read(&st), state_json(&est));
+        // 2^53 exactly is fine; UInt64 too.
+        let edge = |i: usize| if i == 17 { 1u64 << 53 } else { i as u64 };
+        write(&file, Arc::new(UInt64Array::from((0..N).map(edge).collect::<Vec<_>>())));
+        ok(&run(&[
+            "fit",
+            p(&file),
+            "--columns",
+            "b",
+            "--weights",
+            "w",
+            "--dtype",
+            "f64",
+            "--batch-rows",
+            "5",
+            "-o",
+            p(&st),
+        ]));
+        let w = Array1::from_shape_fn(N, |i| edge(i) as f64);
+        let mut est = Centering::<f64>::new();
+        fit_weighted(&mut est, &xb, &w, 5);
+        assert_eq!(read(&st), state_json(&est));
+        // Beyond 2^53: an error about weights, naming the row.
+        write(
+            &file,
+            Arc::new(Int64Array::from(
+                (0..N)
+                    .map(|i| if i == 12 { (1 << 53) + 1 } else { 1 })
+                    .collect::<Vec<_>>(),
+            )),
+        );
+        assert_fails(
+            &run(&["fit", p(&file), "--columns", "b", "--weights", "w", "-o", p(&st)]),
+            &[
+                "w.parquet: row 12, weights column \"w\": 9007199254740993 is beyond 2^53",
+                "weights are read as float64",
+            ],
+        );
+        // An Int64 feature under --weights is read as float64 too.
+        let file2 = dir.join("f.parquet");
+        let feat = |i: usize| (i as i64 - 9) << 45;
+        let cols: Vec<(&str, ArrayRef)> = vec![
+            ("k", Arc::new(Int64Array::from((0..N).map(feat).collect::<Vec<_>>()))),
+            ("w", Arc::new(Float64Array::from((0..N).map(ws).collect::<Vec<_>>()))),
+        ];
+        let batch = RecordBatch::try_from_iter(cols).unwrap();
+        let f = std::fs::File::create(&file2).unwrap();
+        let mut wr = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        wr.write(&batch).unwrap();
+        wr.close().unwrap();
+        ok(&run(&[
+            "fit",
+            p(&file2),
+            "--columns",
+            "k",
+            "--weights",
+            "w",
+            "--batch-rows",
+            "6",
+            "-o",
+            p(&st),
+        ]));
+        let xk = Array2::from_shape_fn((N, 1), |(i, _)| feat(i) as f64);
+        let mut est = Centering::<f64>::new();
+        fit_weighted(&mut est, &xk, &Array1::from_shape_fn(N, ws), 6);
+        assert_eq!(read(&st), state_json(&est));
     }
 }
