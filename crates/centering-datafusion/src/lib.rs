@@ -13,6 +13,10 @@
 //!   `{ mean: list<f64>, count: list<f64>, state: utf8 }`, where `state` is
 //!   the JSON that [`serde_json::from_str::<centering::AnyCentering>`] (and
 //!   so the library and the command-line tool) loads.
+//!   With `GROUP BY` it runs as a DataFusion `GroupsAccumulator` (one
+//!   estimator per group, each batch reordered by group once), not through
+//!   DataFusion's per-group `Accumulator` adapter; the states are the same
+//!   bit for bit.
 //! - [`CenterApply`]: the scalar function `center_apply(state, x1, …, xN)`,
 //!   the transform in the engine: a struct of the centred columns.
 //!
@@ -67,6 +71,17 @@
 //!   merged in the order DataFusion happened to use (the tests check this
 //!   against every order), and within the crate's documented rounding bound
 //!   of any other order;
+//! - with `GROUP BY`, each group's rows of a batch are one fit (as
+//!   [`Centering::partial_fit`] of those rows, in batch order), so a group's
+//!   result is the same as without `GROUP BY` on that group's rows alone;
+//!   `center_fit(…) FILTER (WHERE …)` fits only the rows the filter keeps
+//!   (a null condition drops the row);
+//! - when DataFusion stops pre-aggregating a partition because it has
+//!   nearly as many groups as rows (its
+//!   `skip_partial_aggregation_probe_*` options; by default after 100 000
+//!   rows with more than 0.8 groups per row), each later row becomes the
+//!   state of a one-row fit and the final phase merges those: exact in the
+//!   counts, within the rounding bound in the means;
 //! - a moving average over that arbitrary order of partitions is not a
 //!   meaningful quantity (its value depends on which partition finished
 //!   first), and neither is an average of batch means whose batch sizes
@@ -81,7 +96,10 @@
 //! mean is the exactly rounded mean), all into an `f64` state. Any other
 //! mix — Int64, UInt64, decimals, or columns of different types — is cast
 //! to Float64 by DataFusion's type coercion first (exact for integers up to
-//! 2⁵³ in magnitude). A null is a
+//! 2⁵³ in magnitude). `center_fit(DISTINCT x)` of one column fits the
+//! distinct values (DataFusion plans it as a `GROUP BY` of the values
+//! first); of several columns it reaches the aggregate, which refuses it
+//! with a "not supported" error rather than fit every row. A null is a
 //! missing value of that feature only (as NaN is under
 //! [`NanPolicy::Ignore`]); the counts are per feature; a feature with no
 //! value in a group has a NaN mean and a count of 0. Under
@@ -123,21 +141,25 @@
 
 use std::sync::Arc;
 
+mod groups;
+
 use centering::{AnyCentering, BatchSummary, Centering, CenteringParams, Input, Mode, NanPolicy, Validity};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBufferBuilder, Float64Array, ListArray, RecordBatch, StringArray, StructArray,
+    Array, ArrayRef, AsArray, BooleanBufferBuilder, Float64Array, LargeBinaryArray, ListArray, RecordBatch,
+    StringArray, StructArray,
 };
 use datafusion::arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{
     DataType, Field, FieldRef, Fields, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
     UInt8Type, UInt16Type, UInt32Type,
 };
+use datafusion::common::not_impl_err;
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Expr, GroupsAccumulator, ReturnFieldArgs,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// The default name of the aggregate.
@@ -303,6 +325,9 @@ impl AggregateUDFImpl for CenterFit {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if args.is_distinct {
+            return not_impl_err!("{}(DISTINCT …) is not supported", self.name);
+        }
         Ok(Box::new(CenterFitAccumulator {
             centering: self.estimator()?,
             features: args.exprs.len(),
@@ -317,6 +342,20 @@ impl AggregateUDFImpl for CenterFit {
             DataType::LargeBinary,
             true,
         ))])
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        !args.is_distinct
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        if args.is_distinct {
+            return not_impl_err!("{}(DISTINCT …) is not supported", self.name);
+        }
+        Ok(Box::new(groups::CenterFitGroups::new(
+            self.estimator()?,
+            args.exprs.len(),
+        )))
     }
 }
 
@@ -403,6 +442,27 @@ fn decode_state(bytes: &[u8]) -> Result<Centering<f64>> {
         return exec_err!("center_fit: {} bytes after a partial state", rest.len());
     }
     Ok(c)
+}
+
+/// The partial states of several estimators, one row each.
+fn encode_states<'a>(cs: impl ExactSizeIterator<Item = &'a Centering<f64>>) -> Result<ArrayRef> {
+    let mut offsets: Vec<i64> = Vec::with_capacity(cs.len() + 1);
+    offsets.push(0);
+    let mut bytes = Vec::new();
+    for c in cs {
+        encode_state(c, &mut bytes)?;
+        offsets.push(offset_i64(bytes.len())?);
+    }
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    Ok(Arc::new(LargeBinaryArray::try_new(
+        offsets,
+        Buffer::from_vec(bytes),
+        None,
+    )?))
+}
+
+fn offset_i64(n: usize) -> Result<i64> {
+    i64::try_from(n).or_else(|_| exec_err!("center_fit: state column of {n} bytes"))
 }
 
 /// The partial states of a state column, row by row (`None` for a null
