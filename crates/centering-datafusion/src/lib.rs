@@ -16,7 +16,9 @@
 //!   With `GROUP BY` it runs as a DataFusion `GroupsAccumulator` (one
 //!   estimator per group, each batch reordered by group once), not through
 //!   DataFusion's per-group `Accumulator` adapter; the states are the same
-//!   bit for bit.
+//!   bit for bit. In DF1 (the README's "Beyond one machine") that took
+//!   10⁵ groups from 69× the time of DataFusion's `avg` to 31×, and left
+//!   16 groups where they were (6.4×).
 //! - [`CenterApply`]: the scalar function `center_apply(state, x1, …, xN)`,
 //!   the transform in the engine: a struct of the centred columns.
 //!
