@@ -2,8 +2,11 @@
 //! (2,097,152 rows of f64) as an in-memory table of several partitions,
 //! against DataFusion's built-in `avg` over the same columns, in the same
 //! process: the time ratio. Then the GROUP BY variant (16 groups), and a
-//! smaller many-groups case (10⁵ groups) that shows what the plain
-//! `Accumulator` (through DataFusion's adapter) costs there.
+//! smaller many-groups case (10⁵ groups), both through `center_fit`'s
+//! `GroupsAccumulator`. One more row runs the ungrouped query under
+//! `NanPolicy::Reject` (`center_fit_strict`): the same engine path with the
+//! core's null-free column kernel instead of the per-value one that skips
+//! missing values, to tell the two costs apart.
 //!
 //! Not run in CI (a measurement, in release):
 //! `cargo bench -p centering-datafusion --bench df1` (env `DF1_ROWS`,
@@ -12,10 +15,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use centering::{CenteringParams, NanPolicy};
+use centering_datafusion::CenterFit;
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
+use datafusion::logical_expr::AggregateUDF;
 use datafusion::prelude::*;
 
 const D: usize = 64;
@@ -71,7 +77,7 @@ async fn best(ctx: &SessionContext, sql: &str, reps: usize) -> Result<f64> {
     Ok(best)
 }
 
-async fn compare(ctx: &SessionContext, label: &str, group: Option<&str>, reps: usize) -> Result<()> {
+async fn compare(ctx: &SessionContext, label: &str, fit: &str, group: Option<&str>, reps: usize) -> Result<()> {
     let cols: Vec<String> = (0..D).map(|j| format!("x{j}")).collect();
     let avgs: Vec<String> = cols.iter().map(|c| format!("avg({c})")).collect();
     let (select, tail) = match group {
@@ -79,7 +85,7 @@ async fn compare(ctx: &SessionContext, label: &str, group: Option<&str>, reps: u
         None => (String::new(), String::new()),
     };
     let q_avg = format!("SELECT {select}{} FROM t{tail}", avgs.join(", "));
-    let q_fit = format!("SELECT {select}center_fit({}) FROM t{tail}", cols.join(", "));
+    let q_fit = format!("SELECT {select}{fit}({}) FROM t{tail}", cols.join(", "));
     // Warm up both (first-touch, plan caches), then interleave.
     best(ctx, &q_avg, 1).await?;
     best(ctx, &q_fit, 1).await?;
@@ -89,7 +95,7 @@ async fn compare(ctx: &SessionContext, label: &str, group: Option<&str>, reps: u
         f = f.min(best(ctx, &q_fit, 1).await?);
     }
     println!(
-        "{label:<28} avg {:>8.1} ms   center_fit {:>8.1} ms   ratio {:.2}",
+        "{label:<36} avg {:>8.1} ms   {fit} {:>8.1} ms   ratio {:.2}",
         a * 1e3,
         f * 1e3,
         f / a
@@ -113,9 +119,12 @@ async fn main() -> Result<()> {
     );
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(partitions));
     centering_datafusion::register(&ctx);
+    let strict = CenterFit::new(CenteringParams::new().nan_policy(NanPolicy::Reject))?.with_name("center_fit_strict");
+    ctx.register_udaf(AggregateUDF::from(strict));
     ctx.register_table("t", Arc::new(table(rows, partitions, 16)?))?;
-    compare(&ctx, "no GROUP BY", None, reps).await?;
-    compare(&ctx, "GROUP BY k (16 groups)", Some("k"), reps).await?;
+    compare(&ctx, "no GROUP BY", "center_fit", None, reps).await?;
+    compare(&ctx, "no GROUP BY, NanPolicy::Reject", "center_fit_strict", None, reps).await?;
+    compare(&ctx, "GROUP BY k (16 groups)", "center_fit", Some("k"), reps).await?;
 
     let small = rows / 16;
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(partitions));
@@ -124,6 +133,7 @@ async fn main() -> Result<()> {
     compare(
         &ctx,
         &format!("GROUP BY k (1e5 groups, {small} rows)"),
+        "center_fit",
         Some("k"),
         reps.min(2),
     )

@@ -8,10 +8,11 @@ use centering_datafusion::{CenterFit, register, state_of};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
-use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature};
 use datafusion::prelude::*;
 use ndarray::Array2;
 
@@ -325,53 +326,69 @@ async fn narrow_columns_are_read_without_a_cast() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn group_by_gives_one_state_per_group_equal_to_in_process_fits() -> Result<()> {
-    let d = 3;
-    let groups = 4i64;
-    let parts = gen_partitions(5, 3, 2, 120, d, 6);
-    let mut g = Lcg(99);
-    // The key of each row, and the rows of each group per partition per batch.
-    let keys: Vec<Vec<Vec<i64>>> = parts
+/// A table with a group key `k` per row: the rows and keys of each
+/// partition's batches.
+struct Grouped {
+    parts: Vec<Vec<Rows>>,
+    keys: Vec<Vec<Vec<i64>>>,
+}
+
+/// Keys in `0..groups`; with `skew`, half the rows go to group 0 (long runs
+/// of one group within a batch) and the rest spread over all groups.
+/// How rows get their keys.
+#[derive(Clone, Copy)]
+struct Keys {
+    groups: u64,
+    skew: bool,
+}
+
+fn gen_grouped(seed: u64, parts: usize, batches: usize, rows: usize, d: usize, null_every: u64, keys: Keys) -> Grouped {
+    let parts = gen_partitions(seed, parts, batches, rows, d, null_every);
+    let mut g = Lcg(seed ^ 0x9e37_79b9);
+    let keys = parts
         .iter()
         .map(|p| {
             p.iter()
-                .map(|b| b.iter().map(|_| (g.next() % groups as u64) as i64).collect())
+                .map(|b| {
+                    b.iter()
+                        .map(|_| {
+                            if keys.skew && g.next().is_multiple_of(2) {
+                                0
+                            } else {
+                                (g.next() % keys.groups) as i64
+                            }
+                        })
+                        .collect()
+                })
                 .collect()
         })
         .collect();
-    let ctx = context(parts.len());
-    let batches: Vec<Vec<RecordBatch>> = parts
-        .iter()
-        .zip(&keys)
-        .map(|(p, k)| {
-            p.iter()
-                .zip(k)
-                .map(|(r, k)| to_batch(r, d, &DataType::Float64, Some(k)))
-                .collect::<Result<_>>()
-        })
-        .collect::<Result<_>>()?;
-    ctx.register_table(
-        "t",
-        Arc::new(MemTable::try_new(schema(d, &DataType::Float64, true), batches)?),
-    )?;
-    let sql = format!(
-        "SELECT k, center_fit({}) AS fit FROM t GROUP BY k ORDER BY k",
-        names(d).join(", ")
-    );
-    let out = ctx.sql(&sql).await?.collect().await?;
-    let mut got = BTreeMap::new();
-    for b in &out {
-        let k = b.column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-        for row in 0..b.num_rows() {
-            got.insert(k.value(row), state_of(b, "fit", row)?);
-        }
-    }
-    assert_eq!(got.len(), groups as usize);
-    for (k, c) in &got {
-        let fits: Vec<_> = parts
+    Grouped { parts, keys }
+}
+
+impl Grouped {
+    fn register(&self, ctx: &SessionContext, d: usize, t: &DataType) -> Result<()> {
+        let batches: Vec<Vec<RecordBatch>> = self
+            .parts
             .iter()
-            .zip(&keys)
+            .zip(&self.keys)
+            .map(|(p, k)| {
+                p.iter()
+                    .zip(k)
+                    .map(|(r, k)| to_batch(r, d, t, Some(k)))
+                    .collect::<Result<_>>()
+            })
+            .collect::<Result<_>>()?;
+        ctx.register_table("t", Arc::new(MemTable::try_new(schema(d, t, true), batches)?))?;
+        Ok(())
+    }
+
+    /// Per partition, the in-process fit of group `k`'s rows of each batch
+    /// that `keep` passes (one `partial_fit` per batch, as the engine folds).
+    fn fits(&self, k: i64, d: usize, t: &DataType, keep: &dyn Fn(&[Option<f64>]) -> bool) -> Vec<Centering<f64>> {
+        self.parts
+            .iter()
+            .zip(&self.keys)
             .map(|(p, pk)| {
                 let per_batch: Vec<Rows> = p
                     .iter()
@@ -379,16 +396,390 @@ async fn group_by_gives_one_state_per_group_equal_to_in_process_fits() -> Result
                     .map(|(rows, ks)| {
                         rows.iter()
                             .zip(ks)
-                            .filter(|(_, kk)| *kk == k)
+                            .filter(|(r, kk)| **kk == k && keep(r))
                             .map(|(r, _)| r.clone())
                             .collect()
                     })
                     .collect();
-                fit_rows(&per_batch, d, &DataType::Float64)
+                fit_rows(&per_batch, d, t)
+            })
+            .collect()
+    }
+
+    fn keys(&self) -> std::collections::BTreeSet<i64> {
+        self.keys.iter().flatten().flatten().copied().collect()
+    }
+}
+
+/// The states of a `SELECT k, <fit> AS fit … GROUP BY k` query, by key.
+async fn grouped_states(ctx: &SessionContext, sql: &str) -> Result<BTreeMap<i64, Centering<f64>>> {
+    let out = ctx.sql(sql).await?.collect().await?;
+    let mut got = BTreeMap::new();
+    for b in &out {
+        let k = b.column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        for row in 0..b.num_rows() {
+            assert!(got.insert(k.value(row), state_of(b, "fit", row)?).is_none());
+        }
+    }
+    Ok(got)
+}
+
+fn group_sql(fit: &str, d: usize, filter: &str) -> String {
+    format!(
+        "SELECT k, {fit}({}) {filter} AS fit FROM t GROUP BY k",
+        names(d).join(", ")
+    )
+}
+
+/// Every group's state is one of the merges, in some order, of the
+/// partitions' in-process fits of its rows.
+fn assert_groups_bit_for_bit(
+    data: &Grouped,
+    got: &BTreeMap<i64, Centering<f64>>,
+    d: usize,
+    t: &DataType,
+    keep: &dyn Fn(&[Option<f64>]) -> bool,
+) {
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        data.keys().into_iter().collect::<Vec<_>>()
+    );
+    for (k, c) in got {
+        let fits = data.fits(*k, d, t, keep);
+        assert!(all_orders(&fits).contains(&json(c)), "group {k}: {}", json(c));
+    }
+}
+
+#[tokio::test]
+async fn group_by_gives_one_state_per_group_equal_to_in_process_fits() -> Result<()> {
+    let d = 3;
+    let data = gen_grouped(5, 3, 2, 120, d, 6, Keys { groups: 4, skew: false });
+    let ctx = context(data.parts.len());
+    data.register(&ctx, d, &DataType::Float64)?;
+    let got = grouped_states(&ctx, &group_sql("center_fit", d, "")).await?;
+    assert_eq!(got.len(), 4);
+    assert_groups_bit_for_bit(&data, &got, d, &DataType::Float64, &|_| true);
+    Ok(())
+}
+
+/// `center_fit` with DataFusion's per-group `Accumulator` adapter instead
+/// of the `GroupsAccumulator`: the reference the latter must match.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AdapterOnly(CenterFit);
+
+impl AggregateUDFImpl for AdapterOnly {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn signature(&self) -> &Signature {
+        self.0.signature()
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.0.coerce_types(arg_types)
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.0.return_type(arg_types)
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.0.accumulator(args)
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.0.state_fields(args)
+    }
+}
+
+fn with_adapter(ctx: &SessionContext) {
+    ctx.register_udaf(AggregateUDF::from(AdapterOnly(
+        CenterFit::default().with_name("center_fit_adapter"),
+    )));
+}
+
+#[tokio::test]
+async fn many_groups_with_nulls_equal_in_process_fits_bit_for_bit() -> Result<()> {
+    let d = 3;
+    // 1200 groups over 3 partitions of 3 batches: most groups have 0 or 1
+    // row per batch, group 0 long runs.
+    let data = gen_grouped(
+        11,
+        3,
+        3,
+        1000,
+        d,
+        5,
+        Keys {
+            groups: 1200,
+            skew: true,
+        },
+    );
+    let ctx = context(data.parts.len());
+    data.register(&ctx, d, &DataType::Float64)?;
+    let got = grouped_states(&ctx, &group_sql("center_fit", d, "")).await?;
+    assert!(got.len() >= 1000, "{} groups", got.len());
+    assert_groups_bit_for_bit(&data, &got, d, &DataType::Float64, &|_| true);
+    // Float32 columns too (read as they are, per group).
+    let data32 = Grouped {
+        parts: data
+            .parts
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|b| {
+                        b.iter()
+                            .map(|r| r.iter().map(|v| v.map(|v| v as f32 as f64)).collect())
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect(),
+        keys: data.keys.clone(),
+    };
+    let ctx = context(data.parts.len());
+    data32.register(&ctx, d, &DataType::Float32)?;
+    let got = grouped_states(&ctx, &group_sql("center_fit", d, "")).await?;
+    assert_groups_bit_for_bit(&data32, &got, d, &DataType::Float32, &|_| true);
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_partition_groups_accumulator_equals_the_adapter_state_for_state() -> Result<()> {
+    // One partition: no merge order to choose, so the two paths must agree
+    // exactly, group by group.
+    let d = 4;
+    let data = gen_grouped(
+        12,
+        1,
+        4,
+        700,
+        d,
+        4,
+        Keys {
+            groups: 300,
+            skew: true,
+        },
+    );
+    let ctx = context(1);
+    with_adapter(&ctx);
+    data.register(&ctx, d, &DataType::Float64)?;
+    let filter = "FILTER (WHERE x3 > 0)";
+    for f in ["", filter] {
+        let groups = grouped_states(&ctx, &group_sql("center_fit", d, f)).await?;
+        let adapter = grouped_states(&ctx, &group_sql("center_fit_adapter", d, f)).await?;
+        assert_eq!(groups.len(), adapter.len());
+        for ((k, a), (k2, b)) in groups.iter().zip(&adapter) {
+            assert_eq!(k, k2);
+            assert_eq!(json(a), json(b), "group {k} {f}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn group_by_with_a_filter_fits_only_the_rows_it_keeps() -> Result<()> {
+    let d = 3;
+    let data = gen_grouped(
+        13,
+        3,
+        2,
+        800,
+        d,
+        6,
+        Keys {
+            groups: 1000,
+            skew: true,
+        },
+    );
+    let ctx = context(data.parts.len());
+    data.register(&ctx, d, &DataType::Float64)?;
+    let got = grouped_states(&ctx, &group_sql("center_fit", d, "FILTER (WHERE x2 > 0)")).await?;
+    // A null x2 fails the filter, as SQL's three-valued logic says.
+    let keep = |r: &[Option<f64>]| r[2].is_some_and(|v| v > 0.0);
+    assert_groups_bit_for_bit(&data, &got, d, &DataType::Float64, &keep);
+    // Some groups keep no row at all: unfitted, with null mean and count.
+    assert!(got.values().any(|c| !c.is_fitted()));
+    let sql = format!(
+        "SELECT k, get_field(fit, 'mean') IS NULL AS none FROM ({}) ORDER BY k",
+        group_sql("center_fit", d, "FILTER (WHERE x2 > 0)")
+    );
+    let out = ctx.sql(&sql).await?.collect().await?;
+    for b in &out {
+        let k = b.column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let none = b.column(1).as_boolean();
+        for row in 0..b.num_rows() {
+            assert_eq!(none.value(row), !got[&k.value(row)].is_fitted());
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn integer_columns_per_group_are_exact() -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int32, true),
+        Field::new("k", DataType::Int64, false),
+    ]));
+    let n = 3000i64;
+    let a: Vec<Option<i32>> = (0..n)
+        .map(|i| (i % 7 != 3).then_some(i32::MAX - (i as i32 % 1000)))
+        .collect();
+    let k: Vec<i64> = (0..n).map(|i| i % 1500).collect();
+    let half = (n / 2) as usize;
+    let batch = |r: std::ops::Range<usize>| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(a[r.clone()].to_vec())),
+                Arc::new(Int64Array::from(k[r].to_vec())),
+            ],
+        )
+    };
+    let ctx = context(2);
+    ctx.register_table(
+        "t",
+        Arc::new(MemTable::try_new(
+            schema.clone(),
+            vec![vec![batch(0..half)?], vec![batch(half..n as usize)?]],
+        )?),
+    )?;
+    let got = grouped_states(&ctx, "SELECT k, center_fit(a) AS fit FROM t GROUP BY k").await?;
+    assert_eq!(got.len(), 1500);
+    for (key, c) in &got {
+        let vals: Vec<i64> = (0..n as usize)
+            .filter(|&i| k[i] == *key)
+            .filter_map(|i| a[i].map(i64::from))
+            .collect();
+        assert_eq!(c.counts().unwrap()[0], vals.len() as f64);
+        if !vals.is_empty() {
+            // The exactly rounded mean of the integers.
+            let s: i64 = vals.iter().sum();
+            assert_eq!(c.mean().unwrap()[0], s as f64 / vals.len() as f64, "group {key}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn skipped_partial_aggregation_turns_rows_into_states() -> Result<()> {
+    // Groups nearly as many as rows, and thresholds that make DataFusion
+    // stop pre-aggregating after the first batch: `convert_to_state`.
+    let d = 3;
+    let data = gen_grouped(
+        14,
+        2,
+        4,
+        500,
+        d,
+        5,
+        Keys {
+            groups: 400,
+            skew: false,
+        },
+    );
+    let mut config = SessionConfig::new().with_target_partitions(2);
+    config
+        .options_mut()
+        .execution
+        .skip_partial_aggregation_probe_rows_threshold = 1;
+    config
+        .options_mut()
+        .execution
+        .skip_partial_aggregation_probe_ratio_threshold = 0.0;
+    let ctx = SessionContext::new_with_config(config);
+    register(&ctx);
+    with_adapter(&ctx);
+    data.register(&ctx, d, &DataType::Float64)?;
+    let sql = group_sql("center_fit", d, "FILTER (WHERE x0 > 0)");
+    let plan = ctx.sql(&format!("EXPLAIN ANALYZE {sql}")).await?.collect().await?;
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)?.to_string();
+    assert!(
+        text.contains("skipped_aggregation_rows") && !text.contains("skipped_aggregation_rows=0,"),
+        "{text}"
+    );
+    let got = grouped_states(&ctx, &sql).await?;
+    let adapter = grouped_states(&ctx, &group_sql("center_fit_adapter", d, "FILTER (WHERE x0 > 0)")).await?;
+    assert_eq!(got.len(), adapter.len());
+    let keep = |r: &[Option<f64>]| r[0].is_some_and(|v| v > 0.0);
+    for (k, c) in &got {
+        // The rows' states arrive in an order of the engine's: exact
+        // counts, means within rounding of the whole group fitted at once.
+        let rows: Rows = data
+            .parts
+            .iter()
+            .flatten()
+            .zip(data.keys.iter().flatten())
+            .flat_map(|(b, ks)| {
+                b.iter()
+                    .zip(ks)
+                    .filter(|(r, kk)| **kk == *k && keep(r))
+                    .map(|(r, _)| r.clone())
             })
             .collect();
-        assert!(all_orders(&fits).contains(&json(c)), "group {k}");
+        let once = fit_rows(&[rows], d, &DataType::Float64);
+        assert_eq!(c.counts(), once.counts(), "group {k}");
+        assert_eq!(c.counts(), adapter[k].counts(), "group {k}");
+        if let (Some(a), Some(b)) = (c.mean(), once.mean()) {
+            for (a, b) in a.iter().zip(b) {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                    "{a} vs {b}"
+                );
+            }
+        }
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn group_by_under_reject_fails_on_a_null_and_distinct_is_refused() -> Result<()> {
+    let strict =
+        CenterFit::new(centering::CenteringParams::new().nan_policy(NanPolicy::Reject))?.with_name("fit_strict");
+    let d = 2;
+    let data = gen_grouped(
+        15,
+        2,
+        2,
+        200,
+        d,
+        50,
+        Keys {
+            groups: 100,
+            skew: false,
+        },
+    );
+    let ctx = context(2);
+    ctx.register_udaf(AggregateUDF::from(strict));
+    data.register(&ctx, d, &DataType::Float64)?;
+    let err = ctx
+        .sql(&group_sql("fit_strict", d, ""))
+        .await?
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("null"), "{err}");
+    let err = ctx
+        .sql("SELECT k, center_fit(DISTINCT x0, x1) FROM t GROUP BY k")
+        .await?
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DISTINCT"), "{err}");
+    // One column: DataFusion plans DISTINCT as a GROUP BY of the values
+    // first, so the fit is of the distinct values.
+    let out = ctx
+        .sql("SELECT center_fit(DISTINCT x0) AS fit FROM (SELECT x0 % 7 AS x0 FROM t)")
+        .await?
+        .collect()
+        .await?;
+    let c = state_of(&out[0], "fit", 0)?;
+    let mut distinct: Vec<f64> = data
+        .parts
+        .iter()
+        .flatten()
+        .flatten()
+        .filter_map(|r| r[0].map(|v| v % 7.0))
+        .collect();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    assert_eq!(c.counts().unwrap()[0], distinct.len() as f64);
     Ok(())
 }
 
