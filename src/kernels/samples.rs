@@ -22,6 +22,7 @@
 
 use ndarray::{ArrayViewD, Axis};
 
+use super::columns::Validity;
 use super::general;
 use super::tree::{Halve, LEAF, PARALLEL_MIN, join, tree};
 use crate::state::{Dd, Sums, product_error, two_sum};
@@ -55,7 +56,7 @@ pub(super) fn leaf_sums<T: Input, W: Input>(
     } else if x.ndim() == 2 && x.strides()[0] == 1 && d > 0 {
         // Column-major: each feature's samples are one contiguous run.
         let columns: Option<Vec<&[T]>> = (0..d).map(|j| x.index_axis(Axis(1), j).to_slice()).collect();
-        columns_dispatch(&columns?, w, ignore, &mut acc);
+        columns_dispatch(&columns?, &[], w, ignore, &mut acc);
     } else {
         return None;
     }
@@ -391,15 +392,23 @@ const TILE: usize = 4;
 #[allow(clippy::needless_range_loop)]
 fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
     columns: &[&[T]],
+    valid: &[Option<Validity<'_>>],
     w: &[W],
     acc: &mut Acc,
 ) {
     let pf = per_feature(WEIGHTED, IGNORE);
     let rows = columns.first().map_or(0, |c| c.len());
-    let keep = |v: f64| !(IGNORE && v.is_nan());
+    let nan_ok = |v: f64| !(IGNORE && v.is_nan());
     let wt = |r: usize| if WEIGHTED { w[r].widen() } else { 1.0 };
     for (g, group) in columns.chunks(TILE).enumerate() {
         let (j0, n) = (g * TILE, group.len());
+        // A column's nulls (a validity bitmap; none: every row valid) are
+        // skipped as missing values are.
+        let bitmaps: [Option<Validity<'_>>; TILE] = std::array::from_fn(|k| valid.get(j0 + k).copied().flatten());
+        let masked = bitmaps.iter().any(Option::is_some);
+        let keep = |k: usize, r: usize, v: f64| {
+            nan_ok(v) && (!masked || bitmaps[k].is_none_or(|b| b.is_valid(r) == Some(true)))
+        };
         let mut h = [0.0; TILE];
         let mut l = [0.0; TILE];
         let mut wh = [0.0; TILE];
@@ -419,7 +428,8 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
                     let wr = wt(r + i);
                     for k in 0..TILE {
                         let v = t[k][i];
-                        step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, keep(v));
+                        let kept = keep(k, r + i, v);
+                        step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept);
                     }
                 }
                 r += TILE;
@@ -429,7 +439,8 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             let wr = wt(r);
             for k in 0..n {
                 let v = group[k][r].widen();
-                step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, keep(v));
+                let kept = keep(k, r, v);
+                step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept);
             }
         }
         acc.hi[j0..j0 + n].copy_from_slice(&h[..n]);
@@ -479,9 +490,42 @@ fn rows_dispatch<T: Input, W: Input>(x: &[T], w: Option<&[W]>, ignore: bool, acc
     pick!(rows_body, rows, w.is_some(), ignore, (x, weights, lanes))
 }
 
-fn columns_dispatch<T: Input, W: Input>(columns: &[&[T]], w: Option<&[W]>, ignore: bool, acc: &mut Acc) {
+fn columns_dispatch<T: Input, W: Input>(
+    columns: &[&[T]],
+    valid: &[Option<Validity<'_>>],
+    w: Option<&[W]>,
+    ignore: bool,
+    acc: &mut Acc,
+) {
     let weights = w.unwrap_or(&[]);
-    pick!(columns_body, columns, w.is_some(), ignore, (columns, weights, acc))
+    pick!(
+        columns_body,
+        columns,
+        w.is_some(),
+        ignore,
+        (columns, valid, weights, acc)
+    )
+}
+
+/// Rows `r0..r1` of columnar features, nulls (and NaN under `Ignore`)
+/// skipped: bit for bit `columns::sum_range` without scaling (each
+/// feature's values added in row order by the general arithmetic), by the
+/// columns kernel.
+pub(super) fn column_range_sums<T: Input>(
+    columns: &[&[T]],
+    validity: &[Option<Validity<'_>>],
+    r0: usize,
+    r1: usize,
+    policy: NanPolicy,
+) -> Sums {
+    let d = columns.len();
+    let rows: Vec<&[T]> = columns.iter().map(|c| &c[r0..r1]).collect();
+    let valid: Vec<Option<Validity<'_>>> = (0..d)
+        .map(|j| validity.get(j).copied().flatten().map(|v| v.shifted(r0)))
+        .collect();
+    let mut acc = Acc::new(d, false);
+    columns_dispatch::<T, T>(&rows, &valid, None, policy == NanPolicy::Ignore, &mut acc);
+    acc.into_sums(d)
 }
 
 /// The bodies compiled for AVX2 + FMA (four `f64` lanes, and the product's
@@ -490,7 +534,7 @@ fn columns_dispatch<T: Input, W: Input>(columns: &[&[T]], w: Option<&[W]>, ignor
 /// stores), so no third version.
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{Acc, Input, Lanes};
+    use super::{Acc, Input, Lanes, Validity};
 
     pub(super) fn has_avx2_fma() -> bool {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -508,10 +552,11 @@ mod simd {
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn columns<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool>(
         columns: &[&[T]],
+        valid: &[Option<Validity<'_>>],
         w: &[W],
         acc: &mut Acc,
     ) {
-        super::columns_body::<T, W, WEIGHTED, IGNORE, true>(columns, w, acc)
+        super::columns_body::<T, W, WEIGHTED, IGNORE, true>(columns, valid, w, acc)
     }
 }
 
@@ -576,9 +621,9 @@ mod tests {
                         } else {
                             let cols: Vec<&[f64]> = (0..d).map(|j| x.column(j).to_slice().unwrap()).collect();
                             match (weights.is_some(), ig) {
-                                (true, true) => columns_body::<f64, f64, true, true, false>(&cols, ws, &mut acc),
-                                (true, false) => columns_body::<f64, f64, true, false, false>(&cols, ws, &mut acc),
-                                (false, _) => columns_body::<f64, f64, false, true, false>(&cols, ws, &mut acc),
+                                (true, true) => columns_body::<f64, f64, true, true, false>(&cols, &[], ws, &mut acc),
+                                (true, false) => columns_body::<f64, f64, true, false, false>(&cols, &[], ws, &mut acc),
+                                (false, _) => columns_body::<f64, f64, false, true, false>(&cols, &[], ws, &mut acc),
                             }
                         }
                         assert_eq!(acc.into_sums(d), want, "baseline body, n {n}, d {d}, fortran {fortran}");
