@@ -31,6 +31,12 @@
 //! user writes without the crate: `mapv` to `f32`, then `mean_axis` or
 //! `&x - &mean`. No `inplace` row: the output type differs.
 //!
+//! W10 (W1 with 10% NaN under `NanPolicy::Ignore`) and W11 (W1 with one
+//! weight per row; the weights' bytes count as read) are `fit` rows only,
+//! in C order and, as W10F/W11F, in Fortran order; their limit is the read
+//! of the same bytes, their ndarray baselines what a user writes by hand (a
+//! row loop of sums and counts skipping NaN; `w.dot(&x) / w.sum()`).
+//!
 //! W7's `fit` is W1 fed to `partial_fit` in 4,096-row chunks (ndarray: a
 //! `mean_axis` per chunk, folded into a running mean), measured in the same
 //! rounds as W1's `fit` and also reported as a ratio to it. W8 adds a
