@@ -103,9 +103,12 @@ pub(crate) fn per_lane<T: Input, W: Input>(
             }
         }
         Some(w) => {
-            Zip::from(x.lanes(Axis(last)))
-                .and(w)
-                .for_each(|lane, &wi| push_lane(&mut sums, lane, Some(wi), policy, scale));
+            // Lanes and weights in logical order (not `Zip`'s, which may
+            // walk Fortran-ordered operands column-major): every layout of
+            // the same batch adds each feature's values in the same order.
+            for (lane, &wi) in x.lanes(Axis(last)).into_iter().zip(w.iter()) {
+                push_lane(&mut sums, lane, Some(wi), policy, scale);
+            }
         }
     }
     // The lanes' `lo` parts were added without renormalising: normalise.

@@ -1,7 +1,8 @@
 //! The general path's per-sample arithmetic (`general::sum_lanes`: weights,
 //! missing values), vectorised across features for the layouts where a
-//! leaf's samples are contiguous rows (C order, NHWC images) or its features
-//! contiguous columns (a 2-D Fortran-order array).
+//! leaf's samples are contiguous rows (C order, NHWC images — one run, or
+//! several, as in a leaf of `(N, T, D)` sequences cut along `T`) or its
+//! features contiguous columns (a 2-D Fortran-order array).
 //!
 //! Each feature still adds its values one sample after another, in the
 //! general path's order and with its operations — TwoSum of `x` (or of the
@@ -43,22 +44,23 @@ pub(super) fn leaf_sums<T: Input, W: Input>(
     if rows == 0 {
         return None;
     }
-    let w = match w {
-        // One weight per row, in the rows' order: `Zip` of C-contiguous
-        // lanes and weights runs in that order, as the loops below do.
-        Some(w) => Some(w.as_slice().filter(|s| s.len() == rows)?),
-        None => None,
-    };
+    // One weight per row, in the rows' (logical) order, as the per-lane
+    // loop reads them.
+    let ws = w.map(|w| w.as_slice().filter(|s| s.len() == rows));
     let ignore = policy == NanPolicy::Ignore;
     let mut acc = Acc::new(d, w.is_some() && !ignore);
-    if let Some(x) = x.as_slice() {
-        rows_dispatch(x, w, ignore, &mut acc);
-    } else if x.ndim() == 2 && x.strides()[0] == 1 && d > 0 {
-        // Column-major: each feature's samples are one contiguous run.
-        let columns: Option<Vec<&[T]>> = (0..d).map(|j| x.index_axis(Axis(1), j).to_slice()).collect();
-        columns_dispatch(&columns?, &[], w, ignore, &mut acc);
-    } else {
-        return None;
+    match (x.as_slice(), ws) {
+        (Some(xs), None | Some(Some(_))) => rows_dispatch(xs, ws.flatten(), ignore, &mut acc),
+        _ if x.ndim() == 2 && x.strides()[0] == 1 && d > 0 && !matches!(ws, Some(None)) => {
+            // Column-major: each feature's samples are one contiguous run.
+            let columns: Option<Vec<&[T]>> = (0..d).map(|j| x.index_axis(Axis(1), j).to_slice()).collect();
+            columns_dispatch(&columns?, &[], ws.flatten(), ignore, &mut acc);
+        }
+        // Contiguous rows, but not one run (a leaf cut along an inner
+        // sample axis, e.g. `(N, T, D)` sequences with T > N, or a sliced
+        // batch): the runs in logical order.
+        _ if x.strides()[last] == 1 || d == 1 => walk_rows(x.view(), w.map(|w| w.view()), ignore, &mut acc),
+        _ => return None,
     }
     Some(acc.into_sums(d))
 }
@@ -176,6 +178,30 @@ impl<T: Sync, W: Sync> Halve for Group<'_, T, W> {
         };
         let d = self.d;
         Ok((Group { x: xa, w: wa, d }, Group { x: xb, w: wb, d }))
+    }
+}
+
+/// The rows kernel over every contiguous run of rows of `x` (whose lanes
+/// are contiguous), in logical order, each with its weights (copied when
+/// they are not one run themselves: a broadcast weight, a sliced one).
+fn walk_rows<T: Input, W: Input>(x: ArrayViewD<'_, T>, w: Option<ArrayViewD<'_, W>>, ignore: bool, acc: &mut Acc) {
+    if let Some(xs) = x.as_slice() {
+        match w {
+            None => rows_dispatch::<T, W>(xs, None, ignore, acc),
+            Some(w) => match w.as_slice() {
+                Some(ws) => rows_dispatch(xs, Some(ws), ignore, acc),
+                None => rows_dispatch(xs, Some(&w.iter().copied().collect::<Vec<W>>()), ignore, acc),
+            },
+        }
+        return;
+    }
+    // Not one run, so at least two axes (a 1-D lane of unit stride is one).
+    match w {
+        None => x.outer_iter().for_each(|xi| walk_rows::<T, W>(xi, None, ignore, acc)),
+        Some(w) => x
+            .outer_iter()
+            .zip(w.outer_iter())
+            .for_each(|(xi, wi)| walk_rows(xi, Some(wi), ignore, acc)),
     }
 }
 
@@ -633,15 +659,49 @@ mod tests {
         }
     }
 
-    /// Views the kernels do not take are left to the per-lane loop.
+    /// Views the kernels do not take are left to the per-lane loop; rows
+    /// that are not one run (a leaf cut along an inner axis, reversed
+    /// rows, sliced or broadcast weights) are walked run by run, with the
+    /// per-lane loop's bits.
     #[test]
-    fn other_layouts_are_declined() {
+    fn other_layouts_are_declined_or_walked() {
         let x = data(10, 4, false);
         let strided = x.slice(ndarray::s![.., ..;2]);
         assert!(leaf_sums::<f64, f64>(&strided.into_dyn(), None, NanPolicy::Ignore).is_none());
-        let w = ndarray::Array1::<f64>::ones(20);
-        let every_other = w.slice(ndarray::s![..;2]);
-        let xv = x.view().into_dyn();
-        assert!(leaf_sums(&xv, Some(&every_other.into_dyn()), NanPolicy::Reject).is_none());
+        let w = ndarray::Array1::from_shape_fn(20, |i| i as f64 * 0.37);
+        let every_other = w.slice(ndarray::s![..;2]).into_dyn();
+        let finite = x.mapv(|v| if v.is_nan() { 0.25 } else { v });
+        let xv = finite.view().into_dyn();
+        let want = general::per_lane(&xv, Some(&every_other), NanPolicy::Reject, &[]);
+        assert_eq!(leaf_sums(&xv, Some(&every_other), NanPolicy::Reject), Some(want));
+
+        // (N, T, D) cut along T, with an (N, T) mask-like weight; reversed
+        // sequences; a weight broadcast along T.
+        let seq = ndarray::Array3::from_shape_fn((3, 40, 5), |(n, t, j)| {
+            if (n + t + j) % 9 == 0 {
+                f64::NAN
+            } else {
+                ((n * 40 + t) * 5 + j) as f64 * 1.25e-3 - 0.1
+            }
+        });
+        let leaf = seq.slice(ndarray::s![.., 7..29, ..]).into_dyn();
+        let mask = ndarray::Array2::from_shape_fn((3, 40), |(n, t)| ((n + 2 * t) % 3 != 0) as u8 as f64);
+        let m = mask.slice(ndarray::s![.., 7..29]).into_dyn();
+        let reversed = seq.slice(ndarray::s![..;-1, 7..29, ..]).into_dyn();
+        let m_rev = mask.slice(ndarray::s![..;-1, 7..29]).into_dyn();
+        let per_sequence = ndarray::Array1::from_vec(vec![0.5, 2.0, 1.0]);
+        let column = per_sequence.view().insert_axis(Axis(1));
+        let broadcast = column.broadcast((3, 22)).unwrap().into_dyn();
+        for policy in [NanPolicy::Ignore] {
+            for (x, w) in [
+                (&leaf, Some(&m)),
+                (&reversed, Some(&m_rev)),
+                (&leaf, Some(&broadcast)),
+                (&leaf, None),
+            ] {
+                let want = general::per_lane(x, w, policy, &[]);
+                assert_eq!(leaf_sums(x, w, policy), Some(want), "{:?}", x.strides());
+            }
+        }
     }
 }

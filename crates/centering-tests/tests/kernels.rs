@@ -256,7 +256,12 @@ proptest! {
 /// column-strided and reversed views (one lane at a time) — so the fits are
 /// bit-identical, and within the bound of the exact mean.
 fn weighted_and_missing_agree_on_every_layout(n: usize, d: usize, nan_every: usize, weighted: bool, seed: u64) {
-    let mut x = shaped(&[n, d], seed);
+    // Magnitudes over 30 decades: the pairs' low parts then depend on the
+    // order of the additions, so agreement means the same order.
+    let base = shaped(&[n, d], seed);
+    let mut x = Array::from_shape_fn(IxDyn(&[n, d]), |ix| {
+        base[&ix] * 10f64.powi(((ix[0] * 7 + ix[1] * 3) % 30) as i32 - 15)
+    });
     if nan_every > 0 {
         for (i, v) in x.iter_mut().enumerate() {
             if i % nan_every == nan_every / 2 {
@@ -298,7 +303,11 @@ fn weighted_and_missing_agree_on_every_layout(n: usize, d: usize, nan_every: usi
         ("column-strided", fit(strided.view(), w.view())),
     ] {
         assert_eq!(bits(&got), bits(&c_order), "{name} vs C order, {n}×{d}");
-        assert_eq!(got.weight_sums(), c_order.weight_sums(), "{name} weights");
+        assert_eq!(
+            serde_json::to_string(&got).unwrap(),
+            serde_json::to_string(&c_order).unwrap(),
+            "{name} vs C order, {n}×{d}: the states, pair by pair"
+        );
     }
     assert_eq!(
         bits(&fit(rev_x.view(), rev_w.view())),
@@ -422,4 +431,58 @@ fn one_sample_batches_fold_their_values() {
     }
     assert_eq!(bits(&c), before);
     assert_eq!(c.n_samples_seen(), 1);
+}
+
+/// Padded sequences `(N, T, D)` with `T > N`: the tree cuts leaves along
+/// `T`, so their rows are runs, not one slice. A masked fit (and an
+/// `Ignore` fit with a weight per position) is bit for bit the same on C
+/// and Fortran copies of the batch and mask, and close to the exact mean.
+#[test]
+fn masked_sequences_agree_across_layouts() {
+    let (n, t, d) = (4, 3000, 8);
+    // Magnitudes over 30 decades, so that the pairs' low parts depend on
+    // the order of the additions (on `shaped`'s values they are exact).
+    let base = shaped(&[n, t, d], 33);
+    let x = Array::from_shape_fn(IxDyn(&[n, t, d]), |ix| {
+        base[&ix] * 10f64.powi(((ix[0] * 7 + ix[1] * 3 + ix[2]) % 30) as i32 - 15)
+    });
+    let mask = Array::from_shape_fn(IxDyn(&[n, t]), |ix| (ix[1] < 2900 - 500 * ix[0]) && ix[1] % 7 != 3);
+    let mut xf = Array::zeros(IxDyn(&[n, t, d]).f());
+    xf.assign(&x);
+    let mut mf = Array::from_elem(IxDyn(&[n, t]).f(), false);
+    mf.assign(&mask);
+    let fit = |x: &ArrayD<f64>, m: &ArrayD<bool>| {
+        let mut c = Centering::<f64>::new();
+        c.partial_fit_masked(x, m).unwrap();
+        c
+    };
+    // The states, sums and weights pair by pair (the means alone would
+    // round most order differences away).
+    let state = |c: &Centering<f64>| serde_json::to_string(c).unwrap();
+    let (c, f) = (fit(&x, &mask), fit(&xf, &mf));
+    assert_eq!(state(&c), state(&f), "masked: C vs Fortran");
+    let w = mask.mapv(|m| if m { 1.0 } else { 0.0 });
+    let refs = common::reference(&x.view(), Some(&w.view()), false);
+    common::assert_mean_close(c.mean().unwrap(), &refs, "masked sequences");
+
+    let mut xn = x.clone();
+    for (i, v) in xn.iter_mut().enumerate() {
+        if i % 13 == 5 {
+            *v = f64::NAN;
+        }
+    }
+    let mut xnf = Array::zeros(IxDyn(&[n, t, d]).f());
+    xnf.assign(&xn);
+    let wf = mf.mapv(|m| if m { 1.5 } else { 0.25 });
+    let wc = mask.mapv(|m| if m { 1.5 } else { 0.25 });
+    let fit_w = |x: &ArrayD<f64>, w: &ArrayD<f64>| {
+        let mut c: Centering<f64> = CenteringParams::new().nan_policy(NanPolicy::Ignore).build().unwrap();
+        c.partial_fit_weighted(x, w).unwrap();
+        c
+    };
+    assert_eq!(
+        state(&fit_w(&xn, &wc)),
+        state(&fit_w(&xnf, &wf)),
+        "weighted Ignore: C vs Fortran"
+    );
 }
