@@ -690,7 +690,10 @@
 //! - **Deterministic**: the reduction tree depends only on the batch's shape
 //!   and layout, so the same input with the same batch split gives a
 //!   bit-identical state whatever the thread count and whether the `rayon`
-//!   feature is on.
+//!   feature is on. Weighted and NaN-ignoring fits (and masks) go further:
+//!   each feature's values are added in the samples' logical order on every
+//!   layout, so C order, Fortran order and strided views of the same batch
+//!   give the same bits.
 //! - The zero-started moving average is the Keras/PyTorch recurrence itself,
 //!   in `F`, with the two weights rounded once from the convention the
 //!   momentum was given in, so it matches those frameworks bit for bit given
