@@ -170,16 +170,21 @@ pub(super) fn reduce_distinct<T: Input, W: Input>(
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let n = x.len() / d;
-    if n == 1 && w.is_none() && policy == NanPolicy::Reject {
-        return one_sample(x);
-    }
+    let one_sample = n == 1 && w.is_none() && policy == NanPolicy::Reject;
     if w.is_none()
+        && !one_sample
         && let Batch::Int(ints) = T::batch(x.view())
     {
         // Integers: no NaN, no infinity, no overflow; exact either way.
         return check_weights(int_batch_sums(&ints));
     }
-    let fast = if w.is_none() && policy == NanPolicy::Reject {
+    let fast = if one_sample {
+        // One sample: each value, widened (exact), is its feature's sum —
+        // the bits every lane kernel gives for one row (`0 + x` is `x`
+        // with no error), without their `O(D)` lane buffers: a one-sample
+        // batch of 10⁸ features allocates only its sums.
+        Some(x.iter().map(|v| Dd { hi: v.widen(), lo: 0.0 }).collect())
+    } else if w.is_none() && policy == NanPolicy::Reject {
         match T::batch(x.view()) {
             Batch::F32(v) => Some(fast_sums(&v)),
             Batch::F64(v) => Some(fast_sums(&v)),
@@ -211,25 +216,6 @@ pub(super) fn reduce_distinct<T: Input, W: Input>(
     }
     let scale = general::overflow_scales(x, w);
     check_weights(sum_general(x, w, policy, &scale))
-}
-
-/// The sums of a batch of one sample under `Reject`: each value, widened
-/// (exact), is its feature's sum — the bits every lane kernel gives for
-/// one row (`0 + x` is `x` with no error), without their `O(D)` lane
-/// buffers: a one-sample batch of 10⁸ features allocates only its sums.
-fn one_sample<T: Input>(x: &ArrayViewD<'_, T>) -> Result<Sums> {
-    let d = x.len();
-    let sum: Vec<Dd<f64>> = x.iter().map(|v| Dd { hi: v.widen(), lo: 0.0 }).collect();
-    if !sum.iter().all(Dd::is_finite)
-        && let Some((index, value)) = general::first_rejected(x, NanPolicy::Reject)
-    {
-        return Err(CenteringError::NonFinite { index, value });
-    }
-    Ok(Sums {
-        sum,
-        scale: vec![0; d],
-        weight: vec![Dd { hi: 1.0, lo: 0.0 }; d],
-    })
 }
 
 /// The sums of an integer batch without weights: each leaf of the general

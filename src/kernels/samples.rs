@@ -59,7 +59,11 @@ pub(super) fn leaf_sums<T: Input, W: Input>(
         // Contiguous rows, but not one run (a leaf cut along an inner
         // sample axis, e.g. `(N, T, D)` sequences with T > N, or a sliced
         // batch): the runs in logical order.
-        _ if x.strides()[last] == 1 || d == 1 => walk_rows(x.view(), w.map(|w| w.view()), ignore, &mut acc),
+        // Only where rows are adjacent (the runs hold whole rows, not one
+        // value each, which the per-lane loop does better).
+        _ if x.ndim() >= 2 && (x.strides()[last] == 1 || d == 1) && x.strides()[last - 1] == d as isize => {
+            walk_rows(x.view(), w.map(|w| w.view()), ignore, &mut acc)
+        }
         _ => return None,
     }
     Some(acc.into_sums(d))
@@ -109,12 +113,10 @@ fn feature_groups<T: Input, W: Input>(
             || feature_groups(x, w, policy, f0, mid),
             || feature_groups(x, w, policy, mid, f1),
         );
-        a.sum.extend(b.sum);
-        a.scale.extend(b.scale);
-        a.weight.extend(b.weight);
+        a.append(b);
         return a;
     }
-    let mut out: Option<Sums> = None;
+    let mut out = Sums::zeros(0);
     for j0 in (f0..f1).step_by(GROUP) {
         let j1 = f1.min(j0 + GROUP);
         let group = Group {
@@ -127,16 +129,9 @@ fn feature_groups<T: Input, W: Input>(
             let _ = a.merge(&b);
             a
         });
-        match &mut out {
-            None => out = Some(sums),
-            Some(o) => {
-                o.sum.extend(sums.sum);
-                o.scale.extend(sums.scale);
-                o.weight.extend(sums.weight);
-            }
-        }
+        out.append(sums);
     }
-    out.unwrap_or_else(|| Sums::zeros(0))
+    out
 }
 
 /// The leaf of a [`Group`]: the columns kernel on its rows.

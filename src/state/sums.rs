@@ -32,6 +32,14 @@ impl Sums {
         }
     }
 
+    /// Appends `other`'s features after `self`'s (sums of disjoint
+    /// feature ranges, in order).
+    pub(crate) fn append(&mut self, other: Sums) {
+        self.sum.extend(other.sum);
+        self.scale.extend(other.scale);
+        self.weight.extend(other.weight);
+    }
+
     /// Whether no feature has any weight (nothing was observed).
     pub(crate) fn is_empty(&self) -> bool {
         self.weight.iter().all(Dd::is_zero)

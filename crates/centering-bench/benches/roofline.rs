@@ -722,6 +722,24 @@ fn race<C>(cfg: &Config, case: &mut C, contenders: &mut [Contender<'_, C>]) -> V
     times.into_iter().map(median).collect()
 }
 
+/// The GB/s of every contender of `role` (by name), from the medians.
+fn by_role<C>(contenders: &[Contender<'_, C>], medians: &[Duration], role: Role, bytes: usize) -> Vec<(String, f64)> {
+    contenders
+        .iter()
+        .zip(medians)
+        .filter(|(c, _)| c.role == role)
+        .map(|(c, &t)| (c.name.clone(), gbps(bytes, t)))
+        .collect()
+}
+
+/// The fastest of `variants` as `(GB/s, name)`: the limit.
+fn fastest(variants: &[(String, f64)]) -> Option<(f64, String)> {
+    variants
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(n, g)| (*g, n.clone()))
+}
+
 fn median(mut t: Vec<Duration>) -> Duration {
     t.sort();
     let m = t.len() / 2;
@@ -974,10 +992,7 @@ where
     let shape = case.x.shape().to_vec();
     let fortran = case.x.ndim() > 1 && !case.x.is_standard_layout();
     let row = |op: &'static str, gbps: f64, limit: Vec<(String, f64)>, ndarray_gbps: f64| {
-        let best = limit
-            .iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(n, g)| (*g, n.clone()));
+        let best = fastest(&limit);
         Row {
             workload: id,
             op,
@@ -1003,14 +1018,7 @@ where
             contenders.extend(chunked(chunk));
         }
         let medians = race(cfg, &mut case, &mut contenders);
-        let of = |role| {
-            contenders
-                .iter()
-                .zip(&medians)
-                .filter(|(c, _)| c.role == role)
-                .map(|(c, &t)| (c.name.clone(), gbps(bytes, t)))
-                .collect::<Vec<_>>()
-        };
+        let of = |role| by_role(&contenders, &medians, role, bytes);
         let limit = of(Role::Limit);
         let crate_gbps = of(Role::Crate)[0].1;
         out.push(row(op, crate_gbps, limit.clone(), of(Role::Ndarray)[0].1));
@@ -1515,7 +1523,7 @@ mod missing {
     use serde_json::json;
 
     use super::limit;
-    use super::{Config, Contender, Role, Row, gbps, limit_threads, per_call, race, threads_label};
+    use super::{Config, Contender, Role, Row, by_role, fastest, limit_threads, per_call, race, threads_label};
 
     /// What W1's array carries on top.
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1616,19 +1624,9 @@ mod missing {
             })
         }));
         let medians = race(cfg, &mut case, &mut contenders);
-        let of = |role| {
-            contenders
-                .iter()
-                .zip(&medians)
-                .filter(|(c, _)| c.role == role)
-                .map(|(c, &t)| (c.name.clone(), gbps(bytes, t)))
-                .collect::<Vec<_>>()
-        };
+        let of = |role| by_role(&contenders, &medians, role, bytes);
         let limit = of(Role::Limit);
-        let best = limit
-            .iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(n, g)| (*g, n.clone()));
+        let best = fastest(&limit);
         let mut extra = serde_json::Map::new();
         extra.insert(
             "read_elements".into(),
