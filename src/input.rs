@@ -19,6 +19,17 @@ pub trait Element: num_traits::Float + Input + Send + Sync + std::fmt::Debug + '
     /// public API).
     #[doc(hidden)]
     fn same_view(b: Batch<'_>) -> Option<ArrayViewD<'_, Self>>;
+
+    /// `bytes` (a mapped `.npy` output) as elements, if aligned (not part
+    /// of the public API).
+    #[doc(hidden)]
+    #[cfg(feature = "npy")]
+    fn cast_bytes_mut(bytes: &mut [u8]) -> Option<&mut [Self]>;
+
+    /// The `.npy` `descr` of the type (not part of the public API).
+    #[doc(hidden)]
+    #[cfg(feature = "npy")]
+    const NPY_DESCR: &'static str;
 }
 
 impl Element for f32 {
@@ -28,6 +39,14 @@ impl Element for f32 {
             _ => None,
         }
     }
+
+    #[cfg(feature = "npy")]
+    fn cast_bytes_mut(bytes: &mut [u8]) -> Option<&mut [Self]> {
+        bytemuck::try_cast_slice_mut(bytes).ok()
+    }
+
+    #[cfg(feature = "npy")]
+    const NPY_DESCR: &'static str = "<f4";
 }
 
 impl Element for f64 {
@@ -37,6 +56,14 @@ impl Element for f64 {
             _ => None,
         }
     }
+
+    #[cfg(feature = "npy")]
+    fn cast_bytes_mut(bytes: &mut [u8]) -> Option<&mut [Self]> {
+        bytemuck::try_cast_slice_mut(bytes).ok()
+    }
+
+    #[cfg(feature = "npy")]
+    const NPY_DESCR: &'static str = "<f8";
 }
 
 /// An element type a `Centering<F>` fits and transforms without the

@@ -836,6 +836,11 @@
 //!   their own.
 //! - **`half`**: `half::f16` and `half::bf16` as [`Input`] types (widened
 //!   and summed as `f32` is).
+//! - **`npy`**: `.npy` files fitted and transformed where they lie
+//!   ([`Centering::fit_npy`], [`Centering::partial_fit_npy`],
+//!   [`Centering::transform_npy`], [`Centering::inverse_transform_npy`]):
+//!   memory-mapped and viewed without a copy, so the result is bit for bit
+//!   the in-memory one, for files larger than RAM too (see [`npy`]).
 //! - **`linfa`**: linfa 0.8's `Fit` for [`ValidParams`] and
 //!   [`CenteringParams`] (on a `DatasetBase`'s records, with its sample
 //!   weights) and `Transformer` for [`Centering`], on linfa's ndarray 0.16
@@ -862,6 +867,9 @@ mod kernels;
 #[cfg(feature = "linfa")]
 #[allow(unsafe_code)] // the ndarray 0.16 -> 0.17 view bridge; every block has a `// SAFETY:` comment
 mod linfa;
+#[cfg(feature = "npy")]
+#[allow(unsafe_code)] // memory maps; each block has a `// SAFETY:` comment
+pub mod npy;
 mod params;
 #[cfg(feature = "serde")]
 mod persist;
