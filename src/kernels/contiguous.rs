@@ -89,6 +89,12 @@ impl<F: Element> RowAcc<F> {
         }
     }
 
+    /// The `f64` lanes of an `f32` accumulator (empty for `f64`).
+    #[cfg(feature = "half")]
+    pub(crate) fn wide_lanes(&mut self) -> &mut [f64] {
+        &mut self.wide
+    }
+
     /// Adds a contiguous run of whole rows (`x.len() % d == 0`).
     pub(crate) fn push(&mut self, x: &[F]) {
         debug_assert_eq!(x.len() % self.d, 0);
@@ -107,18 +113,25 @@ impl<F: Element> RowAcc<F> {
 
     /// Folds the lanes into per-feature `f64` double-words, added to `out`.
     pub(crate) fn finish(self, out: &mut [Dd<f64>]) {
+        // Lane `j` is feature `j mod d`: period by period (no division per
+        // lane, and the features' additions independent of each other),
+        // each feature adding its lanes in the same order as lane by lane.
         let d = self.d;
         if !self.wide.is_empty() {
-            for (j, &s) in self.wide.iter().enumerate() {
-                out[j % d] = out[j % d].add(Dd { hi: s, lo: 0.0 });
+            for lanes in self.wide.chunks(d) {
+                for (o, &s) in out.iter_mut().zip(lanes) {
+                    *o = o.add(Dd { hi: s, lo: 0.0 });
+                }
             }
         } else {
             let wide = |v: F| v.to_f64().unwrap_or(f64::NAN);
-            for (j, (&h, &l)) in self.hi.iter().zip(&self.lo).enumerate() {
-                out[j % d] = out[j % d].add(Dd {
-                    hi: wide(h),
-                    lo: wide(l),
-                });
+            for (hi, lo) in self.hi.chunks(d).zip(self.lo.chunks(d)) {
+                for ((o, &h), &l) in out.iter_mut().zip(hi).zip(lo) {
+                    *o = o.add(Dd {
+                        hi: wide(h),
+                        lo: wide(l),
+                    });
+                }
             }
         }
     }
@@ -560,6 +573,47 @@ mod tests {
         sum_wide(&z, &mut f);
         dispatch!(sum_wide_rows(&z, &mut g));
         assert_eq!(f, g);
+    }
+
+    /// `sum_wide_rows` adds each lane's values quad by quad, in the order
+    /// the fused f16 kernel (`narrow::sum_f16_rows_f16c`) and `HalfAcc`'s
+    /// blocks of whole quads rely on: the same bits as a plain
+    /// quad-by-quad loop, on values over many decades (whose sums round),
+    /// for periods that are and are not multiples of 16, with a partial
+    /// quad. (A blocked version, lanes in registers down blocks of quads as
+    /// the integer lanes do, read W4 slower from DRAM even with software
+    /// prefetch: not kept.)
+    #[test]
+    fn wide_sums_are_the_quad_by_quad_sums() {
+        fn quad_by_quad(x: &[f32], acc: &mut [f64]) {
+            let p = acc.len();
+            let mut quads = x.chunks_exact(4 * p);
+            for q in &mut quads {
+                for (j, s) in acc.iter_mut().enumerate() {
+                    *s += f64::from(q[j]) + f64::from(q[p + j]) + f64::from(q[2 * p + j]) + f64::from(q[3 * p + j]);
+                }
+            }
+            sum_wide(quads.remainder(), acc);
+        }
+        for p in [64usize, 96, 272, 600] {
+            let n = p * 4 * 23 + 3 * p;
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i as f32 * 0.61).sin() + 0.1) * 10f32.powi((i * 7 % 61) as i32 - 30))
+                .collect();
+            let mut want = vec![0.5; p];
+            quad_by_quad(&x, &mut want);
+            let mut got = vec![0.5; p];
+            sum_wide_rows(&x, &mut got);
+            let bits = |v: &[f64]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "period {p}");
+            let mut naive = vec![0.5; p];
+            sum_wide(&x, &mut naive);
+            assert_ne!(
+                bits(&naive),
+                bits(&want),
+                "period {p}: the data does not tell orders apart"
+            );
+        }
     }
 
     /// Non-temporal stores give `apply_rows`'s values at every alignment of

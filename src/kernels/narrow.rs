@@ -36,6 +36,11 @@ pub(crate) trait Lanes<T>: Sized {
     fn push(&mut self, x: &[T]);
     /// Folds the lanes into per-feature sums, added to `out`.
     fn finish(self, out: &mut [Dd<f64>]);
+    /// The most elements a leaf of the reduction tree holds for rows of
+    /// `d` features: the leaves fix the rounding of inexact sums.
+    fn leaf_len(d: usize) -> usize {
+        super::reduce::leaf_len(d)
+    }
 }
 
 impl<F: Element> Lanes<F> for RowAcc<F> {
@@ -87,6 +92,9 @@ int_lane!(u16, u32, 65537);
 int_lane!(i16, i32, 65536);
 int_lane!(u32, u64, 1 << 30);
 int_lane!(i32, i64, 1 << 30);
+
+/// The most elements a leaf of integer lanes holds (see `IntAcc::leaf_len`).
+const INT_LEAF: usize = 1 << 18;
 
 /// One leaf's integer lanes.
 pub(crate) struct IntAcc<T: IntLane> {
@@ -148,12 +156,23 @@ impl<T: IntLane> Lanes<T> for IntAcc<T> {
         }
     }
 
+    /// Exact sums have no rounding for leaves to fix: larger leaves, so
+    /// that setting up and folding the lanes stays under 1% of a leaf
+    /// (at [`LEAF`](super::tree::LEAF), 3-feature `u8` rows spent 10% of
+    /// their time there). A lane adds at most `INT_LEAF / 64` values per
+    /// leaf: its `i64` total cannot overflow.
+    fn leaf_len(d: usize) -> usize {
+        INT_LEAF.max(super::reduce::leaf_len(d))
+    }
+
     fn finish(mut self, out: &mut [Dd<f64>]) {
         self.flush();
         let d = self.d;
         let mut per_feature = vec![0i128; d];
-        for (j, &t) in self.totals.iter().enumerate() {
-            per_feature[j % d] += i128::from(t);
+        for totals in self.totals.chunks(d) {
+            for (f, &t) in per_feature.iter_mut().zip(totals) {
+                *f += i128::from(t);
+            }
         }
         for (o, t) in out.iter_mut().zip(per_feature) {
             *o = o.add(exact_pair(t));
@@ -170,17 +189,51 @@ fn exact_pair(t: i128) -> Dd<f64> {
     Dd { hi, lo }
 }
 
+/// Bytes of input a block of [`sum_int`] spans: its lane chunks are summed
+/// across it one after the other, so it should stay in L1.
+const INT_BLOCK_BYTES: usize = 16 << 10;
+
 /// `lanes[j] += x[k·p + j]` for every whole or partial period `k`.
+///
+/// The lanes are summed 32 at a time (one AVX2 register of `u8`; a period
+/// is a multiple of 32 below 256 features) down a block of periods, in
+/// registers: updating them in memory period by period made every period
+/// wait for the last one's stores (3 features: 9 GB/s in L2 on the
+/// reference VM), and left to itself the compiler split a 96-lane period
+/// into 64 lanes and a narrow epilogue that took half the time. Integer
+/// sums are exact, so the order is free.
 #[inline(always)]
 fn sum_int<T: IntLane>(x: &[T], lanes: &mut [T::Acc]) {
+    const W: usize = 32;
     let p = lanes.len();
-    let mut chunks = x.chunks_exact(p);
-    for c in &mut chunks {
-        for (a, &v) in lanes.iter_mut().zip(c) {
-            *a = T::add(*a, v);
+    let per_block = (INT_BLOCK_BYTES / (p * std::mem::size_of::<T>())).max(1);
+    let whole = x.len() / p;
+    let (periods, rest) = x.split_at(whole * p);
+    for block in periods.chunks(per_block * p) {
+        let mut c = 0;
+        while c + W <= p {
+            if let Ok(acc) = <&mut [T::Acc; W]>::try_from(&mut lanes[c..c + W]) {
+                let mut a = *acc;
+                for period in block.chunks_exact(p) {
+                    if let Ok(v) = <&[T; W]>::try_from(&period[c..c + W]) {
+                        for j in 0..W {
+                            a[j] = T::add(a[j], v[j]);
+                        }
+                    }
+                }
+                *acc = a;
+            }
+            c += W;
+        }
+        if c < p {
+            for period in block.chunks_exact(p) {
+                for (a, &v) in lanes[c..].iter_mut().zip(&period[c..]) {
+                    *a = T::add(*a, v);
+                }
+            }
         }
     }
-    for (a, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+    for (a, &v) in lanes.iter_mut().zip(rest) {
         *a = T::add(*a, v);
     }
 }
@@ -230,6 +283,14 @@ pub(crate) struct HalfAcc {
 #[cfg(feature = "half")]
 pub(crate) trait Half: Copy + Send + Sync + 'static {
     fn widen_slice(x: &[Self], out: &mut [f32]);
+
+    /// What widening `x` a block of whole quads at a time and summing it
+    /// with `sum_wide_rows` adds to the lanes `acc`, done in registers
+    /// without the buffer, where the CPU can (`false`, having done nothing,
+    /// elsewhere).
+    fn sum_fused(_x: &[Self], _acc: &mut [f64]) -> bool {
+        false
+    }
 }
 
 #[cfg(feature = "half")]
@@ -244,6 +305,67 @@ impl Half for half::f16 {
         use half::slice::HalfFloatSliceExt;
         let n = x.len().min(out.len());
         x[..n].convert_to_f32_slice(&mut out[..n]);
+    }
+
+    fn sum_fused(x: &[Self], acc: &mut [f64]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() && std::arch::is_x86_feature_detected!("f16c") {
+            // SAFETY: the CPU has AVX2 and F16C, the features
+            // `sum_f16_rows_f16c` is compiled with, checked just above.
+            unsafe { sum_f16_rows_f16c(x, acc) };
+            return true;
+        }
+        let _ = (x, acc);
+        false
+    }
+}
+
+/// [`Half::sum_fused`] for `f16` with F16C: each lane adds, quad of periods
+/// by quad, `f64(a) + f64(b) + f64(c) + f64(d)` in that order, and the
+/// periods after the last whole quad one by one — `sum_wide_rows` on the
+/// widened values, whose blocks are whole quads (`HalfAcc::new`), so the
+/// same bits (`fused_f16_sums_are_the_widened_sums`). Widening in
+/// registers saves the buffer's store and reload: W12's fit was bound by it.
+#[cfg(all(feature = "half", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,f16c")]
+fn sum_f16_rows_f16c(x: &[half::f16], acc: &mut [f64]) {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm256_add_pd, _mm256_castps256_ps128, _mm256_cvtph_ps, _mm256_cvtps_pd,
+        _mm256_extractf128_ps, _mm256_loadu_pd, _mm256_storeu_pd,
+    };
+    let p = acc.len();
+    let mut quads = x.chunks_exact(4 * p);
+    for q in &mut quads {
+        let mut j = 0;
+        while j + 8 <= p {
+            let load = |k: usize| {
+                let v = &q[k * p + j..k * p + j + 8];
+                // SAFETY: `v` is 8 `f16`s, 16 readable bytes (an unaligned load).
+                _mm256_cvtph_ps(unsafe { _mm_loadu_si128(v.as_ptr().cast::<__m128i>()) })
+            };
+            let (a, b, c, d) = (load(0), load(1), load(2), load(3));
+            let lo = |v| _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+            let hi = |v| _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v));
+            let s_lo = _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(lo(a), lo(b)), lo(c)), lo(d));
+            let s_hi = _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(hi(a), hi(b)), hi(c)), hi(d));
+            let lanes = &mut acc[j..j + 8];
+            // SAFETY: `lanes` is 8 writable `f64`s: two unaligned loads and
+            // stores of 4.
+            unsafe {
+                let at = lanes.as_mut_ptr();
+                _mm256_storeu_pd(at, _mm256_add_pd(_mm256_loadu_pd(at), s_lo));
+                _mm256_storeu_pd(at.add(4), _mm256_add_pd(_mm256_loadu_pd(at.add(4)), s_hi));
+            }
+            j += 8;
+        }
+        for j in j..p {
+            acc[j] += q[j].to_f64() + q[p + j].to_f64() + q[2 * p + j].to_f64() + q[3 * p + j].to_f64();
+        }
+    }
+    for period in quads.remainder().chunks(p) {
+        for (a, v) in acc.iter_mut().zip(period) {
+            *a += v.to_f64();
+        }
     }
 }
 
@@ -280,15 +402,19 @@ fn f16_to_f32_f16c(x: &[half::f16], out: &mut [f32]) {
 #[cfg(feature = "half")]
 impl<T: Half> Lanes<T> for HalfAcc {
     fn new(d: usize) -> Self {
-        // Whole periods per block, so that every block starts at lane 0.
-        let p = period(d);
+        // Whole quads of periods per block: every block starts at lane 0,
+        // and none leaves periods to `sum_wide`'s one-at-a-time loop.
+        let quad = 4 * period(d);
         HalfAcc {
-            buf: vec![0.0; p * HALF_BLOCK.div_ceil(p)],
+            buf: vec![0.0; quad * HALF_BLOCK.div_ceil(quad)],
             acc: RowAcc::new(d),
         }
     }
 
     fn push(&mut self, x: &[T]) {
+        if T::sum_fused(x, self.acc.wide_lanes()) {
+            return;
+        }
         let block = self.buf.len();
         for chunk in x.chunks(block) {
             let buf = &mut self.buf[..chunk.len()];
@@ -448,19 +574,57 @@ mod tests {
             for v in values {
                 let n = (3 * T::FLUSH).min(1 << 16) * int_period(d) + d;
                 let x = vec![v; n - n % d];
-                let mut acc = <IntAcc<T> as Lanes<T>>::new(d);
-                for part in x.chunks(7 * d) {
-                    acc.push(part);
-                }
-                acc.push(&[]);
-                let mut out = vec![Dd::zero(); d];
-                acc.finish(&mut out);
-                let want = i128::from(v.into()) * (x.len() / d) as i128;
-                for o in out {
-                    assert_eq!(o, exact_pair(want), "d = {d}");
+                // Short runs (partial periods), and whole runs (the blocked
+                // loop over many periods and flushes).
+                for run in [7 * d, x.len()] {
+                    let mut acc = <IntAcc<T> as Lanes<T>>::new(d);
+                    for part in x.chunks(run) {
+                        acc.push(part);
+                    }
+                    acc.push(&[]);
+                    let mut out = vec![Dd::zero(); d];
+                    acc.finish(&mut out);
+                    let want = i128::from(v.into()) * (x.len() / d) as i128;
+                    for o in out {
+                        assert_eq!(o, exact_pair(want), "d = {d}, runs of {run}");
+                    }
                 }
             }
         }
+    }
+
+    /// Every value lands in its own feature's sum: distinct values per
+    /// position, whole and short runs, over many blocks and flushes.
+    #[test]
+    fn integer_lanes_sum_each_feature_exactly() {
+        fn check<T: IntLane + Into<i64>>(value: impl Fn(usize) -> T) {
+            for d in [1usize, 3, 5, 64, 300] {
+                let n = (int_period(d) * 700 + 3 * d) / d * d;
+                let x: Vec<T> = (0..n).map(&value).collect();
+                let mut want = vec![0i128; d];
+                for (i, &v) in x.iter().enumerate() {
+                    want[i % d] += i128::from(v.into());
+                }
+                for run in [5 * d, n] {
+                    let mut acc = <IntAcc<T> as Lanes<T>>::new(d);
+                    for part in x.chunks(run) {
+                        acc.push(part);
+                    }
+                    let mut out = vec![Dd::zero(); d];
+                    acc.finish(&mut out);
+                    for (o, &w) in out.iter().zip(&want) {
+                        assert_eq!(*o, exact_pair(w), "d = {d}, runs of {run}");
+                    }
+                }
+            }
+        }
+        let h = |i: usize| (i.wrapping_mul(0x9E37_79B9) >> 7) ^ i;
+        check(|i| h(i) as u8);
+        check(|i| h(i) as i8);
+        check(|i| h(i) as u16);
+        check(|i| h(i) as i16);
+        check(|i| h(i) as u32);
+        check(|i| h(i) as i32);
     }
 
     #[test]
@@ -474,6 +638,48 @@ mod tests {
     /// Every f16 and bf16 bit pattern widens as the `half` crate widens it
     /// (NaNs stay NaN), through whichever path this CPU takes, at every
     /// offset of the eight-wide loop.
+    /// The fused F16C sum is the buffered one (widen a block of whole
+    /// quads, `RowAcc<f32>::push`) bit for bit — every lane its own values
+    /// (f16 subnormals beside 3e4) — for periods that are and are not
+    /// multiples of 8, short and whole runs. (Sums of f16 values in `f64`
+    /// are exact until a lane passes 2²⁹, so this pins the lanes, not an
+    /// order: the order is the quads' by construction.)
+    #[cfg(all(feature = "half", target_arch = "x86_64"))]
+    #[test]
+    fn fused_f16_sums_are_the_widened_sums() {
+        use half::f16;
+        if !(has_avx2() && std::arch::is_x86_feature_detected!("f16c")) {
+            return; // nothing fused to compare on this CPU
+        }
+        for d in [1usize, 3, 5, 64, 300] {
+            let n = (period(d) * 4 * 40 + 3 * period(d) + 2 * d) / d * d;
+            let x: Vec<f16> = (0..n)
+                .map(|i| {
+                    let m = ((i as f32 * 0.61).sin() + 0.05) * 1.9;
+                    f16::from_f32(if i % 3 == 0 { m * 3e4 } else { m * 1e-7 })
+                })
+                .collect();
+            for run in [7 * d, n] {
+                let mut buffered = RowAcc::<f32>::new(d);
+                let mut fused = vec![0.0f64; period(d)];
+                let mut buf = vec![0.0f32; 4 * period(d) * HALF_BLOCK.div_ceil(4 * period(d))];
+                for part in x.chunks(run) {
+                    for chunk in part.chunks(buf.len()) {
+                        let b = &mut buf[..chunk.len()];
+                        for (o, v) in b.iter_mut().zip(chunk) {
+                            *o = v.to_f32();
+                        }
+                        buffered.push(b);
+                    }
+                    // SAFETY: AVX2 and F16C checked at the top.
+                    unsafe { sum_f16_rows_f16c(part, &mut fused) };
+                }
+                let bits = |v: &[f64]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fused), bits(buffered.wide_lanes()), "d = {d}, runs of {run}");
+            }
+        }
+    }
+
     #[cfg(feature = "half")]
     #[test]
     fn half_widening_is_exact_for_every_value() {

@@ -41,7 +41,7 @@ pub(super) fn sum_rows<T: Sync + Clone, A: Lanes<T>>(v: ArrayViewD<'_, T>, d: us
         acc.finish(&mut out);
         out
     };
-    tree(Rows { view: v, unit: d }, leaf_len(d), &leaf, &merge_dd)
+    tree(Rows { view: v, unit: d }, A::leaf_len(d), &leaf, &merge_dd)
 }
 
 /// The leaf length for rows of `d` features: [`LEAF`], or more for wide rows
