@@ -22,6 +22,8 @@
 //! sh -c 'echo $$ > /sys/fs/cgroup/memory/o1/cgroup.procs; exec target/release/deps/o1-* --o1-child target/o1/o1.npy'
 //! ```
 
+mod common;
+use common::cpu_model;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -191,17 +193,4 @@ fn drop_cache(path: &Path) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = path;
-}
-
-/// The CPU's model name (`/proc/cpuinfo`).
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

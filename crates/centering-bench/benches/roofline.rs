@@ -101,6 +101,8 @@
 //! Operations run in the order fit, transform, transform_into, inplace: the
 //! in-place ones shift the input by the mean once per call, harmlessly.
 
+mod common;
+use common::cpu_model;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::mem::MaybeUninit;
@@ -1171,19 +1173,6 @@ fn voluntary_switches(f: impl FnOnce()) -> Option<u64> {
 // ---------------------------------------------------------------------------
 // Reporting.
 // ---------------------------------------------------------------------------
-
-/// The CPU's model name (`/proc/cpuinfo`).
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
 
 fn print_header(cfg: &Config) {
     let cpu = cpu_model();
