@@ -7,8 +7,11 @@
 //! (`np.load` then `fit`), for any size, layout and thread count, and no
 //! copy of the data is made: the process's own memory stays a few buffers
 //! of `D` values, and the file's pages are the kernel's page cache, read
-//! ahead sequentially and dropped under memory pressure (a file larger than
-//! RAM, or than a cgroup's memory limit, is fitted at disk speed).
+//! ahead sequentially and dropped under memory pressure: a file larger than
+//! RAM, or than a cgroup's memory limit, is fitted too (on the reference
+//! VM, warm: faster than `cat FILE > /dev/null`, as no byte is copied; a
+//! 4 GiB file under a 1 GiB cgroup limit: 0.64 of `cat`'s throughput, the
+//! mapped pages costing more to reclaim).
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
