@@ -1,7 +1,7 @@
 //! `.npy` files fitted and transformed where they lie (feature `npy`).
 //!
 //! A file is memory-mapped and viewed as the array its header describes —
-//! C or Fortran order, any ndim, every [`Input`](crate::Input) element
+//! C or Fortran order, any ndim, every [`Input`] element
 //! type numpy writes — and the ordinary in-memory methods run on that view.
 //! So a fit of a file is **bit for bit** the in-memory fit of the same array
 //! (`np.load` then `fit`), for any size, layout and thread count, and no
@@ -54,8 +54,7 @@ use ndarray_npy::npy::header::{Header, Layout};
 use py_literal::Value;
 use thiserror::Error;
 
-use crate::input::__private::Batch;
-use crate::{Centering, CenteringError, Element};
+use crate::{Centering, CenteringError, Element, Input};
 
 /// What can go wrong reading or writing a `.npy` file.
 ///
@@ -102,7 +101,7 @@ pub enum NpyError {
 }
 
 /// The element type of a `.npy` file (its header's `descr`), among those
-/// this module reads: the crate's [`Input`](crate::Input) types.
+/// this module reads: the crate's [`Input`] types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum NpyDtype {
@@ -128,19 +127,20 @@ pub enum NpyDtype {
 }
 
 impl NpyDtype {
-    /// The type code without its byte order (`"f8"`, `"u1"`, …).
-    fn code(self) -> &'static str {
+    /// numpy's `descr` of the type, as this module reads it (`"<f8"`,
+    /// `"|u1"`, …).
+    fn descr(self) -> &'static str {
         match self {
-            Self::F32 => "f4",
-            Self::F64 => "f8",
-            Self::U8 => "u1",
-            Self::I8 => "i1",
-            Self::U16 => "u2",
-            Self::I16 => "i2",
-            Self::U32 => "u4",
-            Self::I32 => "i4",
+            Self::F32 => "<f4",
+            Self::F64 => "<f8",
+            Self::U8 => "|u1",
+            Self::I8 => "|i1",
+            Self::U16 => "<u2",
+            Self::I16 => "<i2",
+            Self::U32 => "<u4",
+            Self::I32 => "<i4",
             #[cfg(feature = "half")]
-            Self::F16 => "f2",
+            Self::F16 => "<f2",
         }
     }
 
@@ -192,36 +192,52 @@ pub struct NpyFile {
     offset: usize,
 }
 
-/// One element type's view of the data.
-enum View<'a> {
-    F32(ArrayViewD<'a, f32>),
-    F64(ArrayViewD<'a, f64>),
-    U8(ArrayViewD<'a, u8>),
-    I8(ArrayViewD<'a, i8>),
-    U16(ArrayViewD<'a, u16>),
-    I16(ArrayViewD<'a, i16>),
-    U32(ArrayViewD<'a, u32>),
-    I32(ArrayViewD<'a, i32>),
-    #[cfg(feature = "half")]
-    F16(ArrayViewD<'a, half::f16>),
-}
-
-/// Runs `$body` with `$v` bound to the typed view, whatever its type.
-macro_rules! each_view {
-    ($view:expr, $v:ident => $body:expr) => {
-        match $view {
-            View::F32($v) => $body,
-            View::F64($v) => $body,
-            View::U8($v) => $body,
-            View::I8($v) => $body,
-            View::U16($v) => $body,
-            View::I16($v) => $body,
-            View::U32($v) => $body,
-            View::I32($v) => $body,
+/// Runs `$body` with `$v` bound to `$file`'s data viewed as the array its
+/// header describes, an `ArrayViewD` of the dtype's Rust type (`?` returns
+/// a view error from the enclosing function).
+macro_rules! with_view {
+    ($file:expr, $v:ident => $body:expr) => {{
+        let file: &NpyFile = $file;
+        match file.dtype {
+            NpyDtype::F32 => {
+                let $v = file.typed::<f32>()?;
+                $body
+            }
+            NpyDtype::F64 => {
+                let $v = file.typed::<f64>()?;
+                $body
+            }
+            NpyDtype::U8 => {
+                let $v = file.typed::<u8>()?;
+                $body
+            }
+            NpyDtype::I8 => {
+                let $v = file.typed::<i8>()?;
+                $body
+            }
+            NpyDtype::U16 => {
+                let $v = file.typed::<u16>()?;
+                $body
+            }
+            NpyDtype::I16 => {
+                let $v = file.typed::<i16>()?;
+                $body
+            }
+            NpyDtype::U32 => {
+                let $v = file.typed::<u32>()?;
+                $body
+            }
+            NpyDtype::I32 => {
+                let $v = file.typed::<i32>()?;
+                $body
+            }
             #[cfg(feature = "half")]
-            View::F16($v) => $body,
+            NpyDtype::F16 => {
+                let $v = file.typed::<half::f16>()?;
+                $body
+            }
         }
-    };
+    }};
 }
 
 impl NpyFile {
@@ -336,35 +352,15 @@ impl NpyFile {
         &self.path
     }
 
-    /// The data as the array the header describes.
-    fn view(&self) -> Result<View<'_>, NpyError> {
-        let bytes = &self.map[self.offset..];
-        let shape = IxDyn(&self.shape).set_f(self.fortran);
-        let bad = |reason: String| NpyError::Format {
+    /// The data as the array the header describes, as `T`s (the dtype's
+    /// type: `with_view!` picks it).
+    fn typed<T: bytemuck::Pod>(&self) -> Result<ArrayViewD<'_, T>, NpyError> {
+        let bad = |e: &dyn std::fmt::Display| NpyError::Format {
             path: self.path.clone(),
-            reason,
+            reason: format!("cannot view the data: {e}"),
         };
-        macro_rules! typed {
-            ($variant:ident, $t:ty) => {{
-                let data: &[$t] =
-                    bytemuck::try_cast_slice(bytes).map_err(|e| bad(format!("cannot view the data: {e}")))?;
-                View::$variant(
-                    ArrayViewD::from_shape(shape, data).map_err(|e| bad(format!("cannot view the data: {e}")))?,
-                )
-            }};
-        }
-        Ok(match self.dtype {
-            NpyDtype::F32 => typed!(F32, f32),
-            NpyDtype::F64 => typed!(F64, f64),
-            NpyDtype::U8 => typed!(U8, u8),
-            NpyDtype::I8 => typed!(I8, i8),
-            NpyDtype::U16 => typed!(U16, u16),
-            NpyDtype::I16 => typed!(I16, i16),
-            NpyDtype::U32 => typed!(U32, u32),
-            NpyDtype::I32 => typed!(I32, i32),
-            #[cfg(feature = "half")]
-            NpyDtype::F16 => typed!(F16, half::f16),
-        })
+        let data: &[T] = bytemuck::try_cast_slice(&self.map[self.offset..]).map_err(|e| bad(&e))?;
+        ArrayViewD::from_shape(IxDyn(&self.shape).set_f(self.fortran), data).map_err(|e| bad(&e))
     }
 
     fn refused(&self, source: CenteringError) -> NpyError {
@@ -518,8 +514,7 @@ impl<F: Element> Centering<F> {
     /// unchanged.
     pub fn partial_fit_npy(&mut self, path: impl AsRef<Path>) -> Result<&mut Self, NpyError> {
         let file = NpyFile::open(path)?;
-        let view = file.view()?;
-        each_view!(view, v => self.partial_fit_input(&v).map(|_| ())).map_err(|e| file.refused(e))?;
+        with_view!(&file, v => self.partial_fit_input(&v).map(|_| ())).map_err(|e| file.refused(e))?;
         Ok(self)
     }
 
@@ -531,8 +526,7 @@ impl<F: Element> Centering<F> {
     /// As [`partial_fit_npy`](Self::partial_fit_npy).
     pub fn fit_npy(&mut self, path: impl AsRef<Path>) -> Result<&mut Self, NpyError> {
         let file = NpyFile::open(path)?;
-        let view = file.view()?;
-        each_view!(view, v => self.fit_input(&v).map(|_| ())).map_err(|e| file.refused(e))?;
+        with_view!(&file, v => self.fit_input(&v).map(|_| ())).map_err(|e| file.refused(e))?;
         Ok(self)
     }
 
@@ -551,12 +545,9 @@ impl<F: Element> Centering<F> {
     pub fn transform_npy(&self, input: impl AsRef<Path>, output: impl AsRef<Path>) -> Result<(), NpyError> {
         let file = NpyFile::open(input)?;
         self.check_npy(&file)?;
-        let view = file.view()?;
-        with_output::<F>(
-            &file,
-            output.as_ref(),
-            |mut out| each_view!(view, v => self.transform_input_into(&v, &mut out)),
-        )
+        with_view!(&file, v => with_output::<F>(&file, output.as_ref(), |mut out| {
+            self.transform_input_into(&v, &mut out)
+        }))
     }
 
     /// [`inverse_transform`](Self::inverse_transform) (`y + mean`) of the
@@ -570,12 +561,13 @@ impl<F: Element> Centering<F> {
     pub fn inverse_transform_npy(&self, input: impl AsRef<Path>, output: impl AsRef<Path>) -> Result<(), NpyError> {
         let file = NpyFile::open(input)?;
         self.check_npy(&file)?;
-        let Some(y) = file.view_of::<F>()? else {
+        // The data as an `F` array, if that is its dtype.
+        let Some(y) = with_view!(&file, v => F::same_view(Input::batch(v))) else {
             return Err(NpyError::Format {
                 path: file.path.clone(),
                 reason: format!(
                     "dtype '{}' cannot be inverse-transformed by this estimator: expected '{}' (its float type)",
-                    file.dtype.code(),
+                    file.dtype.descr(),
                     F::NPY_DESCR
                 ),
             });
@@ -598,16 +590,5 @@ impl<F: Element> Centering<F> {
             return Err(file.refused(CenteringError::FeatureMismatch { expected, found: d }));
         }
         Ok(())
-    }
-}
-
-impl NpyFile {
-    /// The data as an `F` array, if that is its dtype.
-    fn view_of<F: Element>(&self) -> Result<Option<ArrayViewD<'_, F>>, NpyError> {
-        Ok(match self.view()? {
-            View::F32(v) => F::same_view(Batch::F32(v)),
-            View::F64(v) => F::same_view(Batch::F64(v)),
-            _ => None,
-        })
     }
 }

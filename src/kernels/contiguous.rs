@@ -154,7 +154,7 @@ pub(crate) fn tier() -> String {
         } else {
             "baseline (integer lanes)"
         };
-        let f16 = if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+        let f16 = if super::narrow::has_avx2_f16c() {
             "f16c (f16 widening)"
         } else {
             "portable (f16 widening)"

@@ -257,6 +257,18 @@ fn has_avx2() -> bool {
     }
 }
 
+/// AVX2 and F16C: what every f16 kernel here is compiled with.
+pub(crate) fn has_avx2_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2() && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 fn sum_int_dispatched<T: IntLane>(x: &[T], lanes: &mut [T::Acc]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
@@ -297,7 +309,7 @@ pub(crate) trait Half: Copy + Send + Sync + 'static {
 impl Half for half::f16 {
     fn widen_slice(x: &[Self], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() && std::arch::is_x86_feature_detected!("f16c") {
+        if has_avx2_f16c() {
             // SAFETY: the CPU has AVX2 and F16C, the features
             // `f16_to_f32_f16c` is compiled with, checked just above.
             return unsafe { f16_to_f32_f16c(x, out) };
@@ -309,7 +321,7 @@ impl Half for half::f16 {
 
     fn sum_fused(x: &[Self], acc: &mut [f64]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() && std::arch::is_x86_feature_detected!("f16c") {
+        if has_avx2_f16c() {
             // SAFETY: the CPU has AVX2 and F16C, the features
             // `sum_f16_rows_f16c` is compiled with, checked just above.
             unsafe { sum_f16_rows_f16c(x, acc) };
@@ -481,7 +493,7 @@ pub(crate) fn widen_stream<T: Input, F: Element>(x: &[T], out: &mut [F], pattern
         let (Some(o), Some(pat)) = (cast_mut::<F, f32>(out), super::contiguous::cast::<F, f32>(pattern)) else {
             return false;
         };
-        if !(has_avx2() && std::arch::is_x86_feature_detected!("f16c")) || pat.len() < 8 {
+        if !has_avx2_f16c() || pat.len() < 8 {
             return false;
         }
         // SAFETY (each arm): the CPU has AVX2 and F16C, checked above, the
@@ -648,7 +660,7 @@ mod tests {
     #[test]
     fn fused_f16_sums_are_the_widened_sums() {
         use half::f16;
-        if !(has_avx2() && std::arch::is_x86_feature_detected!("f16c")) {
+        if !has_avx2_f16c() {
             return; // nothing fused to compare on this CPU
         }
         for d in [1usize, 3, 5, 64, 300] {
