@@ -170,13 +170,7 @@ fn imported<F: Element, S: Data<Elem = F>>(
         .iter()
         .map(|&m| Ema::imported(beta, steps, m, m.to_f64().unwrap_or(f64::NAN)))
         .collect();
-    let mut fitted = Fitted {
-        n_samples: steps,
-        n_batches: steps,
-        acc: Accumulator::Moving(emas),
-        mean: Vec::new(),
-    };
-    fitted.refresh(&params);
+    let fitted = Fitted::new(steps, steps, Accumulator::Moving(emas));
     let mut c = Centering::with_params(params);
     c.fitted = Some(fitted);
     Ok(c)

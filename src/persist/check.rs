@@ -235,13 +235,8 @@ impl FittedWire {
                 ));
             }
         };
-        let mut fitted = Fitted {
-            n_samples,
-            n_batches,
-            acc,
-            mean: Vec::new(),
-        };
-        fitted.refresh(params);
+        let fitted = Fitted::new(n_samples, n_batches, acc);
+        let mean = fitted.mean(params);
         // A value is required wherever the original had one: the recomputed
         // mean must be finite there.
         let required: Vec<bool> = match &fitted.acc {
@@ -251,7 +246,7 @@ impl FittedWire {
                 .map(|e| e.steps > 0 || params.start() == Some(EmaStart::Zero))
                 .collect(),
         };
-        if let Some(j) = (0..d).find(|&j| required[j] && !fitted.mean[j].is_finite()) {
+        if let Some(j) = (0..d).find(|&j| required[j] && !mean[j].is_finite()) {
             let field = match fitted.acc {
                 Accumulator::Cumulative(_) => "state.accumulator.cumulative",
                 Accumulator::Moving(_) => "state.accumulator.moving",
@@ -260,7 +255,7 @@ impl FittedWire {
                 field,
                 format!(
                     "feature {j}: expected values that give a finite mean, found a mean of {:?}",
-                    fitted.mean[j]
+                    mean[j]
                 ),
             ));
         }

@@ -327,7 +327,7 @@ impl<F: Element> From<&Fitted<F>> for FittedWire {
             }),
         };
         FittedWire {
-            n_features: U64::new(f.mean.len() as u64),
+            n_features: U64::new(f.n_features() as u64),
             n_samples: U64::new(f.n_samples),
             n_batches: U64::new(f.n_batches),
             accumulator,

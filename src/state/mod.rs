@@ -43,6 +43,8 @@ pub(crate) use ema::Ema;
 pub(crate) use ema::{norm_reference, pow_u64};
 pub(crate) use sums::{SCALE_STEP, Sums, scaled_product};
 
+use std::sync::OnceLock;
+
 use crate::Element;
 use crate::error::{CenteringError, Result};
 use crate::params::{EmaStart, Mode, ValidParams};
@@ -57,8 +59,10 @@ pub(crate) struct Fitted<F> {
     pub(crate) n_samples: u64,
     pub(crate) n_batches: u64,
     pub(crate) acc: Accumulator<F>,
-    /// Derived from `acc` after every update (not part of equality).
-    pub(crate) mean: Vec<F>,
+    /// Derived from `acc` when first read after an update (not part of
+    /// equality): a run of `partial_fit` calls on a wide state divides each
+    /// feature's sums once, when the mean is read, not once per call.
+    mean: OnceLock<Vec<F>>,
 }
 
 /// What each mode accumulates, per feature.
@@ -78,29 +82,39 @@ impl<F: Element> Fitted<F> {
     /// The state before any batch, for `mode` and `d` features (not a
     /// valid fitted state on its own: it is only ever folded into).
     pub(crate) fn empty(mode: Mode, d: usize) -> Self {
+        let acc = match mode {
+            Mode::Cumulative => Accumulator::Cumulative(Sums::zeros(d)),
+            _ => Accumulator::Moving(vec![Ema::new(); d]),
+        };
+        Fitted::new(0, 0, acc)
+    }
+
+    /// A state of `acc` after `n_batches` batches of `n_samples` samples.
+    pub(crate) fn new(n_samples: u64, n_batches: u64, acc: Accumulator<F>) -> Self {
         Fitted {
-            n_samples: 0,
-            n_batches: 0,
-            acc: match mode {
-                Mode::Cumulative => Accumulator::Cumulative(Sums::zeros(d)),
-                _ => Accumulator::Moving(vec![Ema::new(); d]),
-            },
-            mean: Vec::new(),
+            n_samples,
+            n_batches,
+            acc,
+            mean: OnceLock::new(),
         }
     }
 
-    /// Recomputes the cached mean from the accumulator.
-    pub(crate) fn refresh(&mut self, params: &ValidParams) {
-        // The batch average is the debiased average with β = 1.
-        let start = params.start().unwrap_or(EmaStart::Debiased);
-        // In place: a wide state's mean is not allocated again per batch.
-        let mut mean = std::mem::take(&mut self.mean);
-        mean.clear();
-        match &self.acc {
-            Accumulator::Cumulative(s) => mean.extend((0..s.sum.len()).map(|j| s.mean_of::<F>(j))),
-            Accumulator::Moving(e) => mean.extend(e.iter().map(|e| e.value(start))),
-        }
-        self.mean = mean;
+    /// The mean, computed from the accumulator on the first read after an
+    /// update. `params` are the estimator's (the moving modes' start).
+    pub(crate) fn mean(&self, params: &ValidParams) -> &[F] {
+        self.mean.get_or_init(|| {
+            // The batch average is the debiased average with β = 1.
+            let start = params.start().unwrap_or(EmaStart::Debiased);
+            match &self.acc {
+                Accumulator::Cumulative(s) => (0..s.sum.len()).map(|j| s.mean_of::<F>(j)).collect(),
+                Accumulator::Moving(e) => e.iter().map(|e| e.value(start)).collect(),
+            }
+        })
+    }
+
+    /// Forgets the cached mean after an update.
+    fn invalidate(&mut self) {
+        self.mean.take();
     }
 
     pub(crate) fn n_features(&self) -> usize {
@@ -135,14 +149,44 @@ impl<F: Element> Fitted<F> {
         if let Some(feature) = batch.weight.iter().position(|w| !w.is_finite()) {
             return Err(CenteringError::WeightOverflow { feature });
         }
-        let mut first = Fitted {
-            n_samples: n,
-            n_batches: 1,
-            acc: Accumulator::Cumulative(batch),
-            mean: Vec::new(),
+        Ok(Fitted::new(n, 1, Accumulator::Cumulative(batch)))
+    }
+
+    /// The cumulative state after one sample of finite `values` (one per
+    /// feature): the state [`first`](Self::first) makes of that sample's
+    /// sums, without computing them.
+    pub(crate) fn first_sample(values: impl Iterator<Item = f64>) -> Self {
+        Fitted::new(1, 1, Accumulator::Cumulative(Sums::of_sample(values)))
+    }
+
+    /// One more sample of finite `values` (one per feature) into a
+    /// cumulative state, in place: the bits of
+    /// [`fold_in_place`](Self::fold_in_place) with that sample's sums,
+    /// without computing them.
+    ///
+    /// # Errors
+    ///
+    /// [`CenteringError::CountOverflow`], [`CenteringError::IncompatibleMerge`]
+    /// for a moving state (the estimator calls this for the cumulative mode
+    /// only); `self` is then unchanged. A weight cannot overflow (each grows
+    /// by one, and a finite `f64` plus one stays finite) and a sum is
+    /// rescaled rather than overflow, so nothing fails once the counts have
+    /// been checked.
+    pub(crate) fn fold_sample(&mut self, values: impl Iterator<Item = f64>) -> Result<()> {
+        let Accumulator::Cumulative(s) = &mut self.acc else {
+            return Err(CenteringError::IncompatibleMerge {
+                what: "accumulator",
+                this: "moving".into(),
+                other: "one cumulative sample".into(),
+            });
         };
-        first.refresh(params);
-        Ok(first)
+        let n_samples = add_count("sample", self.n_samples, 1)?;
+        let n_batches = add_count("batch", self.n_batches, 1)?;
+        s.add_sample(values);
+        self.n_samples = n_samples;
+        self.n_batches = n_batches;
+        self.invalidate();
+        Ok(())
     }
 
     /// The state after one more batch of `n ≥ 1` samples with sums `batch`
@@ -201,7 +245,7 @@ impl<F: Element> Fitted<F> {
         }
         self.n_samples = n_samples;
         self.n_batches = n_batches;
-        self.refresh(params);
+        self.invalidate();
         Ok(())
     }
 
@@ -214,7 +258,7 @@ impl<F: Element> Fitted<F> {
     /// [`CenteringError::IncompatibleMerge`] for another number of features
     /// (or accumulator), [`CenteringError::WeightOverflow`],
     /// [`CenteringError::CountOverflow`].
-    pub(crate) fn merge(&self, other: &Self, params: &ValidParams) -> Result<Self> {
+    pub(crate) fn merge(&self, other: &Self) -> Result<Self> {
         if self.n_features() != other.n_features() {
             return Err(CenteringError::IncompatibleMerge {
                 what: "number of features",
@@ -242,17 +286,14 @@ impl<F: Element> Fitted<F> {
                 });
             }
         };
-        let mut merged = Fitted {
-            // Counts stay exact or the merge fails: a loaded state may sit
-            // near u64::MAX. (Per-feature step counts are at most
-            // `n_batches`, so they cannot overflow once this has not.)
-            n_samples: add_count("sample", self.n_samples, other.n_samples)?,
-            n_batches: add_count("batch", self.n_batches, other.n_batches)?,
+        // Counts stay exact or the merge fails: a loaded state may sit near
+        // u64::MAX. (Per-feature step counts are at most `n_batches`, so
+        // they cannot overflow once this has not.)
+        Ok(Fitted::new(
+            add_count("sample", self.n_samples, other.n_samples)?,
+            add_count("batch", self.n_batches, other.n_batches)?,
             acc,
-            mean: Vec::new(),
-        };
-        merged.refresh(params);
-        Ok(merged)
+        ))
     }
 }
 
@@ -267,14 +308,14 @@ impl<F: Element> Fitted<F> {
     ///
     /// [`CenteringError::IncompatibleMerge`] for replicas with other
     /// feature counts or step counts, and as [`merge`](Self::merge).
-    pub(crate) fn average(replicas: &[&Self], params: &ValidParams) -> Result<Self> {
+    pub(crate) fn average(replicas: &[&Self]) -> Result<Self> {
         let Some((first, rest)) = replicas.split_first() else {
             return Err(CenteringError::NoReplicas);
         };
         if let Accumulator::Cumulative(_) = first.acc {
             let mut all = (*first).clone();
             for r in rest {
-                all = all.merge(r, params)?;
+                all = all.merge(r)?;
             }
             return Ok(all);
         }
@@ -323,14 +364,7 @@ impl<F: Element> Fitted<F> {
             };
             averaged.push(e);
         }
-        let mut out = Fitted {
-            n_samples,
-            n_batches: first.n_batches,
-            acc: Accumulator::Moving(averaged),
-            mean: Vec::new(),
-        };
-        out.refresh(params);
-        Ok(out)
+        Ok(Fitted::new(n_samples, first.n_batches, Accumulator::Moving(averaged)))
     }
 }
 

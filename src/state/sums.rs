@@ -65,6 +65,39 @@ impl Sums {
         overflow.map_or(Ok(()), Err)
     }
 
+    /// The sums of one sample of finite `values`: each value is its
+    /// feature's sum (exactly: `0 + x` has no error), of weight one.
+    pub(crate) fn of_sample(values: impl Iterator<Item = f64>) -> Self {
+        let sum: Vec<Dd<f64>> = values.map(|hi| Dd { hi, lo: 0.0 }).collect();
+        let d = sum.len();
+        Sums {
+            sum,
+            scale: vec![0; d],
+            weight: vec![Dd { hi: 1.0, lo: 0.0 }; d],
+        }
+    }
+
+    /// [`merge`](Self::merge) of [`of_sample`](Self::of_sample)`(values)`,
+    /// without building it: the same additions, so the same bits. No weight
+    /// can overflow (each grows by one).
+    pub(crate) fn add_sample(&mut self, values: impl Iterator<Item = f64>) {
+        let one = Dd { hi: 1.0, lo: 0.0 };
+        let features = self.sum.iter_mut().zip(&mut self.scale).zip(&mut self.weight);
+        for (((sum, scale), weight), x) in features.zip(values) {
+            if *scale == 0 {
+                // Unscaled: `add_scaled`'s first step, unless it overflows.
+                let s = sum.add(Dd { hi: x, lo: 0.0 });
+                if s.is_finite() {
+                    *sum = s;
+                    *weight = weight.add(one);
+                    continue;
+                }
+            }
+            (*sum, *scale) = add_scaled(*sum, *scale, Dd { hi: x, lo: 0.0 }, 0);
+            *weight = weight.add(one);
+        }
+    }
+
     /// `copies` repetitions of `self` (a batch given as a broadcast view:
     /// every zero-stride sample axis multiplies what the rest holds), by
     /// binary doubling: doubling a pair is exact (rescaled, never
