@@ -1205,7 +1205,7 @@ impl<F: Element> Centering<F> {
         want_mean: bool,
     ) -> Result<Option<Vec<F>>> {
         let (d, n) = self.check_shape(x.shape())?;
-        if n == 1 && w.is_none() && !want_mean && self.params.mode() == crate::Mode::Cumulative {
+        if T::EXACT && n == 1 && w.is_none() && !want_mean && self.params.mode() == crate::Mode::Cumulative {
             // One sample: its values are its sums (`0 + x` has no error), so
             // they are added to the state as they are, with no batch sums
             // of `D` pairs and weights (36 bytes per feature, allocated and

@@ -121,6 +121,10 @@ pub enum NpyDtype {
     U32,
     /// `<i4`
     I32,
+    /// `<u8`
+    U64,
+    /// `<i8`: numpy's default integer
+    I64,
     /// `<f2` (feature `half`)
     #[cfg(feature = "half")]
     F16,
@@ -139,6 +143,8 @@ impl NpyDtype {
             Self::I16 => "<i2",
             Self::U32 => "<u4",
             Self::I32 => "<i4",
+            Self::U64 => "<u8",
+            Self::I64 => "<i8",
             #[cfg(feature = "half")]
             Self::F16 => "<f2",
         }
@@ -152,7 +158,7 @@ impl NpyDtype {
             #[cfg(feature = "half")]
             Self::F16 => 2,
             Self::F32 | Self::U32 | Self::I32 => 4,
-            Self::F64 => 8,
+            Self::F64 | Self::U64 | Self::I64 => 8,
         }
     }
 
@@ -166,6 +172,8 @@ impl NpyDtype {
             "i2" => Self::I16,
             "u4" => Self::U32,
             "i4" => Self::I32,
+            "u8" => Self::U64,
+            "i8" => Self::I64,
             #[cfg(feature = "half")]
             "f2" => Self::F16,
             _ => return None,
@@ -175,9 +183,9 @@ impl NpyDtype {
 
 /// The dtypes a message lists as expected.
 const EXPECTED: &str = if cfg!(feature = "half") {
-    "float16/32/64 or (u)int8/16/32, little-endian ('<f8', '<f4', '<f2', '|u1', '<i2', ...)"
+    "float16/32/64 or (u)int8/16/32/64, little-endian ('<f8', '<f4', '<f2', '<i8', '|u1', ...)"
 } else {
-    "float32/float64 or (u)int8/16/32, little-endian ('<f8', '<f4', '|u1', '<i2', ...)"
+    "float32/float64 or (u)int8/16/32/64, little-endian ('<f8', '<f4', '<i8', '|u1', ...)"
 };
 
 /// A `.npy` file, memory-mapped, its header checked against its length.
@@ -231,6 +239,14 @@ macro_rules! with_view {
                 let $v = file.typed::<i32>()?;
                 $body
             }
+            NpyDtype::U64 => {
+                let $v = file.typed::<u64>()?;
+                $body
+            }
+            NpyDtype::I64 => {
+                let $v = file.typed::<i64>()?;
+                $body
+            }
             #[cfg(feature = "half")]
             NpyDtype::F16 => {
                 let $v = file.typed::<half::f16>()?;
@@ -281,7 +297,6 @@ impl NpyFile {
         let (order, code) = descr.split_at(descr.len().min(1));
         let dtype = NpyDtype::from_code(code).ok_or_else(|| {
             let why = match code {
-                "u8" | "i8" => " (64-bit integers are not inputs: their sums would not stay exact)",
                 "f2" => " (float16 needs the crate feature `half`)",
                 _ => "",
             };

@@ -6,6 +6,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD, Axis};
 
 use super::tree::{APPLY_CHUNK, BLOCK, for_chunks, for_chunks_at, for_chunks_mut, for_chunks_mut_at, tree};
 use super::{contiguous, narrow};
+use crate::state::two_sum;
 use crate::{Element, Input};
 
 /// Where a contiguous buffer keeps its features: element `i` of the buffer
@@ -316,7 +317,16 @@ pub(crate) fn apply_input<T: Input, F: Element>(
             .and(o.lanes_mut(Axis(last)))
             .for_each(|xl, mut ol| {
                 for ((o, &v), &mj) in ol.iter_mut().zip(xl).zip(&m) {
-                    let y = if add { v.widen() + mj } else { v.widen() - mj };
+                    let y = if T::EXACT {
+                        if add { v.widen() + mj } else { v.widen() - mj }
+                    } else {
+                        // A 64-bit integer is `hi + lo`: `hi ∓ mean` with
+                        // its rounding error, then `lo` and that error
+                        // together (`2⁶⁰ + 1 − 2⁶⁰` is 1, not 0).
+                        let (hi, lo) = v.widen_pair();
+                        let (s, e) = two_sum(hi, if add { mj } else { -mj });
+                        s + (e + lo)
+                    };
                     *o = F::from(y).unwrap_or_else(F::nan);
                 }
             });

@@ -25,7 +25,7 @@ use super::contiguous::RowAcc;
 use super::general;
 #[cfg(feature = "half")]
 use super::narrow::HalfAcc;
-use super::narrow::{IntAcc, Lanes};
+use super::narrow::{IntAcc, Lanes, exact_pair};
 use super::reduce::{check_weights, sum_rows};
 use super::tree::{LEAF, PARALLEL_MIN, join};
 use crate::error::{CenteringError, Result};
@@ -197,6 +197,8 @@ fn column_sum<T: Input>(col: &[T]) -> Dd<f64> {
         Batch::Int(IntBatch::I16(v)) => by::<_, IntAcc<i16>>(v),
         Batch::Int(IntBatch::U32(v)) => by::<_, IntAcc<u32>>(v),
         Batch::Int(IntBatch::I32(v)) => by::<_, IntAcc<i32>>(v),
+        Batch::Int(IntBatch::U64(v)) => by::<_, IntAcc<u64>>(v),
+        Batch::Int(IntBatch::I64(v)) => by::<_, IntAcc<i64>>(v),
         #[cfg(feature = "half")]
         Batch::F16(v) => by::<_, HalfAcc>(v),
         #[cfg(feature = "half")]
@@ -231,6 +233,11 @@ fn sum_range<T: Input>(
     policy: NanPolicy,
     scale: &[i32],
 ) -> Sums {
+    if !T::EXACT {
+        // 64-bit integers: never NaN, never overflowing, not all exact in
+        // an f64.
+        return wide_int_range(columns, validity, r0, r1);
+    }
     if scale.is_empty() {
         // The same arithmetic in the same order, several features at once.
         return super::samples::column_range_sums(columns, validity, r0, r1, policy);
@@ -255,6 +262,32 @@ fn sum_range<T: Input>(
         scale: if scale.is_empty() { vec![0; d] } else { scale.to_vec() },
         weight: sums.weight.iter().map(|w| w.normalized()).collect(),
     }
+}
+
+/// Rows `r0..r1` of 64-bit integer columns, nulls skipped: exact `i128`
+/// sums per feature (a leaf's are below 2¹⁵·2⁶⁴), as the array paths sum
+/// these types.
+fn wide_int_range<T: Input>(columns: &[&[T]], validity: &[Option<Validity<'_>>], r0: usize, r1: usize) -> Sums {
+    let d = columns.len();
+    let mut sums = Sums::zeros(d);
+    for (j, col) in columns.iter().enumerate() {
+        let valid = validity.get(j).copied().flatten();
+        let (mut total, mut count) = (0i128, 0u64);
+        for (i, &x) in col.iter().enumerate().take(r1).skip(r0) {
+            if valid.is_none_or(|v| v.is_valid(i) == Some(true)) {
+                // `hi + lo` exactly, both integers.
+                let (hi, lo) = x.widen_pair();
+                total += hi as i128 + lo as i128;
+                count += 1;
+            }
+        }
+        sums.sum[j] = exact_pair(total);
+        sums.weight[j] = Dd {
+            hi: count as f64,
+            lo: 0.0,
+        };
+    }
+    sums
 }
 
 #[cfg(test)]

@@ -44,20 +44,39 @@ fn push_lane<T: Input, W: Input>(
     scale: &[i32],
 ) {
     for (j, &x) in lane.iter().enumerate() {
-        let x = x.widen();
+        // `x = x + x_lo` exactly; `x_lo` is 0 but for 64-bit integers.
+        let (x, x_lo) = x.widen_pair();
         if policy == NanPolicy::Ignore && x.is_nan() {
             continue;
         }
         let x = if scale.is_empty() { x } else { ldexp(x, -scale[j]) };
         let acc = &mut sums.sum[j];
         match w.map(Input::widen) {
-            None => push_one(acc, &mut sums.weight[j], x),
+            None => {
+                push_one(acc, &mut sums.weight[j], x);
+                if !T::EXACT {
+                    // The rest, as one more term of the chain (no weight).
+                    let x_lo = if scale.is_empty() { x_lo } else { ldexp(x_lo, -scale[j]) };
+                    let (s, e) = two_sum(acc.hi, x_lo);
+                    acc.hi = s;
+                    acc.lo += e;
+                }
+            }
             Some(w) => {
                 let p = w * x;
                 let pe = product_error(w, x, p);
                 let (s, e) = two_sum(acc.hi, p);
                 acc.hi = s;
                 acc.lo += e + pe;
+                if !T::EXACT {
+                    // `w·x_lo` too, exactly split, as one more term.
+                    let x_lo = if scale.is_empty() { x_lo } else { ldexp(x_lo, -scale[j]) };
+                    let p = w * x_lo;
+                    let pe = product_error(w, x_lo, p);
+                    let (s, e) = two_sum(acc.hi, p);
+                    acc.hi = s;
+                    acc.lo += e + pe;
+                }
                 let (s, e) = two_sum(sums.weight[j].hi, w);
                 sums.weight[j].hi = s;
                 sums.weight[j].lo += e;

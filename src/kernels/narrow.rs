@@ -5,9 +5,10 @@
 //! `j` only ever sees feature `j mod d` — and plug into the same trees
 //! through [`Lanes`].
 //!
-//! **Integers** (`u8` … `i32`): lane `j` adds the values in the narrowest
+//! **Integers** (`u8` … `i64`): lane `j` adds the values in the narrowest
 //! integer type that cannot overflow for [`IntLane::FLUSH`] rows of lanes
-//! (`u16` for `u8`: 257 · 255 < 2¹⁶), then is flushed into an `i64` total.
+//! (`u16` for `u8`: 257 · 255 < 2¹⁶; `i128` for the 64-bit types, in
+//! scalar adds), then is flushed into an `i128` total.
 //! Integer additions are exact, so the sums are exact, whatever the split,
 //! the order or the instruction set. On AVX2 a `u8` lane add is one
 //! widening and one add per 16 values, where widening to `f64` and a
@@ -64,7 +65,9 @@ pub(crate) trait IntLane: Copy + Send + Sync + 'static {
     /// `a + x` in the lane type (never wraps within `FLUSH` additions).
     fn add(a: Self::Acc, x: Self) -> Self::Acc;
     /// The lane's value, exactly.
-    fn total(a: Self::Acc) -> i64;
+    fn total(a: Self::Acc) -> i128;
+    /// The value itself as an `i128`.
+    fn wide(x: Self) -> i128;
 }
 
 macro_rules! int_lane {
@@ -77,9 +80,13 @@ macro_rules! int_lane {
                 a.wrapping_add(<$acc>::from(x))
             }
             #[inline(always)]
-            fn total(a: $acc) -> i64 {
-                // Lossless: a flushed lane holds less than 2⁶³ in magnitude.
-                a as i64
+            fn total(a: $acc) -> i128 {
+                // Lossless: every lane type converts to i128 exactly.
+                i128::from(a)
+            }
+            #[inline(always)]
+            fn wide(x: $t) -> i128 {
+                i128::from(x)
             }
         }
     };
@@ -92,6 +99,10 @@ int_lane!(u16, u32, 65537);
 int_lane!(i16, i32, 65536);
 int_lane!(u32, u64, 1 << 30);
 int_lane!(i32, i64, 1 << 30);
+// A lane of `i128`s cannot wrap (2⁶³ values below 2⁶⁴); flushed every 2¹²
+// rows all the same, which costs nothing and keeps the flush tested.
+int_lane!(u64, i128, 1 << 12);
+int_lane!(i64, i128, 1 << 12);
 
 /// The most elements a leaf of integer lanes holds (see `IntAcc::leaf_len`).
 const INT_LEAF: usize = 1 << 18;
@@ -100,7 +111,7 @@ const INT_LEAF: usize = 1 << 18;
 pub(crate) struct IntAcc<T: IntLane> {
     d: usize,
     lanes: Vec<T::Acc>,
-    totals: Vec<i64>,
+    totals: Vec<i128>,
     /// The most values any lane added since the last flush.
     pending: usize,
 }
@@ -160,7 +171,7 @@ impl<T: IntLane> Lanes<T> for IntAcc<T> {
     /// that setting up and folding the lanes stays under 1% of a leaf
     /// (at [`LEAF`](super::tree::LEAF), 3-feature `u8` rows spent 10% of
     /// their time there). A lane adds at most `INT_LEAF / 64` values per
-    /// leaf: its `i64` total cannot overflow.
+    /// leaf: its `i128` total stays below 2⁸², exact in a double-word.
     fn leaf_len(d: usize) -> usize {
         INT_LEAF.max(super::reduce::leaf_len(d))
     }
@@ -171,7 +182,7 @@ impl<T: IntLane> Lanes<T> for IntAcc<T> {
         let mut per_feature = vec![0i128; d];
         for totals in self.totals.chunks(d) {
             for (f, &t) in per_feature.iter_mut().zip(totals) {
-                *f += i128::from(t);
+                *f += t;
             }
         }
         for (o, t) in out.iter_mut().zip(per_feature) {
@@ -181,10 +192,10 @@ impl<T: IntLane> Lanes<T> for IntAcc<T> {
 }
 
 /// An integer as a normalised `f64` double-word, exactly (`|t| < 2¹⁰⁶`).
-fn exact_pair(t: i128) -> Dd<f64> {
+pub(super) fn exact_pair(t: i128) -> Dd<f64> {
     let hi = t as f64;
-    // `t − hi` is below 2⁵³·ulp in magnitude: exact in an f64 for the
-    // leaf totals here (|t| < 2⁸⁰).
+    // `t − hi` is at most half an ulp of `hi`: an integer below 2⁵³ for
+    // the leaf totals here (|t| < 2⁸²: 2¹⁸ values below 2⁶⁴), exact in an f64.
     let lo = (t - hi as i128) as f64;
     Dd { hi, lo }
 }
@@ -581,7 +592,7 @@ mod tests {
 
     /// The lanes never wrap: a run of the extreme value, longer than many
     /// flushes, sums exactly, in every compiled version.
-    fn extremes<T: IntLane + Into<i64>>(values: [T; 2]) {
+    fn extremes<T: IntLane + Into<i128>>(values: [T; 2]) {
         for d in [1usize, 3, 7, 64, 300] {
             for v in values {
                 let n = (3 * T::FLUSH).min(1 << 16) * int_period(d) + d;
@@ -596,7 +607,7 @@ mod tests {
                     acc.push(&[]);
                     let mut out = vec![Dd::zero(); d];
                     acc.finish(&mut out);
-                    let want = i128::from(v.into()) * (x.len() / d) as i128;
+                    let want = v.into() * (x.len() / d) as i128;
                     for o in out {
                         assert_eq!(o, exact_pair(want), "d = {d}, runs of {run}");
                     }
@@ -609,13 +620,13 @@ mod tests {
     /// position, whole and short runs, over many blocks and flushes.
     #[test]
     fn integer_lanes_sum_each_feature_exactly() {
-        fn check<T: IntLane + Into<i64>>(value: impl Fn(usize) -> T) {
+        fn check<T: IntLane + Into<i128>>(value: impl Fn(usize) -> T) {
             for d in [1usize, 3, 5, 64, 300] {
                 let n = (int_period(d) * 700 + 3 * d) / d * d;
                 let x: Vec<T> = (0..n).map(&value).collect();
                 let mut want = vec![0i128; d];
                 for (i, &v) in x.iter().enumerate() {
-                    want[i % d] += i128::from(v.into());
+                    want[i % d] += v.into();
                 }
                 for run in [5 * d, n] {
                     let mut acc = <IntAcc<T> as Lanes<T>>::new(d);
@@ -637,6 +648,9 @@ mod tests {
         check(|i| h(i) as i16);
         check(|i| h(i) as u32);
         check(|i| h(i) as i32);
+        // 64-bit values across the whole range (`i128` lanes).
+        check(|i| (h(i) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        check(|i| (h(i) as i64).wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64));
     }
 
     #[test]
@@ -645,6 +659,8 @@ mod tests {
         extremes([i8::MIN, i8::MAX]);
         extremes([u16::MAX, 1]);
         extremes([i16::MIN, i16::MAX]);
+        extremes([u64::MAX, 1]);
+        extremes([i64::MIN, i64::MAX]);
     }
 
     /// Every f16 and bf16 bit pattern widens as the `half` crate widens it

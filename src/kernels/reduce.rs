@@ -8,7 +8,7 @@ use super::general;
 use super::layout::{self, Plan, plan};
 #[cfg(feature = "half")]
 use super::narrow::HalfAcc;
-use super::narrow::{IntAcc, IntLane, Lanes};
+use super::narrow::{IntAcc, IntLane, Lanes, exact_pair};
 use super::samples;
 use super::tree::{LEAF, PARALLEL_MIN, Rows, join, tree};
 use crate::error::{CenteringError, Result};
@@ -124,6 +124,8 @@ fn int_batch_sums(x: &IntBatch<'_>) -> Sums {
                 scale: vec![0; d],
                 weight: vec![Dd { hi: n as f64, lo: 0.0 }; d],
             },
+            // 64-bit values are not all exact in an f64: summed as `i128`s.
+            None if !T::EXACT => wide_int_sums(x),
             None => int_sums(x),
         }
     }
@@ -134,6 +136,8 @@ fn int_batch_sums(x: &IntBatch<'_>) -> Sums {
         IntBatch::I16(v) => exact(v),
         IntBatch::U32(v) => exact(v),
         IntBatch::I32(v) => exact(v),
+        IntBatch::U64(v) => exact(v),
+        IntBatch::I64(v) => exact(v),
     }
 }
 
@@ -183,7 +187,15 @@ pub(super) fn reduce_distinct<T: Input, W: Input>(
         // the bits every lane kernel gives for one row (`0 + x` is `x`
         // with no error), without their `O(D)` lane buffers: a one-sample
         // batch of 10⁸ features allocates only its sums.
-        Some(x.iter().map(|v| Dd { hi: v.widen(), lo: 0.0 }).collect())
+        // (A 64-bit integer is `hi + lo`, a normalised pair.)
+        Some(
+            x.iter()
+                .map(|v| {
+                    let (hi, lo) = v.widen_pair();
+                    Dd { hi, lo }
+                })
+                .collect(),
+        )
     } else if w.is_none() && policy == NanPolicy::Reject {
         match T::batch(x.view()) {
             Batch::F32(v) => Some(fast_sums(&v)),
@@ -259,6 +271,40 @@ fn int_sums<T: Input>(x: &ArrayViewD<'_, T>) -> Sums {
         acc.finish(&mut sum);
         Sums {
             sum,
+            scale: vec![0; d],
+            weight: vec![
+                Dd {
+                    hi: rows as f64,
+                    lo: 0.0
+                };
+                d
+            ],
+        }
+    };
+    let merge = |mut a: Sums, b: Sums| {
+        let _ = a.merge(&b);
+        a
+    };
+    tree((x.view(), None::<ArrayViewD<'_, T>>), LEAF, &leaf, &merge)
+}
+
+/// The sums of a 64-bit integer batch of a layout without integer lanes:
+/// each leaf of the general tree adds its lanes' values as `i128`s (a
+/// feature's leaf total is below 2¹⁵·2⁶⁴, exact as a double-word), and the
+/// tree adds the double-words exactly (integers below 2¹⁰⁵).
+fn wide_int_sums<T: Input + IntLane>(x: &ArrayViewD<'_, T>) -> Sums {
+    let last = x.ndim() - 1;
+    let d = x.len_of(Axis(last));
+    let leaf = |(v, _): (ArrayViewD<'_, T>, Option<ArrayViewD<'_, T>>)| {
+        let mut acc = vec![0i128; d];
+        for lane in v.lanes(Axis(last)) {
+            for (a, &x) in acc.iter_mut().zip(lane) {
+                *a += T::wide(x);
+            }
+        }
+        let rows = v.len() / d;
+        Sums {
+            sum: acc.into_iter().map(exact_pair).collect(),
             scale: vec![0; d],
             weight: vec![
                 Dd {

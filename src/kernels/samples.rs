@@ -38,6 +38,11 @@ pub(super) fn leaf_sums<T: Input, W: Input>(
     w: Option<&ArrayViewD<'_, W>>,
     policy: NanPolicy,
 ) -> Option<Sums> {
+    if !T::EXACT {
+        // 64-bit integers are split into two `f64`s per value
+        // (`general::push_lane`); these bodies widen to one.
+        return None;
+    }
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let rows = x.len().checked_div(d)?;

@@ -32,13 +32,13 @@ fn rational(num: i128, den: u64, bits: u32) -> f64 {
 }
 
 /// The exact per-feature sums of an integer batch, in `i128`.
-fn exact_sums<T: Copy + Into<i64>>(x: &ArrayD<T>) -> (Vec<i128>, u64) {
+fn exact_sums<T: Copy + Into<i128>>(x: &ArrayD<T>) -> (Vec<i128>, u64) {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let mut sums = vec![0i128; d];
     for lane in x.lanes(Axis(last)) {
         for (s, &v) in sums.iter_mut().zip(lane) {
-            *s += i128::from(v.into());
+            *s += v.into();
         }
     }
     (sums, (x.len() / d) as u64)
@@ -130,8 +130,14 @@ macro_rules! integer_suite {
                 let m = c32.mean().unwrap();
                 for (idx, &v) in x.indexed_iter() {
                     let j = idx[x.ndim() - 1];
-                    let want = (v.widen() - f64::from(m[j])) as f32;
-                    prop_assert_eq!(y[&idx].to_bits(), want.to_bits());
+                    let want = centred(v, m[j]);
+                    if <$t as Input>::EXACT {
+                        prop_assert_eq!(y[&idx].to_bits(), want.to_bits());
+                    } else {
+                        // 64-bit values: within an ulp of the exact difference.
+                        let ulp = f32::EPSILON * want.abs().max(f32::MIN_POSITIVE);
+                        prop_assert!((y[&idx] - want).abs() <= ulp, "{:?} − {} = {}, want {}", v, m[j], y[&idx], want);
+                    }
                 }
             }
         }
@@ -144,6 +150,101 @@ integer_suite!(u16_inputs_are_summed_exactly, u16, any::<u16>());
 integer_suite!(i16_inputs_are_summed_exactly, i16, any::<i16>());
 integer_suite!(u32_inputs_are_summed_exactly, u32, any::<u32>());
 integer_suite!(i32_inputs_are_summed_exactly, i32, any::<i32>());
+integer_suite!(u64_inputs_are_summed_exactly, u64, any::<u64>());
+integer_suite!(i64_inputs_are_summed_exactly, i64, any::<i64>());
+// Values near 2⁶⁰, whose differences from the mean are small: an f64 of
+// each value would round them away.
+integer_suite!(
+    i64_near_2_60_are_centred_exactly,
+    i64,
+    (1i64 << 60) - 64..(1i64 << 60) + 64
+);
+
+/// `v − m` rounded to `f32`, from an exact fixed-point difference (40
+/// fractional bits: the mean's bits below `2⁻⁴⁰` are far below an `f32`
+/// ulp of any difference of these tests).
+fn centred<T: Copy + Into<i128>>(v: T, m: f32) -> f32 {
+    let scale = (1u64 << 40) as f64;
+    let m_fixed = (f64::from(m) * scale).round() as i128;
+    let diff = (v.into() << 40) - m_fixed;
+    // An i128 below 2¹⁰⁶ in magnitude to f64 (one rounding), then to f32:
+    // exact for the narrow types' differences, within an f32 ulp otherwise.
+    ((diff as f64) / scale) as f32
+}
+
+/// 64-bit values that cancel: `±2⁶⁰ + k`, whose mean is small. An `f64` of
+/// each value is off by up to 128, which would swamp that mean; weighted
+/// (each value split into two exact `f64`s), strided and columnar (nulls
+/// skipped) fits must give the exactly rounded mean (weighted: within an
+/// ulp).
+#[test]
+fn sixty_four_bit_values_that_cancel_keep_their_mean() {
+    // 250 blocks of four rows: the large parts cancel exactly.
+    let n = 1000;
+    let d = 3;
+    let x = Array2::from_shape_fn((n, d), |(i, j)| {
+        // Signs alternate by blocks of four rows, as the weights cycle:
+        // the large parts cancel in the plain and the weighted sums.
+        let big = if (i / 4 + j) % 2 == 0 {
+            1i64 << 60
+        } else {
+            -(1i64 << 60)
+        };
+        big + (i as i64 * 37 + j as i64 * 11) % 101 - 50
+    });
+    let w = Array1::from_shape_fn(n, |i| (i % 4 + 1) as f64);
+    for j in 0..d {
+        let col = x.column(j);
+        let exact: i128 = col.iter().map(|&v| i128::from(v)).sum();
+        let weighted: i128 = col.iter().zip(&w).map(|(&v, &wi)| i128::from(v) * wi as i128).sum();
+        let total: u64 = w.iter().map(|&wi| wi as u64).sum();
+        let want = rational(exact, n as u64, 53);
+        let want_w = rational(weighted, total, 53);
+
+        let mut c = Centering::<f64>::new();
+        c.fit_input(&x).unwrap();
+        assert_eq!(c.mean().unwrap()[j], want, "plain, feature {j}");
+        // Every other row of a taller array: the strided path.
+        let mut tall = Array2::<i64>::zeros((2 * n, d));
+        tall.slice_mut(s![..;2, ..]).assign(&x);
+        let strided = tall.slice(s![..;2, ..]);
+        let mut s2 = Centering::<f64>::new();
+        s2.fit_input(&strided).unwrap();
+        assert_eq!(s2.mean().unwrap()[j], want, "strided, feature {j}");
+
+        for policy in [NanPolicy::Reject, NanPolicy::Ignore] {
+            let mut cw = Centering::<f64>::builder().nan_policy(policy).build().unwrap();
+            cw.partial_fit_input_weighted(&x, &w).unwrap();
+            let got = cw.mean().unwrap()[j];
+            assert!(
+                (got - want_w).abs() <= want_w.abs() * f64::EPSILON,
+                "weighted {policy:?}, feature {j}: {got} vs {want_w}"
+            );
+        }
+
+        // Columns with nulls (every fifth row of this one), as Arrow hands them.
+        let values: Vec<i64> = col.to_vec();
+        let bits: Vec<u8> = (0..n.div_ceil(8))
+            .map(|b| (0..8).filter(|k| (b * 8 + k) % 5 != 0).fold(0u8, |a, k| a | 1 << k))
+            .collect();
+        let kept: Vec<i128> = values
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 5 != 0)
+            .map(|(_, &v)| v.into())
+            .collect();
+        let want_c = rational(kept.iter().sum(), kept.len() as u64, 53);
+        let summary = centering::BatchSummary::from_columns(
+            &[&values[..]],
+            &[Some(centering::Validity::new(&bits, 0))],
+            NanPolicy::Ignore,
+        )
+        .unwrap();
+        assert_eq!(summary.mean::<f64>()[0], want_c, "columns with nulls, feature {j}");
+        let all = centering::BatchSummary::from_columns(&[&values[..]], &[], NanPolicy::Reject).unwrap();
+        assert_eq!(all.mean::<f64>()[0], want, "columns, feature {j}");
+    }
+}
 
 /// Large integer batches: the sums pass 2⁵³ (exact in the double-word
 /// state), and the result is the same whatever the thread count.
