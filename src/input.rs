@@ -73,7 +73,7 @@ impl Element for f64 {
 /// |---|---|---|
 /// | `f32`, `f64` | `f64` double-words (TwoSum) | within 1 ulp of the exact mean in `F` (well-conditioned data) |
 /// | `u8`, `i8`, `u16`, `i16`, `u32`, `i32` | exact integers (`i64` per leaf, `i128` in the state) | the sum is exact: the mean is a function of the exact sum and count only — bit-identical whatever the batch split, merge order and thread count |
-/// | `u64`, `i64` | exact integers (`i128` per leaf, double-words in the state) | as above while a feature's running sum stays below 2¹⁰⁵ in magnitude (at least 2⁴¹ ≈ 2.2·10¹² samples of any 64-bit values); beyond, within the double-word bound |
+/// | `u64`, `i64` | exact integers (`i128` per leaf, double-words in the state) | as above for at least 2⁴¹ ≈ 2.2·10¹² samples of any 64-bit values per feature (every partial sum below 2¹⁰⁵ in magnitude); beyond, within the double-word bound |
 /// | `half::f16`, `half::bf16` (feature `half`) | widened to `f64`, summed as `f32` is | within 1 ulp of the exact mean in `F` |
 ///
 /// Weights stay `F`; the in-place variants need an `F` array (a `u8` image

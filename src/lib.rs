@@ -536,7 +536,7 @@
 //! |---|---|---|
 //! | `f32`, `f64` | `f64` double-words (TwoSum), SIMD kernels | within 1 ulp of the exact mean (see [Numerics](#numerics)) |
 //! | `u8`, `i8`, `u16`, `i16`, `u32`, `i32` | exact integer sums (double-words holding integers exactly) | the mean is a function of the exact sum and count: bit-identical whatever the batch split, merge order or thread count |
-//! | `u64`, `i64` (numpy's default integer) | exact `i128` sums per leaf, double-words in the state | as above while a feature's running sum stays below 2¹⁰⁵ (at least 2⁴¹ samples of any values); weighted sums and `transform` split each value into two exact `f64`s, so nothing is rounded to 53 bits first |
+//! | `u64`, `i64` (numpy's default integer) | exact `i128` sums per leaf, double-words in the state | as above for at least 2⁴¹ samples of any values per feature (every partial sum below 2¹⁰⁵); weighted sums and `transform` split each value into two exact `f64`s, so nothing is rounded to 53 bits first |
 //! | `half::f16`, `half::bf16` (feature `half`) | widened to `f64`, summed as `f32` is | within 1 ulp of the exact mean in `F` |
 //!
 //! Weights stay `F`; the in-place variants need an `F` array. Integer and

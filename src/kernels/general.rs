@@ -54,7 +54,8 @@ fn push_lane<T: Input, W: Input>(
         match w.map(Input::widen) {
             None => {
                 push_one(acc, &mut sums.weight[j], x);
-                if !T::EXACT {
+                // (A zero rest adds nothing: the accumulators are never −0.)
+                if !T::EXACT && x_lo != 0.0 {
                     // The rest, as one more term of the chain (no weight).
                     let x_lo = if scale.is_empty() { x_lo } else { ldexp(x_lo, -scale[j]) };
                     let (s, e) = two_sum(acc.hi, x_lo);
@@ -68,8 +69,9 @@ fn push_lane<T: Input, W: Input>(
                 let (s, e) = two_sum(acc.hi, p);
                 acc.hi = s;
                 acc.lo += e + pe;
-                if !T::EXACT {
-                    // `w·x_lo` too, exactly split, as one more term.
+                if !T::EXACT && x_lo != 0.0 {
+                    // `w·x_lo` too, exactly split, as one more term (a zero
+                    // rest would add nothing but a slow FMA fallback).
                     let x_lo = if scale.is_empty() { x_lo } else { ldexp(x_lo, -scale[j]) };
                     let p = w * x_lo;
                     let pe = product_error(w, x_lo, p);

@@ -54,7 +54,7 @@ use crate::params::{EmaStart, Mode, ValidParams};
 /// Invariants (what `persist::check` verifies on load): `n_batches ≥ 1`,
 /// `n_samples ≥ n_batches`; the accumulator is the one the mode decides,
 /// with `D ≥ 1` features; every mean the state must have is finite.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Fitted<F> {
     pub(crate) n_samples: u64,
     pub(crate) n_batches: u64,
@@ -70,6 +70,18 @@ pub(crate) struct Fitted<F> {
 pub(crate) enum Accumulator<F> {
     Cumulative(Sums),
     Moving(Vec<Ema<F>>),
+}
+
+/// Without the cached mean, so that printing a state does not depend on
+/// whether its mean was read.
+impl<F: std::fmt::Debug> std::fmt::Debug for Fitted<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fitted")
+            .field("n_samples", &self.n_samples)
+            .field("n_batches", &self.n_batches)
+            .field("acc", &self.acc)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<F: PartialEq> PartialEq for Fitted<F> {

@@ -26,7 +26,7 @@ use centering::{BatchSummary, Centering, Input, NanPolicy, Validity};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, PrimitiveArray};
 use datafusion::arrow::datatypes::{
     ArrowNativeType, ArrowPrimitiveType, DataType, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type,
-    Int32Type, UInt8Type, UInt16Type, UInt32Type,
+    Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -253,9 +253,11 @@ impl GroupsAccumulator for CenterFitGroups {
             DataType::Int8 => fold_runs::<i8, Int8Type>(groups, values, &runs, nan_policy),
             DataType::Int16 => fold_runs::<i16, Int16Type>(groups, values, &runs, nan_policy),
             DataType::Int32 => fold_runs::<i32, Int32Type>(groups, values, &runs, nan_policy),
+            DataType::Int64 => fold_runs::<i64, Int64Type>(groups, values, &runs, nan_policy),
             DataType::UInt8 => fold_runs::<u8, UInt8Type>(groups, values, &runs, nan_policy),
             DataType::UInt16 => fold_runs::<u16, UInt16Type>(groups, values, &runs, nan_policy),
             DataType::UInt32 => fold_runs::<u32, UInt32Type>(groups, values, &runs, nan_policy),
+            DataType::UInt64 => fold_runs::<u64, UInt64Type>(groups, values, &runs, nan_policy),
             t => exec_err!("center_fit: unexpected column type {t} after coercion"),
         }
     }

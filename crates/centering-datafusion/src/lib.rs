@@ -93,12 +93,13 @@
 //! # Inputs
 //!
 //! Columns that are all Float64, all Float32, all Float16 or all of one
-//! integer type of at most 32 bits are read as Arrow holds them, without a
-//! cast: floats are summed as the crate sums them, integers exactly (the
-//! mean is the exactly rounded mean), all into an `f64` state. Any other
-//! mix — Int64, UInt64, decimals, or columns of different types — is cast
-//! to Float64 by DataFusion's type coercion first (exact for integers up to
-//! 2⁵³ in magnitude). `center_fit(DISTINCT x)` of one column fits the
+//! integer type (Int8 … Int64, UInt8 … UInt64) are read as Arrow holds
+//! them, without a cast: floats are summed as the crate sums them, integers
+//! exactly (the mean is the exactly rounded mean; for 64-bit columns, for
+//! at least 2⁴¹ rows per feature), all into an `f64` state. Any other
+//! mix — decimals, or columns of different types — is cast to Float64 by
+//! DataFusion's type coercion first (exact for integers up to 2⁵³ in
+//! magnitude). `center_fit(DISTINCT x)` of one column fits the
 //! distinct values (DataFusion plans it as a `GROUP BY` of the values
 //! first); of several columns it reaches the aggregate, which refuses it
 //! with a "not supported" error rather than fit every row. A null is a
@@ -153,7 +154,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{
     DataType, Field, FieldRef, Fields, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
-    UInt8Type, UInt16Type, UInt32Type,
+    Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use datafusion::common::not_impl_err;
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
@@ -191,18 +192,18 @@ fn result_fields() -> Fields {
 }
 
 /// The column types the core reads as they are: Float64, Float32,
-/// Float16, and the integers of at most 32 bits (summed exactly).
+/// Float16, and the integers (summed exactly).
 fn read_as_is(t: &DataType) -> bool {
     use DataType::*;
     matches!(
         t,
-        Float64 | Float32 | Float16 | Int8 | Int16 | Int32 | UInt8 | UInt16 | UInt32
+        Float64 | Float32 | Float16 | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64
     )
 }
 
 /// Columns that all have one type the core reads as it is keep it; any
-/// other mix of numeric types is cast to Float64 (Int64, UInt64 and
-/// decimals too: their values beyond 2⁵³ round).
+/// other mix of numeric types is cast to Float64 (decimals too: their
+/// values beyond 2⁵³ round).
 fn coerce_features(name: &str, arg_types: &[DataType]) -> Result<Vec<DataType>> {
     let Some(first) = arg_types.first() else {
         return plan_err!("{name} needs at least one feature column");
@@ -412,9 +413,11 @@ fn summarise(values: &[ArrayRef], nan_policy: NanPolicy) -> Result<Option<BatchS
         DataType::Int8 => typed::<i8, Int8Type>(values, nan_policy).map(Some),
         DataType::Int16 => typed::<i16, Int16Type>(values, nan_policy).map(Some),
         DataType::Int32 => typed::<i32, Int32Type>(values, nan_policy).map(Some),
+        DataType::Int64 => typed::<i64, Int64Type>(values, nan_policy).map(Some),
         DataType::UInt8 => typed::<u8, UInt8Type>(values, nan_policy).map(Some),
         DataType::UInt16 => typed::<u16, UInt16Type>(values, nan_policy).map(Some),
         DataType::UInt32 => typed::<u32, UInt32Type>(values, nan_policy).map(Some),
+        DataType::UInt64 => typed::<u64, UInt64Type>(values, nan_policy).map(Some),
         t => exec_err!("center_fit: unexpected column type {t} after coercion"),
     }
 }

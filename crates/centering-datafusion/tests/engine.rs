@@ -326,6 +326,66 @@ async fn narrow_columns_are_read_without_a_cast() -> Result<()> {
     Ok(())
 }
 
+/// Int64 and UInt64 columns (pandas' and Parquet's default integers) are
+/// read as they are, not cast to Float64: values near 2⁶⁰ whose mean an
+/// `f64` of each value would get wrong (2⁶⁰ + 1 is not an `f64`), with a
+/// null, without and with GROUP BY.
+#[tokio::test]
+async fn sixty_four_bit_columns_are_read_without_a_cast() -> Result<()> {
+    use datafusion::arrow::array::{Int64Array, UInt64Array};
+    let big = 1i64 << 60;
+    let a = [Some(big + 1), Some(-big), None, Some(big + 3), Some(-big)];
+    let b = [u64::MAX, u64::MAX - 2, 5, 7, 1];
+    let k = [1i64, 2, 1, 1, 2];
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int64, true),
+        Field::new("b", DataType::UInt64, true),
+        Field::new("k", DataType::Int64, true),
+    ]));
+    let batch = |r: std::ops::Range<usize>| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(a[r.clone()].to_vec())),
+                Arc::new(UInt64Array::from(b[r.clone()].to_vec())),
+                Arc::new(Int64Array::from(k[r].to_vec())),
+            ],
+        )
+    };
+    let ctx = context(2);
+    ctx.register_table(
+        "t",
+        Arc::new(MemTable::try_new(
+            schema.clone(),
+            vec![vec![batch(0..2)?], vec![batch(2..5)?]],
+        )?),
+    )?;
+    // Exact means: (2⁶⁰ + 1 − 2⁶⁰ + 2⁶⁰ + 3 − 2⁶⁰) / 4 = 1; b's by i128.
+    let b_sum: i128 = b.iter().map(|&v| i128::from(v)).sum();
+    let out = ctx
+        .sql("SELECT center_fit(a) AS fa, center_fit(b) AS fb FROM t")
+        .await?
+        .collect()
+        .await?;
+    assert_eq!(state_of(&out[0], "fa", 0)?.mean().unwrap().to_vec(), vec![1.0]);
+    assert_eq!(
+        state_of(&out[0], "fb", 0)?.mean().unwrap().to_vec(),
+        vec![(b_sum as f64) / 5.0]
+    );
+    let out = ctx
+        .sql("SELECT k, center_fit(a) AS fa FROM t GROUP BY k ORDER BY k")
+        .await?
+        .collect()
+        .await?;
+    // Group 1: 2⁶⁰ + 1, null, 2⁶⁰ + 3 → 2⁶⁰ + 2; group 2: −2⁶⁰ twice.
+    assert_eq!(
+        state_of(&out[0], "fa", 0)?.mean().unwrap().to_vec(),
+        vec![(big + 2) as f64]
+    );
+    assert_eq!(state_of(&out[0], "fa", 1)?.mean().unwrap().to_vec(), vec![-big as f64]);
+    Ok(())
+}
+
 /// A table with a group key `k` per row: the rows and keys of each
 /// partition's batches.
 struct Grouped {
