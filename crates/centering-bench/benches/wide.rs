@@ -1,0 +1,104 @@
+//! Wide D (issue 10): one sample of `D` features per `partial_fit` — the
+//! per-call cost per feature and the memory beyond the input, for a
+//! cumulative `f64` estimate.
+//!
+//! ```sh
+//! cargo bench -p centering-bench --bench wide                    # D = 10⁶, 10⁷
+//! CENTERING_WIDE_D=100000000 cargo bench -p centering-bench --bench wide
+//! ```
+//!
+//! Each `D` runs in a child process (this binary with `--wide-child D`), so
+//! that its peak memory (`VmHWM`) is its own: the extra memory is that peak
+//! minus the resident memory once the input exists. The first call builds
+//! the state (its sums: 36 bytes per feature); later calls add to it; the
+//! first read of the mean divides each feature's sums once.
+
+mod common;
+use common::cpu_model;
+use std::process::Command;
+use std::time::Instant;
+
+use centering::Centering;
+use ndarray::Array2;
+
+/// Calls after the first, timed one by one (the median is reported).
+const LATER: usize = 5;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--wide-child") {
+        child(args[i + 1].parse().expect("a feature count"));
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo bench -- --list`
+    }
+    let sizes: Vec<usize> = std::env::var("CENTERING_WIDE_D").map_or_else(
+        |_| vec![1_000_000, 10_000_000],
+        |v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+    );
+    println!(
+        "wide D on {}: one f64 sample of D features per partial_fit, cumulative f64 estimate",
+        cpu_model()
+    );
+    println!(
+        "\n| D | first call (ns/feature) | later calls, median (ns/feature) | first mean read (ns/feature) | extra peak memory (bytes/feature) | extra / input |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let me = std::env::current_exe().expect("no path to this binary");
+    for d in sizes {
+        let out = Command::new(&me).arg("--wide-child").arg(d.to_string()).output();
+        match out {
+            Ok(o) if o.status.success() => print!("{}", String::from_utf8_lossy(&o.stdout)),
+            Ok(o) => println!("| {d} | failed: {} |", String::from_utf8_lossy(&o.stderr).trim()),
+            Err(e) => println!("| {d} | could not run: {e} |"),
+        }
+    }
+}
+
+/// `VmRSS` or `VmHWM` of this process, in bytes.
+fn status_bytes(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| {
+            l[field.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(f64::NAN, |kb| kb * 1024.0)
+}
+
+fn child(d: usize) {
+    let x = Array2::from_shape_fn((1, d), |(_, j)| (j % 1000) as f64 * 0.25 + 1.0);
+    let input = (d * 8) as f64;
+    let before = status_bytes("VmRSS:");
+    let per = |s: f64| s * 1e9 / d as f64;
+    let mut c = Centering::<f64>::new();
+    let t = Instant::now();
+    c.partial_fit(&x).expect("partial_fit failed");
+    let first = per(t.elapsed().as_secs_f64());
+    let mut later: Vec<f64> = (0..LATER)
+        .map(|_| {
+            let t = Instant::now();
+            c.partial_fit(&x).expect("partial_fit failed");
+            per(t.elapsed().as_secs_f64())
+        })
+        .collect();
+    later.sort_by(f64::total_cmp);
+    let t = Instant::now();
+    let m = c.mean().map_or(f64::NAN, |m| m[d - 1]);
+    let read = per(t.elapsed().as_secs_f64());
+    assert_eq!(m, x[[0, d - 1]], "the mean of equal samples is the sample");
+    let extra = status_bytes("VmHWM:") - before;
+    println!(
+        "| {d} | {first:.1} | {:.1} | {read:.1} | {:.0} | {:.1}× |",
+        later[LATER / 2],
+        extra / d as f64,
+        extra / input
+    );
+}
