@@ -1205,11 +1205,12 @@ impl<F: Element> Centering<F> {
         want_mean: bool,
     ) -> Result<Option<Vec<F>>> {
         let (d, n) = self.check_shape(x.shape())?;
-        if T::EXACT && n == 1 && w.is_none() && !want_mean && self.params.mode() == crate::Mode::Cumulative {
-            // One sample: its values are its sums (`0 + x` has no error), so
-            // they are added to the state as they are, with no batch sums
-            // of `D` pairs and weights (36 bytes per feature, allocated and
-            // merged per call: most of a 10⁷-feature call's time before).
+        if T::EXACT && n == 1 && w.is_none() && !want_mean {
+            // One sample: its values are its sums (`0 + x` has no error) and
+            // its means, so they are added to the state (or stepped into a
+            // moving average) as they are, with no batch sums of `D` pairs
+            // and weights (36 bytes per feature, allocated and merged per
+            // call: most of a 10⁷-feature call's time before).
             // `+ 0.0` under `Ignore`: the general path's `0 + x` there turns
             // a `-0` into `+0` (the fast kernels under `Reject` keep it).
             let zero = if self.params.nan_policy() == crate::NanPolicy::Ignore {
@@ -1220,10 +1221,10 @@ impl<F: Element> Centering<F> {
             let widen = move |v: &T| v.widen() + zero;
             let folded = match x.as_slice() {
                 // Read where they lie: twice (a check, then the fold), no copy.
-                Some(s) => self.fold_sample(s.iter().map(widen)),
+                Some(s) => self.fold_sample(d, s.iter().map(widen)),
                 None => {
                     let values: Vec<f64> = x.iter().map(widen).collect();
-                    self.fold_sample(values.into_iter())
+                    self.fold_sample(d, values.into_iter())
                 }
             };
             if let Some(folded) = folded {
@@ -1236,19 +1237,18 @@ impl<F: Element> Centering<F> {
         }
     }
 
-    /// Folds one sample (its values, widened) into a cumulative estimate,
-    /// or `None` when a value is missing or not finite (the general path
-    /// then skips or reports it).
-    fn fold_sample(&mut self, values: impl Iterator<Item = f64> + Clone) -> Option<Result<()>> {
+    /// Folds one sample (its `d` values, widened) into the estimate, or
+    /// `None` when a value is missing or not finite (the general path then
+    /// skips or reports it).
+    fn fold_sample(&mut self, d: usize, values: impl Iterator<Item = f64> + Clone) -> Option<Result<()>> {
         if !values.clone().all(f64::is_finite) {
             return None;
         }
         Some(match &mut self.fitted {
-            Some(f) => f.fold_sample(values),
-            None => {
-                self.fitted = Some(Fitted::first_sample(values));
-                Ok(())
-            }
+            Some(f) => f.fold_sample(values, &self.params),
+            None => Fitted::first_sample(self.params.mode(), d, values, &self.params).map(|f| {
+                self.fitted = Some(f);
+            }),
         })
     }
 

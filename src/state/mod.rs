@@ -41,7 +41,7 @@ pub(crate) use dd::{Dd, ldexp, product_error, two_sum};
 pub(crate) use ema::Ema;
 #[cfg(feature = "serde")]
 pub(crate) use ema::{norm_reference, pow_u64};
-pub(crate) use sums::{SCALE_STEP, Sums, scaled_product};
+pub(crate) use sums::{SCALE_STEP, Sums, sample_mean, scaled_product};
 
 use std::sync::OnceLock;
 
@@ -164,37 +164,49 @@ impl<F: Element> Fitted<F> {
         Ok(Fitted::new(n, 1, Accumulator::Cumulative(batch)))
     }
 
-    /// The cumulative state after one sample of finite `values` (one per
-    /// feature): the state [`first`](Self::first) makes of that sample's
-    /// sums, without computing them.
-    pub(crate) fn first_sample(values: impl Iterator<Item = f64>) -> Self {
-        Fitted::new(1, 1, Accumulator::Cumulative(Sums::of_sample(values)))
+    /// The state after one sample of finite `values` (`d`, one per
+    /// feature): what [`first`](Self::first) makes of that sample's sums,
+    /// without computing them.
+    pub(crate) fn first_sample(
+        mode: Mode,
+        d: usize,
+        values: impl Iterator<Item = f64>,
+        params: &ValidParams,
+    ) -> Result<Self> {
+        if mode == Mode::Cumulative {
+            return Ok(Fitted::new(1, 1, Accumulator::Cumulative(Sums::of_sample(values))));
+        }
+        let mut first = Self::empty(mode, d);
+        first.fold_sample(values, params)?;
+        Ok(first)
     }
 
-    /// One more sample of finite `values` (one per feature) into a
-    /// cumulative state, in place: the bits of
-    /// [`fold_in_place`](Self::fold_in_place) with that sample's sums,
-    /// without computing them.
+    /// One more sample of finite `values` (one per feature), in place: the
+    /// bits of [`fold_in_place`](Self::fold_in_place) with that sample's
+    /// sums and mean, without computing them — the cumulative sums add the
+    /// values, a moving average steps with each value's mean as a one-sample
+    /// summary has it ([`sample_mean`]).
     ///
     /// # Errors
     ///
-    /// [`CenteringError::CountOverflow`], [`CenteringError::IncompatibleMerge`]
-    /// for a moving state (the estimator calls this for the cumulative mode
-    /// only); `self` is then unchanged. A weight cannot overflow (each grows
-    /// by one, and a finite `f64` plus one stays finite) and a sum is
-    /// rescaled rather than overflow, so nothing fails once the counts have
-    /// been checked.
-    pub(crate) fn fold_sample(&mut self, values: impl Iterator<Item = f64>) -> Result<()> {
-        let Accumulator::Cumulative(s) = &mut self.acc else {
-            return Err(CenteringError::IncompatibleMerge {
-                what: "accumulator",
-                this: "moving".into(),
-                other: "one cumulative sample".into(),
-            });
-        };
+    /// [`CenteringError::CountOverflow`]; `self` is then unchanged. A weight
+    /// cannot overflow (each grows by one, and a finite `f64` plus one stays
+    /// finite), a sum is rescaled rather than overflow and a step cannot
+    /// fail, so nothing fails once the counts have been checked.
+    pub(crate) fn fold_sample(&mut self, values: impl Iterator<Item = f64>, params: &ValidParams) -> Result<()> {
         let n_samples = add_count("sample", self.n_samples, 1)?;
         let n_batches = add_count("batch", self.n_batches, 1)?;
-        s.add_sample(values);
+        match &mut self.acc {
+            Accumulator::Cumulative(s) => s.add_sample(values),
+            Accumulator::Moving(e) => {
+                let weights = params.ema_weights::<F>();
+                let mut decay = ema::Decay::default();
+                // Every feature observed one value: every feature steps.
+                for (e, x) in e.iter_mut().zip(values) {
+                    e.step(&weights, sample_mean(x), &mut decay);
+                }
+            }
+        }
         self.n_samples = n_samples;
         self.n_batches = n_batches;
         self.invalidate();

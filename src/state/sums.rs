@@ -131,20 +131,7 @@ impl Sums {
     /// mean far beyond — a loaded state with an impossible `scale` — stays
     /// infinite, and loading refuses it.
     pub(crate) fn mean_of<F: Float>(&self, j: usize) -> F {
-        let w = self.weight[j];
-        if w.is_zero() {
-            return F::nan();
-        }
-        let q = self.sum[j].quotient(w);
-        // For F = f64 this is `ldexp(q₁ + c, scale)`; narrower types round
-        // the normalised pair once.
-        let (s, e) = two_sum(q.hi, q.lo);
-        let k = self.scale[j];
-        let m: F = round_pair(ldexp(s, k), ldexp(e, k));
-        if m.is_finite() {
-            return m;
-        }
-        from_half(round_pair(ldexp(s, k - 1), ldexp(e, k - 1)))
+        mean_of_parts(self.sum[j], self.scale[j], self.weight[j])
     }
 
     pub(crate) fn means<F: Float>(&self) -> Vec<F> {
@@ -155,6 +142,28 @@ impl Sums {
     pub(crate) fn weights(&self) -> Vec<f64> {
         self.weight.iter().map(Dd::value).collect()
     }
+}
+
+/// The mean of a sum `sum·2^k` of weight `w` (see [`Sums::mean_of`]).
+fn mean_of_parts<F: Float>(sum: Dd<f64>, k: i32, w: Dd<f64>) -> F {
+    if w.is_zero() {
+        return F::nan();
+    }
+    let q = sum.quotient(w);
+    // For F = f64 this is `ldexp(q₁ + c, scale)`; narrower types round
+    // the normalised pair once.
+    let (s, e) = two_sum(q.hi, q.lo);
+    let m: F = round_pair(ldexp(s, k), ldexp(e, k));
+    if m.is_finite() {
+        return m;
+    }
+    from_half(round_pair(ldexp(s, k - 1), ldexp(e, k - 1)))
+}
+
+/// The mean of one sample whose value is `x` (finite): what
+/// [`Sums::of_sample`]`([x]).mean_of(0)` gives, by the same function.
+pub(crate) fn sample_mean<F: Float>(x: f64) -> F {
+    mean_of_parts(Dd { hi: x, lo: 0.0 }, 0, Dd { hi: 1.0, lo: 0.0 })
 }
 
 /// `m·count` as a double-word sum with its scale (a power of two taken

@@ -3,7 +3,7 @@
 //! wide, tiled), sequential and parallel sizes, f32 and f64; plus
 //! bit-for-bit determinism across thread counts.
 
-use centering::{BatchSummary, Centering, CenteringError, CenteringParams, NanPolicy};
+use centering::{BatchSummary, Centering, CenteringError, CenteringParams, EmaStart, NanPolicy};
 use ndarray::{Array, ArrayD, ArrayViewD, Axis, IxDyn, ShapeBuilder, Slice};
 use proptest::prelude::*;
 
@@ -430,16 +430,27 @@ fn one_sample_batches_fold_their_values() {
     assert_eq!(c.n_samples_seen(), 1);
 }
 
-/// A one-sample batch of a cumulative estimate is added to the state as its
-/// values (no batch sums): the same state and mean bits as its summary
-/// folded by `partial_fit_summary` (the kernels' path), after batches that
+/// A one-sample batch is added to the state as its values (no batch sums):
+/// the same state and mean bits as its summary folded by
+/// `partial_fit_summary` (the kernels' path), in every mode (a moving
+/// average steps with the sample as the batch mean), after batches that
 /// left low parts and scales in the state, for `-0`, values near
 /// `f64::MAX` (rescaled sums) and tiny ones, contiguous and strided
 /// samples, under both policies — and a sample with a NaN still goes the
 /// general way (skipped under `Ignore`, an error naming it under `Reject`).
 #[test]
 fn one_sample_folds_are_the_summary_path() {
-    for policy in [NanPolicy::Reject, NanPolicy::Ignore] {
+    let modes = [
+        CenteringParams::new(),
+        CenteringParams::keras(0.9),
+        CenteringParams::torch(0.1),
+        CenteringParams::new().moving_average(0.5).start(EmaStart::FirstBatch),
+        CenteringParams::new().batch_average(),
+    ];
+    for (params, policy) in modes
+        .iter()
+        .flat_map(|p| [NanPolicy::Reject, NanPolicy::Ignore].map(|n| (p.nan_policy(n), n)))
+    {
         for d in [1usize, 3, 64, 1000] {
             let many = shaped(&[5, d], d as u64 + 7).mapv(|v| v * 1e-3 + 1e12);
             let mut sample = shaped(&[1, d], d as u64 + 8);
@@ -452,7 +463,7 @@ fn one_sample_folds_are_the_summary_path() {
             let mut wider = Array::zeros(IxDyn(&[1, 2 * d]));
             wider.slice_axis_mut(Axis(1), Slice::new(0, None, 2)).assign(&sample);
             let strided = wider.slice_axis(Axis(1), Slice::new(0, None, 2));
-            let mut a = Centering::<f64>::builder().nan_policy(policy).build().unwrap();
+            let mut a: Centering<f64> = params.build().unwrap();
             let mut b = a.clone();
             let mut first = a.clone();
             for batch in [
@@ -467,34 +478,34 @@ fn one_sample_folds_are_the_summary_path() {
                     .unwrap();
             }
             first.partial_fit(&strided).unwrap();
-            let mut first_b = Centering::<f64>::builder().nan_policy(policy).build().unwrap();
+            let mut first_b: Centering<f64> = params.build().unwrap();
             first_b
                 .partial_fit_summary(&BatchSummary::from_array(&strided, policy).unwrap())
                 .unwrap();
-            assert!(a == b, "{policy:?}, d = {d}");
-            assert_eq!(bits(&a), bits(&b), "{policy:?}, d = {d}");
-            assert_eq!(bits(&first), bits(&first_b), "{policy:?}, d = {d}, first batch");
+            assert!(a == b, "{params:?}, d = {d}");
+            assert_eq!(bits(&a), bits(&b), "{params:?}, d = {d}");
+            assert_eq!(bits(&first), bits(&first_b), "{params:?}, d = {d}, first batch");
             // The saved states too: their sums show the sign of a zero,
             // which `==` and the mean do not.
             #[cfg(feature = "serde")]
             {
                 let text = |c: &Centering<f64>| serde_json::to_string(c).unwrap();
-                assert_eq!(text(&first), text(&first_b), "{policy:?}, d = {d}, saved first batch");
-                assert_eq!(text(&a), text(&b), "{policy:?}, d = {d}, saved");
+                assert_eq!(text(&first), text(&first_b), "{params:?}, d = {d}, saved first batch");
+                assert_eq!(text(&a), text(&b), "{params:?}, d = {d}, saved");
             }
             assert_eq!(a.n_samples_seen(), 9);
             // f32 estimates of f32 samples, too.
             let s32 = sample.mapv(|v| (v as f32).min(f32::MAX));
-            let mut c = Centering::<f32>::builder().nan_policy(policy).build().unwrap();
+            let mut c: Centering<f32> = params.build().unwrap();
             let mut e = c.clone();
             for _ in 0..2 {
                 c.partial_fit(&s32).unwrap();
                 e.partial_fit_summary(&BatchSummary::from_array(&s32, policy).unwrap())
                     .unwrap();
             }
-            assert!(c == e, "f32, {policy:?}, d = {d}");
+            assert!(c == e, "f32, {params:?}, d = {d}");
             let m32 = |c: &Centering<f32>| c.mean().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(m32(&c), m32(&e), "f32, {policy:?}, d = {d}");
+            assert_eq!(m32(&c), m32(&e), "f32, {params:?}, d = {d}");
 
             let mut with_nan = sample.clone();
             with_nan[[0, d - 1]] = f64::NAN;
@@ -510,7 +521,7 @@ fn one_sample_folds_are_the_summary_path() {
                 got.unwrap();
                 b.partial_fit_summary(&BatchSummary::from_array(&with_nan, policy).unwrap())
                     .unwrap();
-                assert!(a == b, "NaN under Ignore, d = {d}");
+                assert!(a == b, "NaN under Ignore, {params:?}, d = {d}");
                 assert_eq!(bits(&a), bits(&b));
             }
         }
