@@ -25,7 +25,7 @@ use super::contiguous::RowAcc;
 use super::general;
 #[cfg(feature = "half")]
 use super::narrow::HalfAcc;
-use super::narrow::{IntAcc, Lanes, exact_pair};
+use super::narrow::{IntAcc, Lanes, exact_int, exact_pair};
 use super::reduce::{check_weights, sum_rows};
 use super::tree::{LEAF, PARALLEL_MIN, join};
 use crate::error::{CenteringError, Result};
@@ -123,12 +123,7 @@ pub(crate) fn reduce_columns<T: Input>(
         });
     }
     let sums = if policy == NanPolicy::Reject {
-        let sum = sum_slices(columns, 0, d);
-        Sums {
-            sum,
-            scale: vec![0; d],
-            weight: vec![Dd { hi: n as f64, lo: 0.0 }; d],
-        }
+        Sums::counted(sum_slices(columns, 0, d), n)
     } else {
         let leaf = |r0: usize, r1: usize| sum_range(columns, validity, r0, r1, policy, &[]);
         rows_tree(0, n, d, &leaf)
@@ -216,10 +211,8 @@ fn rows_tree(r0: usize, r1: usize, d: usize, leaf: &(impl Fn(usize, usize) -> Su
         return leaf(r0, r1);
     }
     let mid = r0 + rows / 2;
-    let (mut a, b) = join(len, || rows_tree(r0, mid, d, leaf), || rows_tree(mid, r1, d, leaf));
-    // An overflowed weight stays in `a`, non-finite: `check_weights` reports it.
-    let _ = a.merge(&b);
-    a
+    let (a, b) = join(len, || rows_tree(r0, mid, d, leaf), || rows_tree(mid, r1, d, leaf));
+    Sums::merged(a, b)
 }
 
 /// Rows `r0..r1` of every column, feature by feature in row order, skipping
@@ -275,9 +268,7 @@ fn wide_int_range<T: Input>(columns: &[&[T]], validity: &[Option<Validity<'_>>],
         let (mut total, mut count) = (0i128, 0u64);
         for (i, &x) in col.iter().enumerate().take(r1).skip(r0) {
             if valid.is_none_or(|v| v.is_valid(i) == Some(true)) {
-                // `hi + lo` exactly, both integers.
-                let (hi, lo) = x.widen_pair();
-                total += hi as i128 + lo as i128;
+                total += exact_int(x);
                 count += 1;
             }
         }

@@ -66,8 +66,6 @@ pub(crate) trait IntLane: Copy + Send + Sync + 'static {
     fn add(a: Self::Acc, x: Self) -> Self::Acc;
     /// The lane's value, exactly.
     fn total(a: Self::Acc) -> i128;
-    /// The value itself as an `i128`.
-    fn wide(x: Self) -> i128;
 }
 
 macro_rules! int_lane {
@@ -83,10 +81,6 @@ macro_rules! int_lane {
             fn total(a: $acc) -> i128 {
                 // Lossless: every lane type converts to i128 exactly.
                 i128::from(a)
-            }
-            #[inline(always)]
-            fn wide(x: $t) -> i128 {
-                i128::from(x)
             }
         }
     };
@@ -189,6 +183,15 @@ impl<T: IntLane> Lanes<T> for IntAcc<T> {
             *o = o.add(exact_pair(t));
         }
     }
+}
+
+/// An integer input's value as an `i128`, exactly: `hi + lo` of
+/// [`Input::widen_pair`], both integers (for the 64-bit types, whose
+/// `widen` alone rounds).
+#[inline(always)]
+pub(super) fn exact_int<T: Input>(x: T) -> i128 {
+    let (hi, lo) = x.widen_pair();
+    hi as i128 + lo as i128
 }
 
 /// An integer as a normalised `f64` double-word, exactly (`|t| < 2¹⁰⁶`).

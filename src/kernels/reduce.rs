@@ -8,7 +8,7 @@ use super::general;
 use super::layout::{self, Plan, plan};
 #[cfg(feature = "half")]
 use super::narrow::HalfAcc;
-use super::narrow::{IntAcc, IntLane, Lanes, exact_pair};
+use super::narrow::{IntAcc, IntLane, Lanes, exact_int, exact_pair};
 use super::samples;
 use super::tree::{LEAF, PARALLEL_MIN, Rows, join, tree};
 use crate::error::{CenteringError, Result};
@@ -119,11 +119,7 @@ fn int_batch_sums(x: &IntBatch<'_>) -> Sums {
         let d = x.len_of(Axis(x.ndim() - 1));
         let n = x.len() / d;
         match lane_sums::<T, IntAcc<T>>(x, |_| None) {
-            Some(sum) => Sums {
-                sum,
-                scale: vec![0; d],
-                weight: vec![Dd { hi: n as f64, lo: 0.0 }; d],
-            },
+            Some(sum) => Sums::counted(sum, n),
             // 64-bit values are not all exact in an f64: summed as `i128`s.
             None if !T::EXACT => wide_int_sums(x),
             None => int_sums(x),
@@ -210,13 +206,7 @@ pub(super) fn reduce_distinct<T: Input, W: Input>(
         None
     };
     let sums = if let Some(sum) = fast {
-        // Exact: an f64 holds every count up to 2^53.
-        let count = Dd { hi: n as f64, lo: 0.0 };
-        Sums {
-            sum,
-            scale: vec![0; d],
-            weight: vec![count; d],
-        }
+        Sums::counted(sum, n)
     } else {
         sum_general(x, w, policy, &[])
     };
@@ -269,57 +259,28 @@ fn int_sums<T: Input>(x: &ArrayViewD<'_, T>) -> Sums {
         }
         let mut sum = vec![Dd::zero(); d];
         acc.finish(&mut sum);
-        Sums {
-            sum,
-            scale: vec![0; d],
-            weight: vec![
-                Dd {
-                    hi: rows as f64,
-                    lo: 0.0
-                };
-                d
-            ],
-        }
+        Sums::counted(sum, rows)
     };
-    let merge = |mut a: Sums, b: Sums| {
-        let _ = a.merge(&b);
-        a
-    };
-    tree((x.view(), None::<ArrayViewD<'_, T>>), LEAF, &leaf, &merge)
+    tree((x.view(), None::<ArrayViewD<'_, T>>), LEAF, &leaf, &Sums::merged)
 }
 
 /// The sums of a 64-bit integer batch of a layout without integer lanes:
 /// each leaf of the general tree adds its lanes' values as `i128`s (a
 /// feature's leaf total is below 2¹⁵·2⁶⁴, exact as a double-word), and the
 /// tree adds the double-words exactly (integers below 2¹⁰⁵).
-fn wide_int_sums<T: Input + IntLane>(x: &ArrayViewD<'_, T>) -> Sums {
+fn wide_int_sums<T: Input>(x: &ArrayViewD<'_, T>) -> Sums {
     let last = x.ndim() - 1;
     let d = x.len_of(Axis(last));
     let leaf = |(v, _): (ArrayViewD<'_, T>, Option<ArrayViewD<'_, T>>)| {
         let mut acc = vec![0i128; d];
         for lane in v.lanes(Axis(last)) {
             for (a, &x) in acc.iter_mut().zip(lane) {
-                *a += T::wide(x);
+                *a += exact_int(x);
             }
         }
-        let rows = v.len() / d;
-        Sums {
-            sum: acc.into_iter().map(exact_pair).collect(),
-            scale: vec![0; d],
-            weight: vec![
-                Dd {
-                    hi: rows as f64,
-                    lo: 0.0
-                };
-                d
-            ],
-        }
+        Sums::counted(acc.into_iter().map(exact_pair).collect(), v.len() / d)
     };
-    let merge = |mut a: Sums, b: Sums| {
-        let _ = a.merge(&b);
-        a
-    };
-    tree((x.view(), None::<ArrayViewD<'_, T>>), LEAF, &leaf, &merge)
+    tree((x.view(), None::<ArrayViewD<'_, T>>), LEAF, &leaf, &Sums::merged)
 }
 
 pub(super) fn check_weights(sums: Sums) -> Result<Sums> {
@@ -344,10 +305,5 @@ pub(super) fn sum_general<T: Input, W: Input>(
     }
     let leaf =
         |(x, w): (ArrayViewD<'_, T>, Option<ArrayViewD<'_, W>>)| general::sum_lanes(&x, w.as_ref(), policy, scale);
-    let merge = |mut a: Sums, b: Sums| {
-        // An overflowed weight stays in `a`, non-finite: `reduce` reports it.
-        let _ = a.merge(&b);
-        a
-    };
-    tree((x.view(), w.map(|w| w.view())), LEAF, &leaf, &merge)
+    tree((x.view(), w.map(|w| w.view())), LEAF, &leaf, &Sums::merged)
 }

@@ -129,11 +129,7 @@ fn feature_groups<T: Input, W: Input>(
             w: w.map(|w| w.view()),
             d: x.ncols(),
         };
-        let sums = tree(group, LEAF, &group_leaf(policy), &|mut a: Sums, b: Sums| {
-            // An overflowed weight stays in `a`, non-finite: `reduce` reports it.
-            let _ = a.merge(&b);
-            a
-        });
+        let sums = tree(group, LEAF, &group_leaf(policy), &Sums::merged);
         out.append(sums);
     }
     out

@@ -32,6 +32,26 @@ impl Sums {
         }
     }
 
+    /// The sums `sum` of `n` samples in which every feature was observed
+    /// (no weights, no missing value, no scaling): each weight is `n`,
+    /// exactly (an `f64` holds every count up to 2⁵³).
+    pub(crate) fn counted(sum: Vec<Dd<f64>>, n: usize) -> Self {
+        let d = sum.len();
+        Sums {
+            sum,
+            scale: vec![0; d],
+            weight: vec![Dd { hi: n as f64, lo: 0.0 }; d],
+        }
+    }
+
+    /// `a` with `b` merged in, for the reduction trees: a weight that
+    /// overflowed stays in the result, non-finite, where the caller's
+    /// weight check reports it.
+    pub(crate) fn merged(mut a: Self, b: Self) -> Self {
+        let _ = a.merge(&b);
+        a
+    }
+
     /// Appends `other`'s features after `self`'s (sums of disjoint
     /// feature ranges, in order).
     pub(crate) fn append(&mut self, other: Sums) {
@@ -68,13 +88,7 @@ impl Sums {
     /// The sums of one sample of finite `values`: each value is its
     /// feature's sum (exactly: `0 + x` has no error), of weight one.
     pub(crate) fn of_sample(values: impl Iterator<Item = f64>) -> Self {
-        let sum: Vec<Dd<f64>> = values.map(|hi| Dd { hi, lo: 0.0 }).collect();
-        let d = sum.len();
-        Sums {
-            sum,
-            scale: vec![0; d],
-            weight: vec![Dd { hi: 1.0, lo: 0.0 }; d],
-        }
+        Sums::counted(values.map(|hi| Dd { hi, lo: 0.0 }).collect(), 1)
     }
 
     /// [`merge`](Self::merge) of [`of_sample`](Self::of_sample)`(values)`,
