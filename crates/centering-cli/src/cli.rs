@@ -48,18 +48,17 @@ Examples:
                                                                 # sum(qty*price) / sum(qty)
 
 A .npy file of shape (n0, ..., nk, D) holds n0*...*nk samples of D features
-(C or Fortran order, float32/float64 or (u)int8/16/32, integers summed
+(C or Fortran order, float32/float64 or (u)int8/16/32/64, integers summed
 exactly). A CSV file has a header row;
 empty cells are missing values (see --nan-policy). In a Parquet file, each
 record batch of --batch-rows rows is one batch; nulls are missing values.
-Parquet columns: Float16/32/64 and (U)Int8/16/32 as they are (integers
-summed exactly); Int64/UInt64 too when every value fits in 32 bits, or
-within +-2^53 where columns are read as float64 (mixed with floats, or with
---weights): a wider value is an error naming its row (cast such a column to
-Float64). Columns
-of different types are widened exactly to one: integers to the narrowest
-integer type holding them all, floats to the widest; integers with floats
-to float64 (then summed as floats, within 1 ulp rather than exactly).
+Parquet columns: Float16/32/64 and (U)Int8/16/32/64 as they are (integers
+summed exactly). Columns of different types are widened exactly to one:
+integers to the narrowest integer type holding them all, floats to the
+widest; integers with floats (or UInt64 with signed integers) to float64
+(then summed as floats, within 1 ulp rather than exactly), where a 64-bit
+value beyond +-2^53 is an error naming its row, as with --weights (which
+reads columns as float64).
 With --weights, every Parquet column and the weights are read as float64
 (w*x is a float product in any case).";
 

@@ -50,6 +50,8 @@ pub enum Elem {
     I16,
     U32,
     I32,
+    U64,
+    I64,
 }
 
 impl Elem {
@@ -58,7 +60,7 @@ impl Elem {
             Elem::U8 | Elem::I8 => 1,
             Elem::U16 | Elem::I16 => 2,
             Elem::F32 | Elem::U32 | Elem::I32 => 4,
-            Elem::F64 => 8,
+            Elem::F64 | Elem::U64 | Elem::I64 => 8,
         }
     }
 
@@ -73,6 +75,8 @@ impl Elem {
             Elem::I16 => "int16",
             Elem::U32 => "uint32",
             Elem::I32 => "int32",
+            Elem::U64 => "uint64",
+            Elem::I64 => "int64",
         }
     }
 }
@@ -116,7 +120,7 @@ macro_rules! int_elem {
     )*};
 }
 
-int_elem!(u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32);
+int_elem!(u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32, u64 => U64, i64 => I64);
 
 /// `f32` or `f64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -248,6 +248,8 @@ pub fn fit_npy<F: Float>(est: &mut Centering<F>, r: NpyReader, path: &Path, batc
         (Elem::I16, _) => fit_npy_from::<i16, F>(est, r, path, batch),
         (Elem::U32, _) => fit_npy_from::<u32, F>(est, r, path, batch),
         (Elem::I32, _) => fit_npy_from::<i32, F>(est, r, path, batch),
+        (Elem::U64, _) => fit_npy_from::<u64, F>(est, r, path, batch),
+        (Elem::I64, _) => fit_npy_from::<i64, F>(est, r, path, batch),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `.npy` files (float32/float64, and the integers the core sums exactly:
-//! (u)int8/16/32, either byte order) read in bounded memory: the header parsed by `ndarray-npy`,
+//! (u)int8/16/32/64, either byte order) read in bounded memory: the header parsed by `ndarray-npy`,
 //! then chunks of rows read into one reused buffer — sequential reads for
 //! C order, one positioned read per feature for Fortran order.
 //!
@@ -69,13 +69,13 @@ impl NpyReader {
         let descr = match &header.type_descriptor {
             py_literal::Value::String(s) => s.clone(),
             other => bail!(
-                "{}: unsupported dtype {other}: expected float32/float64 or (u)int8/16/32 ('<f8', '<f4', '|u1', '<i2', ...)",
+                "{}: unsupported dtype {other}: expected float32/float64 or (u)int8/16/32/64 ('<f8', '<f4', '|u1', '<i2', ...)",
                 shown(path)
             ),
         };
         let unsupported = || {
             anyhow::anyhow!(
-                "{}: unsupported dtype '{descr}': expected float32/float64 or (u)int8/16/32 ('<f8', '<f4', '|u1', '<i2', ...)",
+                "{}: unsupported dtype '{descr}': expected float32/float64 or (u)int8/16/32/64 ('<f8', '<f4', '|u1', '<i2', ...)",
                 shown(path)
             )
         };
@@ -89,6 +89,8 @@ impl NpyReader {
             "i2" => Elem::I16,
             "u4" => Elem::U32,
             "i4" => Elem::I32,
+            "u8" => Elem::U64,
+            "i8" => Elem::I64,
             _ => return Err(unsupported()),
         };
         let big_endian = match order {

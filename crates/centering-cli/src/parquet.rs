@@ -4,16 +4,15 @@
 //! bitmaps go to `BatchSummary::from_columns` as Arrow holds them, without
 //! an interleaving copy, and nulls are missing values, as NaN is.
 //!
-//! Column types: Float16/32/64 and (U)Int8/16/32 are fed to the core as
-//! they are (integers summed exactly). Int64/UInt64 (pandas' default
-//! integer type) are narrowed to 32 bits, exactly: a value outside the
-//! 32-bit range is an error naming its row, never a silently rounded sum;
-//! where they are read as float64 (mixed with floats, or under
-//! `--weights`), a value beyond ±2^53 is such an error instead.
-//! Columns of different types are widened, exactly, to one type the core
-//! sums (`from_columns` takes one): integers to the narrowest integer type
-//! holding them all, floats to the widest float; integers with floats (or
-//! uint32 with signed integers) to float64, summed as floats then are.
+//! Column types: Float16/32/64 and (U)Int8/16/32/64 are fed to the core as
+//! they are (integers summed exactly, Int64/UInt64 — pandas' default
+//! integer type — too). Columns of different types are widened, exactly,
+//! to one type the core sums (`from_columns` takes one): integers to the
+//! narrowest integer type holding them all, floats to the widest float;
+//! integers with floats (or uint64 with signed integers) to float64, summed
+//! as floats then are. Where 64-bit integers are read as float64 (mixed
+//! with floats or with the other signedness, or under `--weights`), a value
+//! beyond ±2^53 is an error naming its row, never a silently rounded sum.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,17 +73,17 @@ impl ColType {
         matches!(self, ColType::F16 | ColType::F32 | ColType::F64)
     }
 
-    /// The type the core sums this column as, on its own: itself, with
-    /// the 64-bit integers narrowed to 32 bits (read as float64 instead,
-    /// within ±2^53, when [`common_kernel`] chooses float64).
+    /// The type the core sums this column as, on its own: itself.
     fn kernel(self) -> Kern {
         match self {
             ColType::U8 => Kern::U8,
             ColType::I8 => Kern::I8,
             ColType::U16 => Kern::U16,
             ColType::I16 => Kern::I16,
-            ColType::U32 | ColType::U64 => Kern::U32,
-            ColType::I32 | ColType::I64 => Kern::I32,
+            ColType::U32 => Kern::U32,
+            ColType::I32 => Kern::I32,
+            ColType::U64 => Kern::U64,
+            ColType::I64 => Kern::I64,
             ColType::F16 => Kern::F16,
             ColType::F32 => Kern::F32,
             ColType::F64 => Kern::F64,
@@ -101,6 +100,8 @@ pub enum Kern {
     I16,
     U32,
     I32,
+    U64,
+    I64,
     F16,
     F32,
     F64,
@@ -116,6 +117,8 @@ impl Kern {
             Kern::I16 => Some((16, true)),
             Kern::U32 => Some((32, false)),
             Kern::I32 => Some((32, true)),
+            Kern::U64 => Some((64, false)),
+            Kern::I64 => Some((64, true)),
             Kern::F16 | Kern::F32 | Kern::F64 => None,
         }
     }
@@ -148,13 +151,15 @@ pub fn common_kernel(types: &[ColType]) -> Kern {
         return match unsigned {
             8 => Kern::U8,
             16 => Kern::U16,
-            _ => Kern::U32,
+            32 => Kern::U32,
+            _ => Kern::U64,
         };
     }
     match signed.max(2 * unsigned) {
         8 => Kern::I8,
         16 => Kern::I16,
         32 => Kern::I32,
+        64 => Kern::I64,
         _ => Kern::F64,
     }
 }
@@ -185,7 +190,16 @@ macro_rules! int_kernel {
     )*};
 }
 
-int_kernel!(u8 => UInt8Type, i8 => Int8Type, u16 => UInt16Type, i16 => Int16Type, u32 => UInt32Type, i32 => Int32Type);
+int_kernel!(
+    u8 => UInt8Type,
+    i8 => Int8Type,
+    u16 => UInt16Type,
+    i16 => Int16Type,
+    u32 => UInt32Type,
+    i32 => Int32Type,
+    u64 => UInt64Type,
+    i64 => Int64Type
+);
 
 impl Kernel for f32 {
     type Arrow = Float32Type;
@@ -227,6 +241,8 @@ macro_rules! with_kernel {
             Kern::I16 => $f::<i16, $F>($($arg),*),
             Kern::U32 => $f::<u32, $F>($($arg),*),
             Kern::I32 => $f::<i32, $F>($($arg),*),
+            Kern::U64 => $f::<u64, $F>($($arg),*),
+            Kern::I64 => $f::<i64, $F>($($arg),*),
             Kern::F16 => $f::<half::f16, $F>($($arg),*),
             Kern::F32 => $f::<f32, $F>($($arg),*),
             Kern::F64 => $f::<f64, $F>($($arg),*),
@@ -372,8 +388,8 @@ struct Place<'a> {
 const F64_EXACT: u64 = 1 << 53;
 
 /// A column as `&[K]`: borrowed when its type is `K`, else widened into
-/// `spill` (exactly; 64-bit integers checked to fit 32 bits, or within
-/// ±2^53 when `K` is f64). Values under nulls are not looked at.
+/// `spill` (exactly; a 64-bit integer column is only widened to f64, its
+/// values checked to be within ±2^53). Values under nulls are not looked at.
 fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_>) -> Result<&'a [K]> {
     if let Some(a) = col.as_primitive_opt::<K::Arrow>() {
         return Ok(&a.values()[..]);
@@ -392,23 +408,30 @@ fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_
             )
         };
     }
-    // Read as float64 (mixed with float columns, or under --weights): exact within ±2^53.
-    let to_f64 = K::Arrow::DATA_TYPE == DataType::Float64;
-    let too_wide = |i: usize, v: &dyn std::fmt::Display, ty: &str, range: &str| {
+    // A 64-bit integer column not summed as itself is read as float64 (mixed
+    // with float columns or the other signedness, or under --weights): exact
+    // within ±2^53.
+    if matches!(col.data_type(), DataType::Int64 | DataType::UInt64) && K::Arrow::DATA_TYPE != DataType::Float64 {
+        bail!(
+            "internal error: {}: column {:?} of type {} read as {}",
+            at.path.display(),
+            at.name,
+            col.data_type(),
+            std::any::type_name::<K>()
+        );
+    }
+    let too_wide = |i: usize, v: &dyn std::fmt::Display, ty: &str| {
         let (path, row) = (at.path.display(), at.row0 + i as u64);
-        match (to_f64, at.weights) {
-            (true, true) => anyhow::anyhow!(
+        if at.weights {
+            anyhow::anyhow!(
                 "{path}: row {row}, weights column {:?}: {v} is beyond 2^53, where float64 stops holding every integer: weights are read as float64, exactly, and this one would be rounded (cast the column to Float64 to use rounded weights)",
                 at.name
-            ),
-            (true, false) => anyhow::anyhow!(
-                "{path}: row {row}, column {:?}: {v} is beyond ±2^53, where float64 stops holding every integer: this {ty} column is read as float64 (mixed with float columns, or under --weights), exactly, and this value would be rounded (cast the column to Float64 to fit it rounded)",
+            )
+        } else {
+            anyhow::anyhow!(
+                "{path}: row {row}, column {:?}: {v} is beyond ±2^53, where float64 stops holding every integer: this {ty} column is read as float64 (mixed with float columns or with integers of the other signedness, or under --weights), exactly, and this value would be rounded (cast the column to Float64 to fit it rounded, or fit it on its own, summed exactly as an integer)",
                 at.name
-            ),
-            (false, _) => anyhow::anyhow!(
-                "{path}: row {row}, column {:?}: {v} does not fit in 32 bits ({range}): {ty} columns are summed exactly as 32-bit integers (cast the column to Float64 to fit it as floats)",
-                at.name
-            ),
+            )
         }
     };
     match col.data_type() {
@@ -422,10 +445,10 @@ fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_
             for (i, &v) in col.as_primitive::<Int64Type>().values().iter().enumerate() {
                 if is_null(i) {
                     spill.push(K::default());
-                } else if i32::try_from(v).is_ok() || (to_f64 && v.unsigned_abs() <= F64_EXACT) {
+                } else if v.unsigned_abs() <= F64_EXACT {
                     spill.push(K::from_i64(v));
                 } else {
-                    return Err(too_wide(i, &v, "Int64", "-2^31 ..= 2^31 - 1"));
+                    return Err(too_wide(i, &v, "Int64"));
                 }
             }
         }
@@ -433,13 +456,11 @@ fn column<'a, K: Kernel>(col: &'a ArrayRef, spill: &'a mut Vec<K>, at: &Place<'_
             for (i, &v) in col.as_primitive::<UInt64Type>().values().iter().enumerate() {
                 if is_null(i) {
                     spill.push(K::default());
-                } else if let Ok(v) = u32::try_from(v) {
-                    spill.push(K::from_i64(i64::from(v)));
-                } else if to_f64 && v <= F64_EXACT {
+                } else if v <= F64_EXACT {
                     // At most 2^53: an i64, converted exactly.
                     spill.push(K::from_i64(v as i64));
                 } else {
-                    return Err(too_wide(i, &v, "UInt64", "0 ..= 2^32 - 1"));
+                    return Err(too_wide(i, &v, "UInt64"));
                 }
             }
         }

@@ -121,6 +121,8 @@ pub fn transform_npy<F: Float>(
         (Elem::I16, _) => transform_batches::<i16, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
         (Elem::U32, _) => transform_batches::<u32, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
         (Elem::I32, _) => transform_batches::<i32, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+        (Elem::U64, _) => transform_batches::<u64, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
+        (Elem::I64, _) => transform_batches::<i64, F>(est, r, input, batch, &mut y, &mut out, offset, output)?,
     }
     out.commit()
 }

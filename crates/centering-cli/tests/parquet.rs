@@ -296,6 +296,16 @@ fn i32s() -> Vec<i32> {
         }
     })
 }
+/// Int64 values beyond 2^53 whose large parts cancel (±2^60 + k).
+fn wide_i64s() -> Vec<i64> {
+    ints(|i| {
+        if i % 2 == 0 {
+            (1 << 60) + i as i64
+        } else {
+            -(1 << 60) + 3 * i as i64
+        }
+    })
+}
 fn halves() -> Vec<f16> {
     ints(|i| f16::from_f64(100.0 + i as f64 / 7.0))
 }
@@ -312,6 +322,7 @@ fn int_file(path: &std::path::Path) {
             ("i32", Arc::new(Int32Array::from(i32s()))),
             ("i64", Arc::new(Int64Array::from(ints(|i| i32s()[i] as i64)))),
             ("u64", Arc::new(UInt64Array::from(ints(|i| u32s()[i] as u64)))),
+            ("i64w", Arc::new(Int64Array::from(wide_i64s()))),
             ("f16", Arc::new(Float16Array::from(halves()))),
             ("f32", Arc::new(Float32Array::from(ints(|i| i as f32 * 0.3)))),
             ("f64", Arc::new(Float64Array::from(ints(|i| i as f64 / 3.0)))),
@@ -349,8 +360,25 @@ fn integer_columns_fit_exactly_as_the_arrays_do() {
     one_type!("i16", i16s());
     one_type!("u32", u32s());
     one_type!("i32", i32s());
-    // Int64/UInt64 within 32 bits: exactly as int32/uint32 arrays.
-    one_type!("i64,i32", i32s(), i32s());
+    // Int64/UInt64: exactly as int64/uint64 arrays (i64 with i32: int64).
+    one_type!(
+        "i64,i32",
+        ints(|i| i64::from(i32s()[i])),
+        ints(|i| i64::from(i32s()[i]))
+    );
+    one_type!("u64", ints(|i| u64::from(u32s()[i])));
+    one_type!("i64w", wide_i64s());
+    // The exactly rounded mean: of the f64s next to sum / M (integers, being
+    // beyond 2^53), the one whose M-fold is nearest to the exact sum.
+    let sum = wide_i64s().iter().map(|&v| i128::from(v)).sum::<i128>();
+    let near = (sum / M as i128) as f64;
+    let exact_wide = [near.next_down(), near, near.next_up()]
+        .into_iter()
+        .min_by_key(|&f| (f as i128 * M as i128 - sum).abs())
+        .unwrap();
+    assert!(exact_wide > 9.1e15);
+    let any: centering::AnyCentering = serde_json::from_str(&read(&file.with_extension("json"))).unwrap();
+    assert_eq!(any.mean().unwrap()[0].to_bits(), exact_wide.to_bits());
     one_type!("u64", u32s());
     // The exactly rounded mean: the sum of 41 values < 2^53 is exact in f64.
     let exact = u32s().iter().map(|&v| v as f64).sum::<f64>() / M as f64;
@@ -484,7 +512,7 @@ fn wide_int64_values_and_default_columns() {
     write_cols(
         &file,
         vec![
-            ("id", Arc::new(Int64Array::from(big))),
+            ("id", Arc::new(Int64Array::from(big.clone()))),
             (
                 "u",
                 Arc::new(UInt64Array::from(ints(|i| if i == 9 { u64::MAX } else { i as u64 }))),
@@ -493,27 +521,51 @@ fn wide_int64_values_and_default_columns() {
         ],
     );
     let s = dir.join("s.json");
-    assert_fails(
-        &run(&[
-            "fit",
-            p(&file),
-            "--columns",
-            "id",
-            "--nan-policy",
-            "ignore",
-            "-o",
-            p(&s),
-        ]),
-        &[
-            "w.parquet: row 30, column \"id\": 1099511627776 does not fit in 32 bits",
-            "cast the column to Float64",
-        ],
+    // On their own, 64-bit columns are summed exactly, beyond 32 and 53 bits.
+    fit_ok(&[
+        "fit",
+        p(&file),
+        "--columns",
+        "id",
+        "--nan-policy",
+        "ignore",
+        "--batch-rows",
+        "6",
+        "-o",
+        p(&s),
+    ]);
+    let any: centering::AnyCentering = serde_json::from_str(&read(&s)).unwrap();
+    // Every partial sum is below 2^53: the f64 quotient is the exactly rounded mean.
+    let sum: i64 = big.iter().flatten().sum();
+    assert_eq!(
+        any.mean().unwrap()[0].to_bits(),
+        (sum as f64 / (M - 1) as f64).to_bits()
     );
-    assert_fails(
-        &run(&["fit", p(&file), "--columns", "u", "-o", p(&s)]),
-        &["row 9, column \"u\": 18446744073709551615 does not fit in 32 bits"],
-    );
-    assert!(!s.exists());
+    assert_eq!(any.counts().unwrap()[0], (M - 1) as f64);
+    let mut est = Centering::<f64>::new();
+    let u: Vec<u64> = ints(|i| if i == 9 { u64::MAX } else { i as u64 });
+    fit_input_batches(&mut est, fortran(&[u]).view(), 6);
+    check_fit(&file, "u", &[], &est);
+    // UInt64 with a float or a signed column is read as float64: exact within 2^53.
+    for columns in ["u,x", "id,u"] {
+        assert_fails(
+            &run(&[
+                "fit",
+                p(&file),
+                "--columns",
+                columns,
+                "--nan-policy",
+                "ignore",
+                "-o",
+                p(&s),
+            ]),
+            &[
+                "w.parquet: row 9, column \"u\": 18446744073709551615 is beyond ±2^53",
+                "fit it on its own",
+            ],
+        );
+    }
+    std::fs::remove_file(&s).unwrap();
     // Mixed with a float column, Int64 is read as float64: exact within ±2^53.
     let mut est = Centering::<f64>::builder()
         .nan_policy(NanPolicy::Ignore)
@@ -604,6 +656,38 @@ fn transform_integer_columns_into_the_state_type() {
         let got: Vec<u64> = col.values().iter().map(|v| v.to_bits()).collect();
         assert_eq!(got, want, "{name}");
     }
+    // Int64 beyond 2^53: transformed as the library transforms an i64 array.
+    fit_ok(&["fit", p(&file), "--columns", "i64w", "-o", p(&s)]);
+    let w = dir.join("w.parquet");
+    fit_ok(&[
+        "transform",
+        p(&file),
+        "--columns",
+        "i64w",
+        "--state",
+        p(&s),
+        "-o",
+        p(&w),
+    ]);
+    let est: Centering<f64> = serde_json::from_str(&read(&s)).unwrap();
+    let expected = est.transform_input(&fortran(&[wide_i64s()])).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&w).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+    let col = arrow_select_concat(&batches).column_by_name("i64w").unwrap().clone();
+    let got: Vec<u64> = col
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .values()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let want: Vec<u64> = expected.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(got, want);
     // The columns not fitted are kept with their types.
     assert_eq!(
         all.column_by_name("i32").unwrap().data_type(),

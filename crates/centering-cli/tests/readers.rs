@@ -164,12 +164,24 @@ fn npy_integer_files_are_summed_exactly() {
     fit_int_case::<i16, f32>(&[30, 3], false, true, "f32", 100);
     fit_int_case::<u32, f64>(&[17, 2], false, false, "f64", 5);
     fit_int_case::<i32, f64>(&[17, 2], true, true, "f64", 5);
+    // numpy's default integer: 64-bit values over their whole range, exactly.
+    fit_int_case::<i64, f64>(&[17, 3], false, false, "f64", 5);
+    fit_int_case::<i64, f32>(&[17, 3], true, true, "f32", 4);
+    fit_int_case::<u64, f64>(&[6, 2, 2], true, false, "f64", 5);
+    fit_int_case::<u64, f64>(&[6, 2, 2], false, true, "f64", 7);
 }
 
 #[test]
 fn transform_of_an_integer_file_writes_the_state_dtype() {
+    transform_int_case::<u8>(&[4, 5, 3]);
+    // 64-bit values beyond 2^53: subtracted as the library subtracts them.
+    transform_int_case::<i64>(&[9, 2]);
+    transform_int_case::<u64>(&[3, 3, 2]);
+}
+
+fn transform_int_case<T: IntElem>(shape: &[usize]) {
     let (_d, dir) = tmp();
-    let x: ArrayD<u8> = int_data(&[4, 5, 3], 2);
+    let x: ArrayD<T> = int_data(shape, 2);
     let file = dir.join("img.npy");
     write_int_npy(&file, &x, false, false);
     let s = dir.join("s.json");

@@ -110,12 +110,16 @@ pub trait IntElem: centering::Input + Copy {
     fn le_bytes(self) -> Vec<u8>;
     fn be_bytes(self) -> Vec<u8>;
     fn from_u64(x: u64) -> Self;
+    /// How far [`int_data`] shifts its generator's state: 64-bit types take
+    /// all of it (values beyond 2^53 and, signed, of both signs).
+    const SHIFT: u32;
 }
 
 macro_rules! int_elem {
     ($($t:ty => $d:expr),*) => {$(
         impl IntElem for $t {
             const DESCR: &'static str = $d;
+            const SHIFT: u32 = if std::mem::size_of::<$t>() == 8 { 0 } else { 29 };
             fn le_bytes(self) -> Vec<u8> {
                 self.to_le_bytes().to_vec()
             }
@@ -129,14 +133,14 @@ macro_rules! int_elem {
     )*};
 }
 
-int_elem!(u8 => "|u1", i8 => "|i1", u16 => "<u2", i16 => "<i2", u32 => "<u4", i32 => "<i4");
+int_elem!(u8 => "|u1", i8 => "|i1", u16 => "<u2", i16 => "<i2", u32 => "<u4", i32 => "<i4", u64 => "<u8", i64 => "<i8");
 
 /// Deterministic integers of `shape` (wrapping through the type's range).
 pub fn int_data<T: IntElem>(shape: &[usize], seed: u64) -> ArrayD<T> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     ArrayD::from_shape_fn(IxDyn(shape), |_| {
         s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        T::from_u64(s >> 29)
+        T::from_u64(s >> T::SHIFT)
     })
 }
 
