@@ -43,7 +43,7 @@ pub(crate) use ema::Ema;
 pub(crate) use ema::{norm_reference, pow_u64};
 pub(crate) use sums::{SCALE_STEP, Sums, sample_mean, scaled_product};
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::Element;
 use crate::error::{CenteringError, Result};
@@ -54,7 +54,6 @@ use crate::params::{EmaStart, Mode, ValidParams};
 /// Invariants (what `persist::check` verifies on load): `n_batches ≥ 1`,
 /// `n_samples ≥ n_batches`; the accumulator is the one the mode decides,
 /// with `D ≥ 1` features; every mean the state must have is finite.
-#[derive(Clone)]
 pub(crate) struct Fitted<F> {
     pub(crate) n_samples: u64,
     pub(crate) n_batches: u64,
@@ -63,6 +62,27 @@ pub(crate) struct Fitted<F> {
     /// equality): a run of `partial_fit` calls on a wide state divides each
     /// feature's sums once, when the mean is read, not once per call.
     mean: OnceLock<Vec<F>>,
+    /// The last mean's buffer, kept when an update made it stale: the next
+    /// read writes over it instead of faulting in fresh pages (for 10⁷
+    /// features that was most of a read on the reference VM).
+    spare: Mutex<Vec<F>>,
+}
+
+/// Features of the mean one task computes.
+const MEAN_CHUNK: usize = 1 << 14;
+
+/// A copy with the cached mean (a clone is read as often as the original),
+/// without the spare buffer.
+impl<F: Clone> Clone for Fitted<F> {
+    fn clone(&self) -> Self {
+        Fitted {
+            n_samples: self.n_samples,
+            n_batches: self.n_batches,
+            acc: self.acc.clone(),
+            mean: self.mean.clone(),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 /// What each mode accumulates, per feature.
@@ -108,25 +128,45 @@ impl<F: Element> Fitted<F> {
             n_batches,
             acc,
             mean: OnceLock::new(),
+            spare: Mutex::new(Vec::new()),
         }
     }
 
     /// The mean, computed from the accumulator on the first read after an
-    /// update. `params` are the estimator's (the moving modes' start).
+    /// update (each feature on its own, so in parallel chunks when wide,
+    /// into the last mean's buffer). `params` are the estimator's (the
+    /// moving modes' start).
     pub(crate) fn mean(&self, params: &ValidParams) -> &[F] {
         self.mean.get_or_init(|| {
             // The batch average is the debiased average with β = 1.
             let start = params.start().unwrap_or(EmaStart::Debiased);
-            match &self.acc {
-                Accumulator::Cumulative(s) => (0..s.sum.len()).map(|j| s.mean_of::<F>(j)).collect(),
-                Accumulator::Moving(e) => e.iter().map(|e| e.value(start)).collect(),
+            let d = self.n_features();
+            let mut out = std::mem::take(&mut *self.spare.lock().unwrap_or_else(PoisonError::into_inner));
+            if out.len() != d {
+                // Zeroed pages from the allocator, faulted in by the tasks below.
+                out = vec![F::zero(); d];
             }
+            match &self.acc {
+                Accumulator::Cumulative(s) => crate::kernels::for_chunks_mut_at(&mut out, MEAN_CHUNK, &|at, m| {
+                    for (j, m) in (at..).zip(m) {
+                        *m = s.mean_of::<F>(j);
+                    }
+                }),
+                Accumulator::Moving(e) => crate::kernels::for_chunks_mut_at(&mut out, MEAN_CHUNK, &|at, m| {
+                    for (e, m) in e[at..].iter().zip(m) {
+                        *m = e.value(start);
+                    }
+                }),
+            }
+            out
         })
     }
 
-    /// Forgets the cached mean after an update.
+    /// Forgets the cached mean after an update, keeping its buffer.
     fn invalidate(&mut self) {
-        self.mean.take();
+        if let Some(old) = self.mean.take() {
+            *self.spare.get_mut().unwrap_or_else(PoisonError::into_inner) = old;
+        }
     }
 
     pub(crate) fn n_features(&self) -> usize {

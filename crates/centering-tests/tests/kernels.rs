@@ -576,3 +576,67 @@ fn masked_sequences_agree_across_layouts() {
     };
     assert_eq!(fit_w(&xn, &wc), fit_w(&xnf, &wf), "weighted Ignore: C vs Fortran");
 }
+
+/// The mean of a wide state (more features than one task computes, so in
+/// parallel chunks, written over the last mean's buffer) is each
+/// feature's own: bit for bit the mean of an estimator fitted on that
+/// feature alone, after every update (never the stale buffer), for one
+/// thread and for the pool, in the cumulative and a moving mode; a clone
+/// keeps the mean read and is updated on its own.
+#[test]
+fn wide_means_are_each_features_own_after_every_update() {
+    let d = 300_000;
+    let probes = [0, 1, 16_383, 16_384, 150_001, d - 1];
+    let batch = |k: usize| {
+        Array::from_shape_fn((2, d), |(i, j)| {
+            ((j * 31 + i * 7 + k * 13) % 1009) as f64 * 0.37 - 150.0
+        })
+    };
+    let makers: [fn() -> Centering<f64>; 2] = [Centering::new, || Centering::builder().keras(0.9).build().unwrap()];
+    for make in makers {
+        let mut wide = make();
+        let mut alone: Vec<Centering<f64>> = probes.iter().map(|_| make()).collect();
+        for k in 0..3 {
+            let x = batch(k);
+            wide.partial_fit(&x).unwrap();
+            for (c, &j) in alone.iter_mut().zip(&probes) {
+                c.partial_fit(&x.slice(ndarray::s![.., j..j + 1])).unwrap();
+            }
+            let read = |threads: Option<usize>| -> Vec<u64> {
+                let c = wide.clone();
+                let mean = || c.mean().unwrap().iter().map(|m| m.to_bits()).collect::<Vec<u64>>();
+                #[cfg(feature = "rayon")]
+                if let Some(t) = threads {
+                    return rayon::ThreadPoolBuilder::new()
+                        .num_threads(t)
+                        .build()
+                        .unwrap()
+                        .install(mean);
+                }
+                let _ = threads;
+                mean()
+            };
+            let pooled = read(None);
+            assert_eq!(read(Some(1)), pooled, "batch {k}: 1 thread vs the pool");
+            let m = wide.mean().unwrap();
+            assert_eq!(m.iter().map(|m| m.to_bits()).collect::<Vec<u64>>(), pooled);
+            for (c, &j) in alone.iter().zip(&probes) {
+                assert_eq!(m[j].to_bits(), c.mean().unwrap()[0].to_bits(), "batch {k}, feature {j}");
+            }
+            // And not merely consistent: the cumulative mean is the data's.
+            if wide.params().start().is_none() {
+                for &j in &probes {
+                    let all: Vec<f64> = (0..=k).flat_map(|b| batch(b).column(j).to_vec()).collect();
+                    let naive = all.iter().sum::<f64>() / all.len() as f64;
+                    assert!((m[j] - naive).abs() <= 1e-12 * naive.abs().max(1.0), "feature {j}");
+                }
+            }
+        }
+        let before: Vec<f64> = wide.mean().unwrap().to_vec();
+        let mut copy = wide.clone();
+        assert_eq!(copy.mean().unwrap().to_vec(), before);
+        copy.partial_fit(&batch(9)).unwrap();
+        assert_ne!(copy.mean().unwrap().to_vec(), before);
+        assert_eq!(wide.mean().unwrap().to_vec(), before);
+    }
+}
