@@ -59,21 +59,35 @@ fn pow2(k: i32) -> f64 {
 /// a slow library routine for, once per weighted value.
 #[inline(always)]
 pub(crate) fn product_error(a: f64, b: f64, p: f64) -> f64 {
-    const SPLIT: f64 = 134_217_729.0;
-    const BIG: f64 = 1.0e297; // < 2^996 / SPLIT
-    const TINY: f64 = 1.0e-290; // > 2^-968: the error stays a normal number
-    if a.abs() < BIG && b.abs() < BIG && p.abs() > TINY {
-        let split = |v: f64| {
-            let c = SPLIT * v;
-            let hi = c - (c - v);
-            (hi, v - hi)
-        };
-        let (ah, al) = split(a);
-        let (bh, bl) = split(b);
-        ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    if split_is_exact(a, b, p) {
+        split_product_error(a, b, p)
     } else {
         a.mul_add(b, -p)
     }
+}
+
+/// Whether [`split_product_error`] is exact for `p = fl(a·b)`: no overflow
+/// of the split, no underflow of the error.
+#[inline(always)]
+pub(crate) fn split_is_exact(a: f64, b: f64, p: f64) -> bool {
+    const BIG: f64 = 1.0e297; // < 2^996 / SPLIT
+    const TINY: f64 = 1.0e-290; // > 2^-968: the error stays a normal number
+    a.abs() < BIG && b.abs() < BIG && p.abs() > TINY
+}
+
+/// Dekker's TwoProduct error of `p = fl(a·b)`, branch-free (exact where
+/// [`split_is_exact`]).
+#[inline(always)]
+pub(crate) fn split_product_error(a: f64, b: f64, p: f64) -> f64 {
+    const SPLIT: f64 = 134_217_729.0;
+    let split = |v: f64| {
+        let c = SPLIT * v;
+        let hi = c - (c - v);
+        (hi, v - hi)
+    };
+    let (ah, al) = split(a);
+    let (bh, bl) = split(b);
+    ((ah * bh - p) + ah * bl + al * bh) + al * bl
 }
 
 /// A double-word number `hi + lo`.

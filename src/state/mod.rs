@@ -147,11 +147,9 @@ impl<F: Element> Fitted<F> {
                 out = vec![F::zero(); d];
             }
             match &self.acc {
-                Accumulator::Cumulative(s) => crate::kernels::for_chunks_mut_at(&mut out, MEAN_CHUNK, &|at, m| {
-                    for (j, m) in (at..).zip(m) {
-                        *m = s.mean_of::<F>(j);
-                    }
-                }),
+                Accumulator::Cumulative(s) => {
+                    crate::kernels::for_chunks_mut_at(&mut out, MEAN_CHUNK, &|at, m| s.means_into(at, m))
+                }
                 Accumulator::Moving(e) => crate::kernels::for_chunks_mut_at(&mut out, MEAN_CHUNK, &|at, m| {
                     for (e, m) in e[at..].iter().zip(m) {
                         *m = e.value(start);

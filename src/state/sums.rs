@@ -2,7 +2,7 @@
 
 use num_traits::Float;
 
-use super::dd::{Dd, from_half, ldexp, product_error, round_pair, two_sum};
+use super::dd::{Dd, from_half, ldexp, product_error, round_pair, split_is_exact, split_product_error, two_sum};
 
 /// The sums of one batch (or one leaf of a batch, or everything fitted),
 /// feature by feature: `Σ wᵢ·xᵢ = sum·2^scale` and `Σ wᵢ = weight` over the
@@ -148,6 +148,43 @@ impl Sums {
         mean_of_parts(self.sum[j], self.scale[j], self.weight[j])
     }
 
+    /// [`mean_of`](Self::mean_of) of features `at..at + out.len()` into
+    /// `out`, the same bits: the common case (no scale; magnitudes where
+    /// Dekker's product is exact; a non-zero, finite first quotient) as
+    /// straight-line arithmetic over a block, which the compiler
+    /// vectorises — `quotient`'s own operations, in its order — and every
+    /// other feature by `mean_of` itself. Per feature, `mean_of`'s two
+    /// dependent divisions left the CPU waiting on each (10 ns per feature
+    /// of a 10⁷-feature read on the reference VM).
+    pub(crate) fn means_into<F: Float>(&self, at: usize, out: &mut [F]) {
+        const BLOCK: usize = 256;
+        let (mut s, mut e, mut fast) = ([0.0f64; BLOCK], [0.0f64; BLOCK], [false; BLOCK]);
+        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+            let at = at + b * BLOCK;
+            let n = out.len();
+            let sum = &self.sum[at..at + n];
+            let weight = &self.weight[at..at + n];
+            let scale = &self.scale[at..at + n];
+            for i in 0..n {
+                let (x, w) = (sum[i], weight[i]);
+                let q1 = x.hi / w.hi;
+                let p = q1 * w.hi;
+                let pe = split_product_error(q1, w.hi, p);
+                let r = (((x.hi - p) - pe) + x.lo) - q1 * w.lo;
+                (s[i], e[i]) = two_sum(q1, r / w.hi);
+                fast[i] = scale[i] == 0 && q1.is_finite() && q1 != 0.0 && p.is_finite() && split_is_exact(q1, w.hi, p);
+            }
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = if fast[i] {
+                    let m: F = round_pair(s[i], e[i]);
+                    if m.is_finite() { m } else { self.mean_of(at + i) }
+                } else {
+                    self.mean_of(at + i)
+                };
+            }
+        }
+    }
+
     pub(crate) fn means<F: Float>(&self) -> Vec<F> {
         (0..self.sum.len()).map(|j| self.mean_of(j)).collect()
     }
@@ -228,5 +265,70 @@ mod tests {
         assert!(s.is_finite());
         assert_eq!(k, SCALE_STEP);
         assert_eq!(ldexp(s.hi, k - 1), f64::MAX);
+    }
+
+    /// The blocked means are `mean_of`'s, bit for bit, in `f64` and `f32`,
+    /// on every kind of feature: ordinary sums and counts, exact midpoints
+    /// of `f32`, zero sums, zero weights, fractional weights, rescaled sums,
+    /// magnitudes beyond Dekker's split (near `f64::MAX`, subnormal), means
+    /// past `f32::MAX`, NaN — at every offset of a block and across blocks.
+    /// (Computing the correction as `r · (1/w)` instead of `r / w` is not
+    /// caught: it differs in the correction's last bit, which changes a
+    /// rounded mean only at exact ties of the quotient, which a random
+    /// search did not find.)
+    #[test]
+    fn blocked_means_are_mean_of() {
+        let mut z = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            z
+        };
+        let mut sums = Sums::zeros(0);
+        for j in 0..5000 {
+            let r = next();
+            let any = f64::from_bits(r & 0xBFFF_FFFF_FFFF_FFFF) * if r >> 63 == 1 { -1.0 } else { 1.0 };
+            let count = (1 + r % 1000) as f64;
+            let (hi, lo, w, k) = match j % 13 {
+                0 => ((r % 100_000) as f64 * 0.37, 0.0, count, 0),
+                1 => ((r % 7) as f64 + 0.5 * f64::from(f32::EPSILON), 0.0, 1.0, 0),
+                2 => (0.0, 0.0, count, 0),
+                3 => (1.5, 0.0, 0.0, 0),
+                4 => (1e6 * (r % 97) as f64, 1e-11, 0.3 * count, 0),
+                5 => (1e300, 1e283, 3.0, 64),
+                6 => (f64::MAX * 0.9, 0.0, 0.5, 0),
+                7 => (4e-310, 0.0, count, 0),
+                8 => (3e38 * count, 0.0, count * 0.25, 0),
+                9 => (f64::NAN, 0.0, count, 0),
+                10 => (any, 0.0, count, 0),
+                // Quotients whose split would overflow (`split_is_exact` false).
+                11 => (1.5e300 + (r % 1000) as f64 * 1e285, 0.0, 0.75, 0),
+                _ => (any, any * 1e-17, f64::from_bits(next() >> 2), (r % 3) as i32 * -64),
+            };
+            let (hi, lo) = two_sum(hi, lo);
+            sums.sum.push(Dd { hi, lo });
+            sums.weight.push(Dd { hi: w, lo: 0.0 });
+            sums.scale.push(k);
+        }
+        let d = sums.sum.len();
+        for at in [0, 1, 255, 256, 700] {
+            let mut m64 = vec![0.0f64; d - at];
+            sums.means_into(at, &mut m64);
+            let mut m32 = vec![0.0f32; d - at];
+            sums.means_into(at, &mut m32);
+            for j in at..d {
+                let (a, b) = (m64[j - at], sums.mean_of::<f64>(j));
+                assert!(
+                    a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan(),
+                    "f64 feature {j}: {a:e} vs {b:e}"
+                );
+                let (a, b) = (m32[j - at], sums.mean_of::<f32>(j));
+                assert!(
+                    a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan(),
+                    "f32 feature {j}: {a:e} vs {b:e}"
+                );
+            }
+        }
     }
 }
