@@ -124,19 +124,20 @@ impl<F: Float> Ema<F> {
 
     /// One step with batch mean `b`.
     ///
-    /// `decay` remembers the last `βᵗ` computed: the features of a batch
-    /// share their step count (unless some skipped a batch of missing
-    /// values), so `powi` runs once per batch, not once per feature.
+    /// `decay` remembers the last `βᵗ` and debiasing weights computed: the
+    /// features of a batch share their step count (unless some skipped a
+    /// batch of missing values), so `powi` and the weights' two divisions
+    /// run once per batch, not once per feature.
     pub(crate) fn step(&mut self, w: &crate::params::EmaWeights<F>, b: F, decay: &mut Decay) {
         // Keras's and PyTorch's own update, in F: m·old + b·new (guarded
         // against a rounding past F::MAX, which only values near it meet).
         self.zero = combine(self.zero, w.old, b, w.new);
-        let norm = w.beta * self.norm + 1.0;
+        let (norm, c_old, c_new) = decay.norm_step(w.beta, self.norm);
         let b64 = b.to_f64().unwrap_or(f64::NAN);
         self.debiased = if self.steps == 0 {
             b64
         } else {
-            within_range::<F>(blend(self.debiased, w.beta * self.norm / norm, b64, 1.0 / norm))
+            within_range::<F>(blend(self.debiased, c_old, b64, c_new))
         };
         self.norm = norm;
         if self.steps == 0 {
@@ -225,10 +226,31 @@ impl<F: Float> Ema<F> {
     }
 }
 
-/// The last `βᵗ` an [`Ema::step`] computed, for the next feature's step.
+/// The last `βᵗ` and debiasing weights an [`Ema::step`] computed, for the
+/// next feature's step.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Decay {
     last: Option<(u64, f64)>,
+    /// `(old norm, its next norm, old weight, new weight)`.
+    norm: Option<(f64, f64, f64, f64)>,
+}
+
+impl Decay {
+    /// After a norm of `old`: the next norm `β·old + 1` and the weights
+    /// `β·old / norm`, `1 / norm` of the debiased blend — computed once for
+    /// the features that share `old` (the same bits: the same operations on
+    /// the same values).
+    fn norm_step(&mut self, beta: f64, old: f64) -> (f64, f64, f64) {
+        match self.norm {
+            Some((o, norm, c_old, c_new)) if o.to_bits() == old.to_bits() => (norm, c_old, c_new),
+            _ => {
+                let norm = beta * old + 1.0;
+                let (c_old, c_new) = (beta * old / norm, 1.0 / norm);
+                self.norm = Some((old, norm, c_old, c_new));
+                (norm, c_old, c_new)
+            }
+        }
+    }
 }
 
 /// `β^t` by binary powering, as `powi` computes it (and for any `u64`):
