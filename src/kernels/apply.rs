@@ -74,13 +74,27 @@ pub(super) fn apply_memory<F: Element>(
             }
         });
     } else {
-        for_chunks_at(xs, os, APPLY_CHUNK, &|start, x, o| {
-            runs(start, x.len(), order, |a, b, f| {
-                contiguous::apply_scalar(&x[a..b], &mut o[a..b], mean[f], add)
-            })
-        });
+        match stores {
+            Stores::Cached => for_chunks_at(xs, os, APPLY_CHUNK, &|start, x, o| {
+                runs(start, x.len(), order, |a, b, f| {
+                    contiguous::apply_scalar(&x[a..b], &mut o[a..b], mean[f], add)
+                })
+            }),
+            // Runs of one feature (Fortran order, W5) streamed out as a
+            // pattern of its mean: the same subtraction per element.
+            Stores::Streaming => for_chunks_at(xs, os, stores.chunk(xs.len(), 1), &|start, x, o| {
+                runs(start, x.len(), order, |a, b, f| {
+                    contiguous::stream_rows_unfenced(&x[a..b], &mut o[a..b], &[mean[f]; RUN_PATTERN], add)
+                });
+                contiguous::store_fence();
+            }),
+        }
     }
 }
+
+/// The length of the pattern a run of one feature is streamed with: whole
+/// vectors of `f32` and `f64`.
+const RUN_PATTERN: usize = 16;
 
 /// In-place twin of [`apply_memory`].
 pub(super) fn update_memory<F: Element>(xs: &mut [F], order: &MemoryOrder, mean: &[F], add: bool) {

@@ -365,6 +365,8 @@ fn large_into_outputs_match_the_fresh_transform() {
     let mut out_f = Array::zeros(x.raw_dim().f());
     c.transform_into(&f, &mut out_f).unwrap();
     assert_eq!(out_f, c.transform(&f).unwrap());
+    c.inverse_transform_into(&f, &mut out_f).unwrap();
+    assert_eq!(out_f, c.inverse_transform(&f).unwrap());
 
     let x32 = x.mapv(|v| v as f32);
     let mut c32 = Centering::<f32>::new();
@@ -372,6 +374,10 @@ fn large_into_outputs_match_the_fresh_transform() {
     let mut out32 = Array::zeros(x32.raw_dim());
     c32.transform_into(&x32, &mut out32).unwrap();
     assert_eq!(out32, c32.transform(&x32).unwrap());
+    let f32s = f.mapv(|v| v as f32);
+    let mut out32_f = Array::zeros(x32.raw_dim().f());
+    c32.transform_into(&f32s, &mut out32_f).unwrap();
+    assert_eq!(out32_f, c32.transform(&f32s).unwrap());
 
     let images = Array::from_shape_fn((97, 100, 100, 3), |(a, b, c_, j)| {
         ((a * 7 + b * 13 + c_ * 17 + j * 101) % 256) as u8
