@@ -71,9 +71,4 @@ mod tree;
 
 pub(crate) use apply::{Stores, apply_inplace, apply_input};
 pub(crate) use reduce::reduce;
-
-/// Calls `f(start, chunk)` on fixed chunks of `x` of `chunk` elements, in
-/// parallel when `x` is large (what `f` writes must not depend on who runs it).
-pub(crate) fn for_chunks_mut_at<F: crate::Element>(x: &mut [F], chunk: usize, f: &(impl Fn(usize, &mut [F]) + Sync)) {
-    tree::for_chunks_mut_at(x, chunk, f)
-}
+pub(crate) use tree::for_chunks_mut_at;

@@ -218,9 +218,7 @@ const INT_BLOCK_BYTES: usize = 16 << 10;
 /// sums are exact, so the order is free.
 #[inline(always)]
 fn sum_int<T: IntLane>(x: &[T], lanes: &mut [T::Acc]) {
-    const W: usize = 32;
     let p = lanes.len();
-    let per_block = (INT_BLOCK_BYTES / (p * std::mem::size_of::<T>())).max(1);
     let whole = x.len() / p;
     let (periods, rest) = x.split_at(whole * p);
     let in_registers = match p {
@@ -229,7 +227,22 @@ fn sum_int<T: IntLane>(x: &[T], lanes: &mut [T::Acc]) {
         128 => sum_int_periods::<T, 128>(periods, lanes),
         _ => false,
     };
-    for block in periods.chunks(per_block * p).filter(|_| !in_registers) {
+    if !in_registers {
+        sum_int_blocked(periods, lanes);
+    }
+    for (a, &v) in lanes.iter_mut().zip(rest) {
+        *a = T::add(*a, v);
+    }
+}
+
+/// [`sum_int`]'s whole periods (`periods.len()` a multiple of the period),
+/// 32 lanes at a time down each L1-sized block.
+#[inline(always)]
+fn sum_int_blocked<T: IntLane>(periods: &[T], lanes: &mut [T::Acc]) {
+    const W: usize = 32;
+    let p = lanes.len();
+    let per_block = (INT_BLOCK_BYTES / (p * std::mem::size_of::<T>())).max(1);
+    for block in periods.chunks(per_block * p) {
         let mut c = 0;
         while c + W <= p {
             if let Ok(acc) = <&mut [T::Acc; W]>::try_from(&mut lanes[c..c + W]) {
@@ -252,9 +265,6 @@ fn sum_int<T: IntLane>(x: &[T], lanes: &mut [T::Acc]) {
                 }
             }
         }
-    }
-    for (a, &v) in lanes.iter_mut().zip(rest) {
-        *a = T::add(*a, v);
     }
 }
 

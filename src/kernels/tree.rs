@@ -261,7 +261,7 @@ pub(super) fn for_chunks_mut<F: Element>(x: &mut [F], chunk: usize, f: &(impl Fn
 }
 
 /// In-place twin of [`for_chunks_at`].
-pub(super) fn for_chunks_mut_at<F: Element>(x: &mut [F], chunk: usize, f: &(impl Fn(usize, &mut [F]) + Sync)) {
+pub(crate) fn for_chunks_mut_at<F: Element>(x: &mut [F], chunk: usize, f: &(impl Fn(usize, &mut [F]) + Sync)) {
     #[cfg(feature = "rayon")]
     if x.len() >= PARALLEL_MIN {
         use rayon::prelude::*;

@@ -186,7 +186,9 @@ impl Sums {
     }
 
     pub(crate) fn means<F: Float>(&self) -> Vec<F> {
-        (0..self.sum.len()).map(|j| self.mean_of(j)).collect()
+        let mut out = vec![F::zero(); self.sum.len()];
+        self.means_into(0, &mut out);
+        out
     }
 
     /// The per-feature weight sums (counts without weights), in `f64`.

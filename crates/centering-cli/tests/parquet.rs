@@ -172,13 +172,7 @@ fn transform_keeps_other_columns_and_nulls() {
     assert!(o.status.success(), "{}", stderr(&o));
     let any: centering::AnyCentering = serde_json::from_str(&read(&s)).unwrap();
     let m = any.mean().unwrap();
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&y).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
-    let all = arrow_select_concat(&batches);
+    let all = read_parquet(&y);
     let a = all
         .column_by_name("a")
         .unwrap()
@@ -217,8 +211,22 @@ fn transform_keeps_other_columns_and_nulls() {
 }
 
 /// The batches as one (tests only: small).
-fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
-    arrow_select::concat::concat_batches(&batches[0].schema(), batches).unwrap()
+/// Every record batch of the Parquet file `path`, joined into one.
+fn read_parquet(path: &std::path::Path) -> RecordBatch {
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// The bits of the Float64 column `name` of `batch`.
+fn f64_bits(batch: &RecordBatch, name: &str) -> Vec<u64> {
+    let col = batch.column_by_name(name).unwrap();
+    let values = col.as_any().downcast_ref::<Float64Array>().unwrap().values();
+    values.iter().map(|v| v.to_bits()).collect()
 }
 
 // ---- integer and Float16 columns -------------------------------------------
@@ -638,23 +646,10 @@ fn transform_integer_columns_into_the_state_type() {
     let est: Centering<f64> = serde_json::from_str(&read(&s)).unwrap();
     let x = fortran(&[u8s().into_iter().map(i16::from).collect::<Vec<i16>>(), i16s()]);
     let expected = est.transform_input(&x).unwrap();
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&y).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
-    let all = arrow_select_concat(&batches);
+    let all = read_parquet(&y);
     for (j, name) in ["u8", "i16"].iter().enumerate() {
-        let col = all
-            .column_by_name(name)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
         let want: Vec<u64> = expected.column(j).iter().map(|v| v.to_bits()).collect();
-        let got: Vec<u64> = col.values().iter().map(|v| v.to_bits()).collect();
-        assert_eq!(got, want, "{name}");
+        assert_eq!(f64_bits(&all, name), want, "{name}");
     }
     // Int64 beyond 2^53: transformed as the library transforms an i64 array.
     fit_ok(&["fit", p(&file), "--columns", "i64w", "-o", p(&s)]);
@@ -671,23 +666,8 @@ fn transform_integer_columns_into_the_state_type() {
     ]);
     let est: Centering<f64> = serde_json::from_str(&read(&s)).unwrap();
     let expected = est.transform_input(&fortran(&[wide_i64s()])).unwrap();
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&w).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
-    let col = arrow_select_concat(&batches).column_by_name("i64w").unwrap().clone();
-    let got: Vec<u64> = col
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .unwrap()
-        .values()
-        .iter()
-        .map(|v| v.to_bits())
-        .collect();
     let want: Vec<u64> = expected.iter().map(|v| v.to_bits()).collect();
-    assert_eq!(got, want);
+    assert_eq!(f64_bits(&read_parquet(&w), "i64w"), want);
     // The columns not fitted are kept with their types.
     assert_eq!(
         all.column_by_name("i32").unwrap().data_type(),
