@@ -172,6 +172,20 @@ pub(crate) fn tier() -> String {
     }
 }
 
+/// Whether the CPU has every feature the `avx512` kernels are compiled
+/// with (AVX-512F, AVX-512VL, AVX2, FMA), for the other kernel modules.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512() -> bool {
+    simd::has_avx512()
+}
+
+/// Whether the CPU has AVX2 and FMA, which the `avx2` kernels are compiled
+/// with, for the other kernel modules.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2() -> bool {
+    simd::has_avx2()
+}
+
 /// Calls `$f($args)` compiled for the widest instruction set available.
 macro_rules! dispatch {
     ($f:ident($($a:expr),*)) => {{
