@@ -21,8 +21,6 @@
 
 use ndarray::{ArrayView1, ArrayViewD};
 
-#[cfg(feature = "half")]
-use super::contiguous::period;
 use super::contiguous::{RowAcc, cast_mut};
 use crate::input::__private::{Batch, IntBatch};
 use crate::state::Dd;
@@ -353,6 +351,10 @@ pub(crate) struct HalfAcc {
 /// A half-precision type the `half` crate widens slices of.
 #[cfg(feature = "half")]
 pub(crate) trait Half: Copy + Send + Sync + 'static {
+    /// Whether every lane sum of a leaf of [`INT_LEAF`] elements is exact
+    /// in `f64`, so that larger leaves change no bit.
+    const EXACT_LANES: bool = false;
+
     fn widen_slice(x: &[Self], out: &mut [f32]);
 
     /// What widening `x` a block of whole quads at a time and summing it
@@ -366,6 +368,12 @@ pub(crate) trait Half: Copy + Send + Sync + 'static {
 
 #[cfg(feature = "half")]
 impl Half for half::f16 {
+    /// An `f16` is `k·2⁻²⁴` with `|k| < 2⁴⁰` and `|v| ≤ 65504 < 2¹⁶`; a
+    /// lane of such a leaf adds at most `INT_LEAF / 64 = 2¹²` of them
+    /// (256 for wide rows), so each partial sum is a multiple of 2⁻²⁴
+    /// below 2²⁸: 52 bits, exact in `f64`, in any order. (`bf16` spans
+    /// `f32`'s exponents: its sums round.)
+    const EXACT_LANES: bool = true;
     fn widen_slice(x: &[Self], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_f16c() {
@@ -475,9 +483,10 @@ impl<T: Half> Lanes<T> for HalfAcc {
     fn new(d: usize) -> Self {
         // Whole quads of periods per block: every block starts at lane 0,
         // and none leaves periods to `sum_wide`'s one-at-a-time loop.
-        let quad = 4 * period(d);
+        // Allocated on the first push that needs it: not where the CPU
+        // sums fused (the 16 KiB zeroed per leaf were 5% of W12's fit).
         HalfAcc {
-            buf: vec![0.0; quad * HALF_BLOCK.div_ceil(quad)],
+            buf: Vec::new(),
             acc: RowAcc::new(d),
         }
     }
@@ -485,6 +494,10 @@ impl<T: Half> Lanes<T> for HalfAcc {
     fn push(&mut self, x: &[T]) {
         if T::sum_fused(x, self.acc.wide_lanes()) {
             return;
+        }
+        if self.buf.is_empty() {
+            let quad = 4 * self.acc.wide_lanes().len();
+            self.buf = vec![0.0; quad * HALF_BLOCK.div_ceil(quad)];
         }
         let block = self.buf.len();
         for chunk in x.chunks(block) {
@@ -496,6 +509,16 @@ impl<T: Half> Lanes<T> for HalfAcc {
 
     fn finish(self, out: &mut [Dd<f64>]) {
         self.acc.finish(out);
+    }
+
+    /// Larger leaves where the lanes are exact (`f16`), as for integers:
+    /// fewer lane set-ups and folds, the same bits.
+    fn leaf_len(d: usize) -> usize {
+        if T::EXACT_LANES {
+            INT_LEAF.max(super::reduce::leaf_len(d))
+        } else {
+            super::reduce::leaf_len(d)
+        }
     }
 }
 
@@ -628,6 +651,8 @@ fn widen_dispatched<T: Copy, F>(x: &[T], out: &mut [F], f: impl Fn(T) -> F) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "half")]
+    use crate::kernels::contiguous::period;
 
     #[test]
     fn int_period_is_a_multiple_of_d_and_32() {

@@ -419,6 +419,44 @@ mod half_precision {
         }
     }
 
+    /// f16 leaves hold 2¹⁸ values (their lane sums are exact in `f64`),
+    /// `f32` leaves 2¹⁵: on a batch of many of either — values from f16's
+    /// largest to its subnormals, of both signs, large enough that one leaf
+    /// for the whole batch would round (checked) — the f16 fit's state is
+    /// still the widened `f32` batch's, bit for bit, in C order and as NHWC
+    /// images, on one thread and on the pool.
+    #[test]
+    fn large_f16_batches_keep_the_f32_state() {
+        let n = 7 * 112_700; // a little over 3·2¹⁸ rows
+        let value = |i: usize| {
+            let h = (i as u32).wrapping_mul(2_654_435_761);
+            let m = (h >> 16) as f32 / 65536.0 - 0.5;
+            // The kind from high bits: every lane sees every kind.
+            match h >> 30 {
+                0 | 1 => 60_000.0 + m * 10_000.0, // up to 65504
+                2 => m * 1e-6,                    // f16 subnormals
+                _ => -100.0 + m,
+            }
+        };
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| f16::from_f32(value(3 * i + j)));
+        let images = x.clone().into_shape_with_order((n / 7, 7, 1, 3)).unwrap();
+        for x in [x.into_dyn(), images.into_dyn()] {
+            let wide = x.mapv(f16::to_f32);
+            let mut half = Centering::<f32>::new();
+            half.fit_input(&x).unwrap();
+            let mut single = Centering::<f32>::new();
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap()
+                .install(|| single.fit_input(&x).unwrap());
+            let mut same = Centering::<f32>::new();
+            same.fit(&wide).unwrap();
+            assert!(half == same, "f16 {:?} vs f32 {:?}", half.mean(), same.mean());
+            assert!(single == same);
+        }
+    }
+
     /// Issue 9's reproduction: 10,000 f16 values near 100 gave a NaN mean.
     #[test]
     fn f16_and_bf16_means_are_right() {
