@@ -25,9 +25,12 @@
 //! narrower than the mean and transform them into `f32`. Their limit is, as
 //! WORKLOADS.md says, the time the limit loops need for the same bytes:
 //! `fit` ↔ reading a buffer of the input's byte size; `transform` ↔ that
-//! read plus writing the `f32` output (a fill of fresh memory: plain loop or
-//! `memset`, ordinary or huge pages, the fastest), `transform_into` ↔ the
-//! read plus a fill of the written buffer. Their ndarray baseline is what a
+//! read plus writing the `f32` output (a fill of fresh memory: plain loop,
+//! `memset` or non-temporal stores, ordinary or huge pages, the fastest),
+//! `transform_into` ↔ the read plus a fill of the written buffer (the same
+//! three ways). The fills write a value that is not zero, as outputs are
+//! not: a `memset` of zeros is a faster, different workload on some
+//! machines. Their ndarray baseline is what a
 //! user writes without the crate: `mapv` to `f32`, then `mean_axis` or
 //! `&x - &mean`. No `inplace` row: the output type differs.
 //!
@@ -1327,17 +1330,43 @@ mod narrow {
         }
     }
 
-    /// Fills `dst` with a plain loop or with `memset` (`write_bytes`), on
-    /// `threads`.
-    fn fill(dst: &mut [MaybeUninit<f32>], memset: bool, threads: Threads) {
-        let one = |dst: &mut [MaybeUninit<f32>]| {
-            if memset {
-                // SAFETY: `dst` is one live, exclusively borrowed slice; zero
-                // bytes are a valid `f32`.
-                unsafe { std::ptr::write_bytes(dst.as_mut_ptr(), 0, dst.len()) }
-            } else {
-                simd::run(Fill { dst, c: 0.5 })
+    /// How a limit loop fills its buffer.
+    #[derive(Clone, Copy)]
+    enum How {
+        /// A plain loop of stores.
+        Loop,
+        /// The platform `memset` (`write_bytes`).
+        Memset,
+        /// Non-temporal stores (AVX `vmovntps`), as the crate writes large
+        /// `_into` outputs.
+        Stream,
+    }
+
+    impl How {
+        const ALL: [How; 3] = [How::Loop, How::Memset, How::Stream];
+
+        fn name(self) -> &'static str {
+            match self {
+                How::Loop => "loop",
+                How::Memset => "memset",
+                How::Stream => "stream",
             }
+        }
+    }
+
+    /// Fills `dst` as `how` says, on `threads`. The `memset` byte is not
+    /// zero: outputs are not, and zeros are a different workload on some
+    /// machines (on an AMD EPYC VM, one thread's `memset` of 805 MB wrote
+    /// zeros at 61 GB/s and `0x3f` at 27 GB/s), which would make the limit
+    /// one that no computed store can reach.
+    fn fill(dst: &mut [MaybeUninit<f32>], how: How, threads: Threads) {
+        let byte = std::hint::black_box(0x3f_u8);
+        let one = |dst: &mut [MaybeUninit<f32>]| match how {
+            // SAFETY: `dst` is one live, exclusively borrowed slice; any
+            // four bytes are a valid `f32` (these: 0.747…).
+            How::Memset => unsafe { std::ptr::write_bytes(dst.as_mut_ptr(), byte, dst.len()) },
+            How::Loop => simd::run(Fill { dst, c: 0.5 }),
+            How::Stream => stream_fill(dst, 0.5),
         };
         match threads {
             Threads::One => one(dst),
@@ -1347,6 +1376,41 @@ mod narrow {
                 rayon::join(|| one(a), || one(b));
             }
         }
+    }
+
+    /// `dst[i] = c` by non-temporal stores where the CPU has AVX (a plain
+    /// loop elsewhere).
+    fn stream_fill(dst: &mut [MaybeUninit<f32>], c: f32) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX, checked just above.
+            return unsafe { stream_fill_avx(dst, c) };
+        }
+        for d in dst {
+            d.write(c);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    fn stream_fill_avx(dst: &mut [MaybeUninit<f32>], c: f32) {
+        use std::arch::x86_64::{_mm_sfence, _mm256_set1_ps, _mm256_stream_ps};
+        let head = dst.as_ptr().align_offset(32).min(dst.len());
+        let (h, rest) = dst.split_at_mut(head);
+        for d in h {
+            d.write(c);
+        }
+        let v = _mm256_set1_ps(c);
+        let mut chunks = rest.chunks_exact_mut(8);
+        for ch in &mut chunks {
+            // SAFETY: `ch` is 8 writable `f32`s, 32-byte aligned (`head`
+            // aligned `rest`, and every chunk is 32 bytes).
+            unsafe { _mm256_stream_ps(ch.as_mut_ptr().cast::<f32>(), v) };
+        }
+        for d in chunks.into_remainder() {
+            d.write(c);
+        }
+        _mm_sfence();
     }
 
     pub fn workload<T, D>(cfg: &Config, id: &'static str, x: Array<T, D>) -> Vec<Row>
@@ -1384,16 +1448,16 @@ mod narrow {
                         if pages == Pages::Huge && !(bytes >= super::LARGE && limit::huge_pages_available()) {
                             continue;
                         }
-                        for memset in [false, true] {
+                        for how in How::ALL {
                             let name = format!(
                                 "fill fresh {} {} {t}",
                                 pages_label(pages),
-                                if memset { "memset" } else { "loop" }
+                                how.name()
                             );
                             contenders.push(Contender::new(name, Role::Limit, move |c: &mut Case<T, D>| {
                                 per_call(c.calls, || {
                                     let mut buf = Fresh::<f32>::new(c.x.len(), pages);
-                                    fill(buf.as_uninit(), memset, threads);
+                                    fill(buf.as_uninit(), how, threads);
                                     buf
                                 })
                             }));
@@ -1401,11 +1465,11 @@ mod narrow {
                     }
                 }
                 if op == "transform_into" {
-                    for memset in [false, true] {
-                        let name = format!("fill written {} {t}", if memset { "memset" } else { "loop" });
+                    for how in How::ALL {
+                        let name = format!("fill written {} {t}", how.name());
                         contenders.push(Contender::new(name, Role::Limit, move |c: &mut Case<T, D>| {
                             let dst = c.out.as_slice_memory_order_mut().expect("contiguous");
-                            per_call(c.calls, || fill(limit::as_uninit(dst), memset, threads))
+                            per_call(c.calls, || fill(limit::as_uninit(dst), how, threads))
                         }));
                     }
                 }
