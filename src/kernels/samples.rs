@@ -553,6 +553,19 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     }
 }
 
+/// `$f::<T, W, weighted, ignore[, $extra]>($args)` for the run-time
+/// `(weighted, ignore)`.
+macro_rules! by_flags {
+    ([$($f:tt)*], $w:expr, $ignore:expr, ($($a:expr),*) $(, $extra:expr)?) => {
+        match ($w, $ignore) {
+            (true, true) => $($f)*::<T, W, true, true $(, $extra)?>($($a),*),
+            (true, false) => $($f)*::<T, W, true, false $(, $extra)?>($($a),*),
+            (false, true) => $($f)*::<T, W, false, true $(, $extra)?>($($a),*),
+            (false, false) => $($f)*::<T, W, false, false $(, $extra)?>($($a),*),
+        }
+    };
+}
+
 /// Picks the body for `(weighted, ignore)` and the widest instruction set.
 macro_rules! pick {
     ($body:ident, $simd:ident, $w:expr, $ignore:expr, ($($a:expr),*)) => {{
@@ -560,33 +573,14 @@ macro_rules! pick {
         {
             if simd::has_avx512() {
                 // SAFETY: the CPU has AVX-512F/VL, AVX2 and FMA, checked just above.
-                return unsafe {
-                    match ($w, $ignore) {
-                        (true, true) => simd::$simd::avx512::<T, W, true, true>($($a),*),
-                        (true, false) => simd::$simd::avx512::<T, W, true, false>($($a),*),
-                        (false, true) => simd::$simd::avx512::<T, W, false, true>($($a),*),
-                        (false, false) => simd::$simd::avx512::<T, W, false, false>($($a),*),
-                    }
-                };
+                return unsafe { by_flags!([simd::$simd::avx512], $w, $ignore, ($($a),*)) };
             }
             if simd::has_avx2_fma() {
                 // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                return unsafe {
-                    match ($w, $ignore) {
-                        (true, true) => simd::$simd::avx2::<T, W, true, true>($($a),*),
-                        (true, false) => simd::$simd::avx2::<T, W, true, false>($($a),*),
-                        (false, true) => simd::$simd::avx2::<T, W, false, true>($($a),*),
-                        (false, false) => simd::$simd::avx2::<T, W, false, false>($($a),*),
-                    }
-                };
+                return unsafe { by_flags!([simd::$simd::avx2], $w, $ignore, ($($a),*)) };
             }
         }
-        match ($w, $ignore) {
-            (true, true) => $body::<T, W, true, true, false>($($a),*),
-            (true, false) => $body::<T, W, true, false, false>($($a),*),
-            (false, true) => $body::<T, W, false, true, false>($($a),*),
-            (false, false) => $body::<T, W, false, false, false>($($a),*),
-        }
+        by_flags!([$body], $w, $ignore, ($($a),*), false)
     }};
 }
 

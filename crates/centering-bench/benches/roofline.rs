@@ -1449,11 +1449,7 @@ mod narrow {
                             continue;
                         }
                         for how in How::ALL {
-                            let name = format!(
-                                "fill fresh {} {} {t}",
-                                pages_label(pages),
-                                how.name()
-                            );
+                            let name = format!("fill fresh {} {} {t}", pages_label(pages), how.name());
                             contenders.push(Contender::new(name, Role::Limit, move |c: &mut Case<T, D>| {
                                 per_call(c.calls, || {
                                     let mut buf = Fresh::<f32>::new(c.x.len(), pages);
