@@ -347,8 +347,9 @@ impl Unit {
     }
 }
 
-/// [`two_sum`], three of its six additions through [`Unit::add`]: the same
-/// operations on the same values, so the same bits.
+/// [`two_sum`], two of its six additions through [`Unit::add`] (with the
+/// error's addition to `lo`, three of a value's seven): the same operations
+/// on the same values (`s − a` is `s + (−a)`), so the same bits.
 #[inline(always)]
 fn two_sum_split<const FMA: bool>(a: f64, b: f64, unit: Unit) -> (f64, f64) {
     let s = a + b;
