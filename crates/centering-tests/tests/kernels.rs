@@ -323,11 +323,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// Random sizes, including several leaves, parallel nodes and feature
-    /// counts across the column kernel's groups of 16.
+    /// counts across the column kernel's groups of 32 (up to three).
     #[test]
     fn weighted_and_missing_fits_are_layout_independent(
         n in 1usize..3000,
-        d in 1usize..40,
+        d in 1usize..80,
         nan_every in prop::sample::select(vec![0usize, 3, 10, 97]),
         weighted in any::<bool>(),
         seed in any::<u64>(),
