@@ -643,47 +643,27 @@ mod simd {
 
     pub(super) use crate::kernels::contiguous::{has_avx2 as has_avx2_fma, has_avx512};
 
-    pub(super) mod rows {
-        use super::super::{Input, Lanes};
-        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-        pub(crate) fn avx512<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool>(
-            x: &[T],
-            w: &[W],
-            acc: &mut Lanes<'_>,
-        ) {
-            super::super::rows_body::<T, W, WEIGHTED, IGNORE, true>(x, w, acc)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        pub(crate) fn avx2<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool>(
-            x: &[T],
-            w: &[W],
-            acc: &mut Lanes<'_>,
-        ) {
-            super::super::rows_body::<T, W, WEIGHTED, IGNORE, true>(x, w, acc)
-        }
+    /// `mod $name` with `$body` compiled for AVX-512 (`avx512`) and for
+    /// AVX2 + FMA (`avx2`), as `contiguous`'s `versions!` does for the
+    /// float lanes.
+    macro_rules! versions {
+        ($name:ident, $body:ident, ($($a:ident: $t:ty),*)) => {
+            pub(super) mod $name {
+                #[allow(unused_imports)]
+                use super::super::{Acc, Input, Lanes, Validity};
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                pub(crate) fn avx512<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool>($($a: $t),*) {
+                    super::super::$body::<T, W, WEIGHTED, IGNORE, true>($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                pub(crate) fn avx2<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool>($($a: $t),*) {
+                    super::super::$body::<T, W, WEIGHTED, IGNORE, true>($($a),*)
+                }
+            }
+        };
     }
-
-    pub(super) mod columns {
-        use super::super::{Acc, Input, Validity};
-        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-        pub(crate) fn avx512<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool>(
-            columns: &[&[T]],
-            valid: &[Option<Validity<'_>>],
-            w: &[W],
-            acc: &mut Acc,
-        ) {
-            super::super::columns_body::<T, W, WEIGHTED, IGNORE, true>(columns, valid, w, acc)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        pub(crate) fn avx2<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool>(
-            columns: &[&[T]],
-            valid: &[Option<Validity<'_>>],
-            w: &[W],
-            acc: &mut Acc,
-        ) {
-            super::super::columns_body::<T, W, WEIGHTED, IGNORE, true>(columns, valid, w, acc)
-        }
-    }
+    versions!(rows, rows_body, (x: &[T], w: &[W], acc: &mut Lanes<'_>));
+    versions!(columns, columns_body, (columns: &[&[T]], valid: &[Option<Validity<'_>>], w: &[W], acc: &mut Acc));
 }
 
 #[cfg(test)]
