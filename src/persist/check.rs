@@ -3,7 +3,7 @@
 
 use super::wire::Real;
 use super::*;
-use crate::state::{Dd, Ema, SCALE_STEP, Sums, norm_reference, pow_u64};
+use crate::state::{Dd, Ema, SCALE_STEP, Sums, Total, norm_reference, pow_u64};
 
 // ---------------------------------------------------------------------------
 // Reading: every field checked, nothing trusted.
@@ -219,7 +219,7 @@ impl FittedWire {
         let reject = params.nan_policy() == NanPolicy::Reject;
         let acc = match (mode, self.accumulator) {
             (Mode::Cumulative, AccumulatorWire::Cumulative(c)) => {
-                Accumulator::Cumulative(c.check::<F>(d, reject, version)?)
+                Accumulator::Cumulative(Total::from_sums(c.check::<F>(d, reject, version)?))
             }
             (Mode::MovingAverage { .. } | Mode::BatchAverage, AccumulatorWire::Moving(m)) => {
                 Accumulator::Moving(m.check::<F>(d, n_batches, mode, reject)?)
@@ -240,7 +240,7 @@ impl FittedWire {
         // A value is required wherever the original had one: the recomputed
         // mean must be finite there.
         let required: Vec<bool> = match &fitted.acc {
-            Accumulator::Cumulative(s) => s.weight.iter().map(|w| !w.is_zero()).collect(),
+            Accumulator::Cumulative(s) => (0..d).map(|j| s.observed(j)).collect(),
             Accumulator::Moving(e) => e
                 .iter()
                 .map(|e| e.steps > 0 || params.start() == Some(EmaStart::Zero))

@@ -49,7 +49,7 @@ use crate::Element;
 use crate::error::CenteringError;
 use crate::estimator::Centering;
 use crate::params::{EmaStart, Mode, NanPolicy, ValidParams};
-use crate::state::{Accumulator, Fitted};
+use crate::state::{Accumulator, Fitted, Parts};
 
 /// The version of the stored-state schema this release writes (feature
 /// `serde`); it reads every version from 1 up to this one.
@@ -311,11 +311,11 @@ impl<F: Element> From<&Fitted<F>> for FittedWire {
     fn from(f: &Fitted<F>) -> Self {
         let accumulator = match &f.acc {
             Accumulator::Cumulative(s) => AccumulatorWire::Cumulative(CumulativeWire {
-                sum_hi: wide_all(s.sum.iter().map(|d| d.hi)),
-                sum_lo: wide_all(s.sum.iter().map(|d| d.lo)),
-                scale: s.scale.iter().map(|&k| I32::new(k)).collect(),
-                weight_hi: wide_all(s.weight.iter().map(|d| d.hi)),
-                weight_lo: wide_all(s.weight.iter().map(|d| d.lo)),
+                sum_hi: wide_all((0..s.n_features()).map(|j| s.sum(j).hi)),
+                sum_lo: wide_all((0..s.n_features()).map(|j| s.sum(j).lo)),
+                scale: (0..s.n_features()).map(|j| I32::new(s.scale(j))).collect(),
+                weight_hi: wide_all((0..s.n_features()).map(|j| s.weight(j).hi)),
+                weight_lo: wide_all((0..s.n_features()).map(|j| s.weight(j).lo)),
             }),
             Accumulator::Moving(e) => AccumulatorWire::Moving(MovingWire {
                 steps: e.iter().map(|e| U64::new(e.steps)).collect(),

@@ -8,7 +8,8 @@
 //! | file | what |
 //! |---|---|
 //! | `dd.rs` | double-word arithmetic: TwoSum, scaling, the quotient and its one rounding to `F` |
-//! | `sums.rs` | the cumulative accumulator ([`Sums`]): `f64` pairs whatever `F` |
+//! | `sums.rs` | a batch's sums ([`Sums`]): `f64` pairs whatever `F` |
+//! | `total.rs` | the cumulative accumulator ([`Total`]): the same values, the parts stored only once needed |
 //! | `ema.rs` | the moving-average accumulator ([`Ema`]): one affine segment per feature |
 //!
 //! # Exact sums
@@ -36,12 +37,14 @@
 mod dd;
 mod ema;
 mod sums;
+mod total;
 
 pub(crate) use dd::{Dd, ldexp, product_error, two_sum};
 pub(crate) use ema::Ema;
 #[cfg(feature = "serde")]
 pub(crate) use ema::{norm_reference, pow_u64};
 pub(crate) use sums::{SCALE_STEP, Sums, sample_mean, scaled_product};
+pub(crate) use total::{Parts, Total};
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -88,7 +91,7 @@ impl<F: Clone> Clone for Fitted<F> {
 /// What each mode accumulates, per feature.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Accumulator<F> {
-    Cumulative(Sums),
+    Cumulative(Total),
     Moving(Vec<Ema<F>>),
 }
 
@@ -115,7 +118,7 @@ impl<F: Element> Fitted<F> {
     /// valid fitted state on its own: it is only ever folded into).
     pub(crate) fn empty(mode: Mode, d: usize) -> Self {
         let acc = match mode {
-            Mode::Cumulative => Accumulator::Cumulative(Sums::zeros(d)),
+            Mode::Cumulative => Accumulator::Cumulative(Total::zeros(d)),
             _ => Accumulator::Moving(vec![Ema::new(); d]),
         };
         Fitted::new(0, 0, acc)
@@ -169,7 +172,7 @@ impl<F: Element> Fitted<F> {
 
     pub(crate) fn n_features(&self) -> usize {
         match &self.acc {
-            Accumulator::Cumulative(s) => s.sum.len(),
+            Accumulator::Cumulative(s) => s.n_features(),
             Accumulator::Moving(e) => e.len(),
         }
     }
@@ -199,7 +202,7 @@ impl<F: Element> Fitted<F> {
         if let Some(feature) = batch.weight.iter().position(|w| !w.is_finite()) {
             return Err(CenteringError::WeightOverflow { feature });
         }
-        Ok(Fitted::new(n, 1, Accumulator::Cumulative(batch)))
+        Ok(Fitted::new(n, 1, Accumulator::Cumulative(Total::from_sums(batch))))
     }
 
     /// The state after one sample of finite `values` (`d`, one per
@@ -212,7 +215,7 @@ impl<F: Element> Fitted<F> {
         params: &ValidParams,
     ) -> Result<Self> {
         if mode == Mode::Cumulative {
-            return Ok(Fitted::new(1, 1, Accumulator::Cumulative(Sums::of_sample(values))));
+            return Ok(Fitted::new(1, 1, Accumulator::Cumulative(Total::of_sample(values))));
         }
         let mut first = Self::empty(mode, d);
         first.fold_sample(values, params)?;
@@ -275,12 +278,7 @@ impl<F: Element> Fitted<F> {
             Accumulator::Cumulative(s) => {
                 // `Sums::merge` adds the weights exactly so: the same test,
                 // first, on every feature.
-                if let Some(feature) = s
-                    .weight
-                    .iter()
-                    .zip(&batch.weight)
-                    .position(|(a, b)| !a.add(*b).is_finite())
-                {
+                if let Some(feature) = s.weight_overflow(batch) {
                     return Err(CenteringError::WeightOverflow { feature });
                 }
                 s.merge(batch)

@@ -85,15 +85,11 @@ impl Sums {
         overflow.map_or(Ok(()), Err)
     }
 
-    /// The sums of one sample of finite `values`: each value is its
-    /// feature's sum (exactly: `0 + x` has no error), of weight one.
-    pub(crate) fn of_sample(values: impl Iterator<Item = f64>) -> Self {
-        Sums::counted(values.map(|hi| Dd { hi, lo: 0.0 }).collect(), 1)
-    }
-
-    /// [`merge`](Self::merge) of [`of_sample`](Self::of_sample)`(values)`,
-    /// without building it: the same additions, so the same bits. No weight
-    /// can overflow (each grows by one).
+    /// [`merge`](Self::merge) of one sample's sums (each value its
+    /// feature's sum, exactly, of weight one), without building them: the
+    /// same additions, so the same bits. No weight can overflow (each grows
+    /// by one). The reference of [`Total::add_sample`](super::Total::add_sample)'s tests.
+    #[cfg(test)]
     pub(crate) fn add_sample(&mut self, values: impl Iterator<Item = f64>) {
         let one = Dd { hi: 1.0, lo: 0.0 };
         let features = self.sum.iter_mut().zip(&mut self.scale).zip(&mut self.weight);
@@ -144,6 +140,7 @@ impl Sums {
     /// it is brought back to `±F::MAX` (within an ulp of the exact mean). A
     /// mean far beyond — a loaded state with an impossible `scale` — stays
     /// infinite, and loading refuses it.
+    #[cfg(test)]
     pub(crate) fn mean_of<F: Float>(&self, j: usize) -> F {
         mean_of_parts(self.sum[j], self.scale[j], self.weight[j])
     }
@@ -157,31 +154,15 @@ impl Sums {
     /// dependent divisions left the CPU waiting on each (10 ns per feature
     /// of a 10⁷-feature read on the reference VM).
     pub(crate) fn means_into<F: Float>(&self, at: usize, out: &mut [F]) {
-        const BLOCK: usize = 256;
-        let (mut s, mut e, mut fast) = ([0.0f64; BLOCK], [0.0f64; BLOCK], [false; BLOCK]);
-        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
-            let at = at + b * BLOCK;
+        for (b, out) in out.chunks_mut(MEAN_BLOCK).enumerate() {
+            let at = at + b * MEAN_BLOCK;
             let n = out.len();
-            let sum = &self.sum[at..at + n];
-            let weight = &self.weight[at..at + n];
-            let scale = &self.scale[at..at + n];
-            for i in 0..n {
-                let (x, w) = (sum[i], weight[i]);
-                let q1 = x.hi / w.hi;
-                let p = q1 * w.hi;
-                let pe = split_product_error(q1, w.hi, p);
-                let r = (((x.hi - p) - pe) + x.lo) - q1 * w.lo;
-                (s[i], e[i]) = two_sum(q1, r / w.hi);
-                fast[i] = scale[i] == 0 && q1.is_finite() && q1 != 0.0 && p.is_finite() && split_is_exact(q1, w.hi, p);
-            }
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = if fast[i] {
-                    let m: F = round_pair(s[i], e[i]);
-                    if m.is_finite() { m } else { self.mean_of(at + i) }
-                } else {
-                    self.mean_of(at + i)
-                };
-            }
+            means_block(
+                &self.sum[at..at + n],
+                &self.scale[at..at + n],
+                &self.weight[at..at + n],
+                out,
+            );
         }
     }
 
@@ -194,6 +175,35 @@ impl Sums {
     /// The per-feature weight sums (counts without weights), in `f64`.
     pub(crate) fn weights(&self) -> Vec<f64> {
         self.weight.iter().map(Dd::value).collect()
+    }
+}
+
+/// Features whose means are computed together (on the stack).
+pub(super) const MEAN_BLOCK: usize = 256;
+
+/// The means of the features whose parts are `sum`, `scale`, `weight`
+/// (at most [`MEAN_BLOCK`]) into `out`.
+pub(super) fn means_block<F: Float>(sum: &[Dd<f64>], scale: &[i32], weight: &[Dd<f64>], out: &mut [F]) {
+    let (mut s, mut e, mut fast) = ([0.0f64; MEAN_BLOCK], [0.0f64; MEAN_BLOCK], [false; MEAN_BLOCK]);
+    let n = out.len().min(MEAN_BLOCK);
+    let (sum, weight, scale) = (&sum[..n], &weight[..n], &scale[..n]);
+    for i in 0..n {
+        let (x, w) = (sum[i], weight[i]);
+        let q1 = x.hi / w.hi;
+        let p = q1 * w.hi;
+        let pe = split_product_error(q1, w.hi, p);
+        let r = (((x.hi - p) - pe) + x.lo) - q1 * w.lo;
+        (s[i], e[i]) = two_sum(q1, r / w.hi);
+        fast[i] = scale[i] == 0 && q1.is_finite() && q1 != 0.0 && p.is_finite() && split_is_exact(q1, w.hi, p);
+    }
+    for (i, o) in out.iter_mut().enumerate().take(n) {
+        let slow = || mean_of_parts(sum[i], scale[i], weight[i]);
+        *o = if fast[i] {
+            let m: F = round_pair(s[i], e[i]);
+            if m.is_finite() { m } else { slow() }
+        } else {
+            slow()
+        };
     }
 }
 
@@ -214,7 +224,7 @@ fn mean_of_parts<F: Float>(sum: Dd<f64>, k: i32, w: Dd<f64>) -> F {
 }
 
 /// The mean of one sample whose value is `x` (finite): what
-/// [`Sums::of_sample`]`([x]).mean_of(0)` gives, by the same function.
+/// the sums of that one sample (`x`, of weight 1) give, by the same function.
 pub(crate) fn sample_mean<F: Float>(x: f64) -> F {
     // The quotient of a non-zero finite `x` by 1 is `x`, with no correction:
     // `mean_of_parts` without its two divisions (a moving average of wide
@@ -259,7 +269,7 @@ pub(crate) fn scaled_product(m: f64, count: u64) -> (Dd<f64>, i32, Dd<f64>) {
 
 /// `a·2^ka + b·2^kb` as a pair and a scale, rescaling further when the sum
 /// would overflow.
-fn add_scaled<F: Float>(a: Dd<F>, ka: i32, b: Dd<F>, kb: i32) -> (Dd<F>, i32) {
+pub(super) fn add_scaled<F: Float>(a: Dd<F>, ka: i32, b: Dd<F>, kb: i32) -> (Dd<F>, i32) {
     let mut k = ka.max(kb);
     loop {
         let s = a.scaled(ka - k).add(b.scaled(kb - k));

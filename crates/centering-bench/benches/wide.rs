@@ -10,8 +10,10 @@
 //!
 //! Each `D` runs in a child process (this binary with `--wide-child D`), so
 //! that its peak memory (`VmHWM`) is its own: the extra memory is that peak
-//! minus the resident memory once the input exists. The first call builds
-//! the state (its sums: 36 bytes per feature); later calls add to it; the
+//! minus the resident memory once the input exists, after the first call
+//! and at the end. The first call builds the state (one sample's sums: its
+//! values, 8 bytes per feature); later calls add to it (and its low words,
+//! 8 more); the
 //! first read of the mean divides each feature's sums once; then calls
 //! each followed by a read of the mean (a training loop that reads it,
 //! e.g. to transform): the reads' median.
@@ -46,9 +48,9 @@ fn main() {
         cpu_model()
     );
     println!(
-        "\n| D | first call (ns/feature) | later calls, median (ns/feature) | first mean read (ns/feature) | later reads, median (ns/feature) | extra peak memory (bytes/feature) | extra / input |"
+        "\n| D | first call (ns/feature) | its extra peak / input | later calls, median (ns/feature) | first mean read (ns/feature) | later reads, median (ns/feature) | extra peak memory (bytes/feature) | extra / input |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let me = std::env::current_exe().expect("no path to this binary");
     for d in sizes {
         let out = Command::new(&me).arg("--wide-child").arg(d.to_string()).output();
@@ -95,6 +97,7 @@ fn child(d: usize) {
     let t = Instant::now();
     c.partial_fit(&x).expect("partial_fit failed");
     let first = per(t.elapsed().as_secs_f64());
+    let first_extra = status_bytes("VmHWM:") - before;
     let mut later: Vec<f64> = (0..LATER)
         .map(|_| {
             let t = Instant::now();
@@ -119,7 +122,8 @@ fn child(d: usize) {
     reads.sort_by(f64::total_cmp);
     let extra = status_bytes("VmHWM:") - before;
     println!(
-        "| {d} | {first:.1} | {:.1} | {read:.1} | {:.1} | {:.0} | {:.1}× |",
+        "| {d} | {first:.1} | {:.1}× | {:.1} | {read:.1} | {:.1} | {:.0} | {:.1}× |",
+        first_extra / input,
         later[LATER / 2],
         reads[LATER / 2],
         extra / d as f64,
