@@ -58,26 +58,52 @@ pub(crate) fn zeroed<F: Element>(len: usize) -> Result<Vec<F>> {
     Ok(v)
 }
 
-#[cfg(target_os = "linux")]
+/// The first `d` of `values` in a `Vec` of huge pages where the kernel
+/// gives them: a wide state's pages are first touched here, and with 4 KiB
+/// pages the faults cost more than the values' arithmetic (one sample of
+/// 10⁸ features, on the reference VM: 2.0–5.5 ns per feature with them,
+/// 4.8–24 without).
+pub(crate) fn collect_huge<T>(d: usize, values: impl Iterator<Item = T>) -> Vec<T> {
+    let mut v = with_capacity_huge(d);
+    v.extend(values.take(d));
+    v
+}
+
+/// An empty `Vec` with room for `len` elements whose pages, once touched,
+/// are transparent huge pages where the kernel allows them: for the
+/// long-lived per-feature vectors of a wide state, filled as they are
+/// built. Aborts like `Vec::with_capacity` when the allocator refuses.
+fn with_capacity_huge<T>(len: usize) -> Vec<T> {
+    let v = Vec::with_capacity(len);
+    advise_huge_bytes(v.as_ptr() as usize, v.capacity() * std::mem::size_of::<T>());
+    v
+}
+
 fn advise_huge<F>(v: &[F]) {
-    let bytes = std::mem::size_of_val(v);
+    advise_huge_bytes(v.as_ptr() as usize, std::mem::size_of_val(v));
+}
+
+/// Asks for huge pages over the whole 2 MiB pages of `[start, start + bytes)`,
+/// memory of one live allocation of ours, if it is large.
+#[cfg(target_os = "linux")]
+fn advise_huge_bytes(start: usize, bytes: usize) {
     if bytes < HUGE_MIN_BYTES {
         return;
     }
     const HUGE: usize = 2 << 20;
-    let start = v.as_ptr() as usize;
     let aligned = start.div_ceil(HUGE) * HUGE;
     let end = (start + bytes) / HUGE * HUGE;
     if end > aligned {
-        // SAFETY: `[aligned, end)` lies inside the live allocation of `v`;
-        // MADV_HUGEPAGE only changes how the kernel backs those pages, never
-        // their contents, and failure (e.g. THP disabled) is harmless.
+        // SAFETY: `[aligned, end)` lies inside a live allocation (the
+        // callers pass a `Vec`'s buffer or capacity); MADV_HUGEPAGE only
+        // changes how the kernel backs those pages, never their contents,
+        // and failure (e.g. THP disabled) is harmless.
         let _ = unsafe { libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE) };
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge<F>(_: &[F]) {}
+fn advise_huge_bytes(_: usize, _: usize) {}
 
 #[cfg(test)]
 mod tests {
@@ -90,6 +116,19 @@ mod tests {
         let w = super::zeroed::<f32>(3).unwrap();
         assert_eq!(w, vec![0.0f32; 3]);
         assert!(super::zeroed::<f32>(0).unwrap().is_empty());
+    }
+
+    /// The advised capacity is the `Vec`'s own: filled, read back, grown.
+    #[test]
+    fn huge_capacity_is_usable() {
+        for len in [0, 3, 1 << 20, (3 << 20) + 5] {
+            let mut v: Vec<u64> = super::with_capacity_huge(len);
+            assert!(v.is_empty() && v.capacity() >= len);
+            v.extend(0..len as u64);
+            assert_eq!(v.last().copied(), len.checked_sub(1).map(|l| l as u64));
+            v.push(7);
+            assert_eq!(v.len(), len + 1);
+        }
     }
 
     #[test]

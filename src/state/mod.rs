@@ -50,6 +50,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::Element;
 use crate::error::{CenteringError, Result};
+use crate::kernels::alloc::collect_huge;
 use crate::params::{EmaStart, Mode, ValidParams};
 
 /// The learned state: present once a non-empty batch was fitted.
@@ -119,7 +120,7 @@ impl<F: Element> Fitted<F> {
     pub(crate) fn empty(mode: Mode, d: usize) -> Self {
         let acc = match mode {
             Mode::Cumulative => Accumulator::Cumulative(Total::zeros(d)),
-            _ => Accumulator::Moving(vec![Ema::new(); d]),
+            _ => Accumulator::Moving(collect_huge(d, std::iter::repeat_n(Ema::new(), d))),
         };
         Fitted::new(0, 0, acc)
     }
@@ -146,8 +147,9 @@ impl<F: Element> Fitted<F> {
             let d = self.n_features();
             let mut out = std::mem::take(&mut *self.spare.lock().unwrap_or_else(PoisonError::into_inner));
             if out.len() != d {
-                // Zeroed pages from the allocator, faulted in by the tasks below.
-                out = vec![F::zero(); d];
+                // Zeroed pages from the allocator (huge where the kernel allows),
+                // faulted in by the tasks below.
+                out = crate::kernels::alloc::zeroed(d).unwrap_or_else(|_| vec![F::zero(); d]);
             }
             match &self.acc {
                 Accumulator::Cumulative(s) => {
@@ -215,11 +217,18 @@ impl<F: Element> Fitted<F> {
         params: &ValidParams,
     ) -> Result<Self> {
         if mode == Mode::Cumulative {
-            return Ok(Fitted::new(1, 1, Accumulator::Cumulative(Total::of_sample(values))));
+            return Ok(Fitted::new(1, 1, Accumulator::Cumulative(Total::of_sample(d, values))));
         }
-        let mut first = Self::empty(mode, d);
-        first.fold_sample(values, params)?;
-        Ok(first)
+        // `fold_sample` into the empty state, in one pass: each feature's
+        // first step as it is built (the same steps, so the same bits).
+        let weights = params.ema_weights::<F>();
+        let mut decay = ema::Decay::default();
+        let first = values.map(|x| {
+            let mut e = Ema::new();
+            e.step(&weights, sample_mean(x), &mut decay);
+            e
+        });
+        Ok(Fitted::new(1, 1, Accumulator::Moving(collect_huge(d, first))))
     }
 
     /// One more sample of finite `values` (one per feature), in place: the

@@ -19,6 +19,7 @@
 
 use super::dd::Dd;
 use super::sums::{MEAN_BLOCK, Sums, add_scaled, means_block};
+use crate::kernels::alloc::collect_huge;
 
 /// What a merge reads of the other side, feature by feature: a batch's
 /// [`Sums`] or another [`Total`].
@@ -131,7 +132,7 @@ impl Total {
     /// No sums, no weight.
     pub(crate) fn zeros(d: usize) -> Self {
         Total {
-            hi: vec![0.0; d],
+            hi: collect_huge(d, std::iter::repeat_n(0.0, d)),
             lo: Vec::new(),
             scale: Vec::new(),
             weight: Weights::Same(Dd::zero()),
@@ -147,7 +148,7 @@ impl Total {
         let lo = if sums.sum.iter().all(|s| s.lo.to_bits() == 0) {
             Vec::new()
         } else {
-            sums.sum.iter().map(|s| s.lo).collect()
+            collect_huge(sums.sum.len(), sums.sum.iter().map(|s| s.lo))
         };
         let scale = if sums.scale.iter().all(|&k| k == 0) {
             Vec::new()
@@ -155,18 +156,18 @@ impl Total {
             sums.scale
         };
         Total {
-            hi: sums.sum.iter().map(|s| s.hi).collect(),
+            hi: collect_huge(sums.sum.len(), sums.sum.iter().map(|s| s.hi)),
             lo,
             scale,
             weight,
         }
     }
 
-    /// The sums of one sample of finite `values`, as [`Sums::of_sample`]:
-    /// the values themselves and one weight of 1 — 8 bytes per feature.
-    pub(crate) fn of_sample(values: impl Iterator<Item = f64>) -> Self {
+    /// The sums of one sample of finite `values` (`d` of them): the values
+    /// themselves and one weight of 1 — 8 bytes per feature.
+    pub(crate) fn of_sample(d: usize, values: impl Iterator<Item = f64>) -> Self {
         Total {
-            hi: values.collect(),
+            hi: collect_huge(d, values),
             lo: Vec::new(),
             scale: Vec::new(),
             weight: Weights::Same(Dd { hi: 1.0, lo: 0.0 }),
@@ -176,7 +177,7 @@ impl Total {
     /// The low words, stored from now on.
     fn lo_mut(&mut self) -> &mut [f64] {
         if self.lo.is_empty() {
-            self.lo = vec![0.0; self.hi.len()];
+            self.lo = collect_huge(self.hi.len(), std::iter::repeat_n(0.0, self.hi.len()));
         }
         &mut self.lo
     }
@@ -184,7 +185,7 @@ impl Total {
     /// The scales, stored from now on.
     fn scale_mut(&mut self) -> &mut [i32] {
         if self.scale.is_empty() {
-            self.scale = vec![0; self.hi.len()];
+            self.scale = collect_huge(self.hi.len(), std::iter::repeat_n(0, self.hi.len()));
         }
         &mut self.scale
     }
@@ -215,7 +216,7 @@ impl Total {
             (*hi, *lo) = (s.hi, s.lo);
             if k != k0 {
                 if scale.is_empty() {
-                    *scale = vec![0; d];
+                    *scale = collect_huge(d, std::iter::repeat_n(0, d));
                 }
                 scale[j] = k;
             }
@@ -414,7 +415,7 @@ mod tests {
     /// words; the scales appear only when a sum must rescale.
     #[test]
     fn parts_are_stored_when_needed() {
-        let mut t = Total::of_sample([1.0, 2.0, 0.1].into_iter());
+        let mut t = Total::of_sample(3, [1.0, 2.0, 0.1].into_iter());
         assert!(t.lo.is_empty() && t.scale.is_empty());
         assert!(matches!(t.weight, Weights::Same(_)));
         t.add_sample([0.2, 1e-30, 0.3].into_iter());
@@ -432,7 +433,7 @@ mod tests {
         assert_eq!(t.weights(), vec![5.0, 4.0, 4.0]);
         assert!(t.observed(2));
         // Stored low words of zero and none are the same values, alike printed.
-        let mut one = Total::of_sample([1.0, 2.0].into_iter());
+        let mut one = Total::of_sample(2, [1.0, 2.0].into_iter());
         let stored = {
             let mut s = one.clone();
             s.merge(&Sums::zeros(2)).unwrap();
