@@ -523,11 +523,21 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
         if n == TILE {
             let cols: [&[T]; TILE] = std::array::from_fn(|k| &group[k][..rows]);
             while r + TILE <= rows {
-                let t: [[f64; TILE]; TILE] = std::array::from_fn(|k| std::array::from_fn(|i| cols[k][r + i].widen()));
+                // Each column's next leaf (the tree cuts every column at
+                // the same rows): a leaf reads a few KiB of each of its
+                // columns, too little for the hardware prefetchers to
+                // follow from one leaf to the next.
+                if (r * std::mem::size_of::<T>()).is_multiple_of(64) {
+                    for c in &cols {
+                        prefetch_ahead(&c[r..=r]);
+                    }
+                }
+                // `t[i][k]`: sample `r + i` of feature `j0 + k`.
+                let t = tile::<T, FMA>(&cols, r);
                 for i in 0..TILE {
                     let wr = wt(r + i);
                     for k in 0..TILE {
-                        let v = t[k][i];
+                        let v = t[i][k];
                         let kept = keep(k, r + i, v);
                         step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit);
                     }
@@ -555,6 +565,28 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             chain(shared, wt(r));
         }
     }
+}
+
+/// Samples `r..r + TILE` of the `TILE` columns `cols`, widened, sample by
+/// sample: `t[i][k]` is `cols[k][r + i]`. `f64` columns in the AVX builds
+/// (`FMA`) are read as one vector per column and transposed in registers
+/// (four unpacks, four lane permutes); written as indexing, the compiler
+/// loaded the sixteen values one by one and assembled the vectors with as
+/// many shuffles.
+#[inline(always)]
+fn tile<T: Input, const FMA: bool>(cols: &[&[T]; TILE], r: usize) -> [[f64; TILE]; TILE] {
+    #[cfg(target_arch = "x86_64")]
+    if FMA && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>() {
+        assert!(cols.iter().all(|c| r + TILE <= c.len()));
+        let ptrs: [*const f64; TILE] = std::array::from_fn(|k| cols[k].as_ptr().cast::<f64>().wrapping_add(r));
+        // SAFETY: `FMA` is true only in the bodies `versions!` compiles,
+        // which `pick!` runs after checking the CPU for AVX2 (and so AVX);
+        // `T` is `f64` (checked just above), so each column is `f64`s, and
+        // each holds `r + TILE` of them (asserted above): the loads are in
+        // bounds.
+        return unsafe { simd::transpose4(ptrs) };
+    }
+    std::array::from_fn(|i| std::array::from_fn(|k| cols[k][r + i].widen()))
 }
 
 /// `$f::<T, W, weighted, ignore[, $extra]>($args)` for the run-time
@@ -642,6 +674,34 @@ pub(super) fn column_range_sums<T: Input>(
 mod simd {
 
     pub(super) use crate::kernels::contiguous::{has_avx2 as has_avx2_fma, has_avx512};
+
+    /// The 4×4 tile of `f64`s at `cols` (four values each), transposed:
+    /// `[i][k]` is `cols[k][i]`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX; each `cols[k]` points to four readable `f64`s.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn transpose4(cols: [*const f64; 4]) -> [[f64; 4]; 4] {
+        use std::arch::x86_64::{
+            __m256d, _mm256_loadu_pd, _mm256_permute2f128_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd,
+        };
+        // SAFETY: readable by the caller's contract (unaligned loads).
+        let [c0, c1, c2, c3]: [__m256d; 4] = cols.map(|c| unsafe { _mm256_loadu_pd(c) });
+        // [a0 b0 a2 b2], [a1 b1 a3 b3], [c0 d0 c2 d2], [c1 d1 c3 d3].
+        let (u0, u1) = (_mm256_unpacklo_pd(c0, c1), _mm256_unpackhi_pd(c0, c1));
+        let (u2, u3) = (_mm256_unpacklo_pd(c2, c3), _mm256_unpackhi_pd(c2, c3));
+        let rows = [
+            _mm256_permute2f128_pd::<0x20>(u0, u2),
+            _mm256_permute2f128_pd::<0x20>(u1, u3),
+            _mm256_permute2f128_pd::<0x31>(u0, u2),
+            _mm256_permute2f128_pd::<0x31>(u1, u3),
+        ];
+        // SAFETY: `__m256d` and `[f64; 4]` have the same size, and every
+        // bit pattern is a valid `f64`.
+        rows.map(|v| unsafe { std::mem::transmute::<__m256d, [f64; 4]>(v) })
+    }
 
     /// `mod $name` with `$body` compiled for AVX-512 (`avx512`) and for
     /// AVX2 + FMA (`avx2`), as `contiguous`'s `versions!` does for the
