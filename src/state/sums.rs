@@ -157,12 +157,8 @@ impl Sums {
         for (b, out) in out.chunks_mut(MEAN_BLOCK).enumerate() {
             let at = at + b * MEAN_BLOCK;
             let n = out.len();
-            means_block(
-                &self.sum[at..at + n],
-                &self.scale[at..at + n],
-                &self.weight[at..at + n],
-                out,
-            );
+            let (sum, scale, weight) = (&self.sum[at..at + n], &self.scale[at..at + n], &self.weight[at..at + n]);
+            means_block(|i| (sum[i], scale[i], weight[i]), out);
         }
     }
 
@@ -181,23 +177,25 @@ impl Sums {
 /// Features whose means are computed together (on the stack).
 pub(super) const MEAN_BLOCK: usize = 256;
 
-/// The means of the features whose parts are `sum`, `scale`, `weight`
-/// (at most [`MEAN_BLOCK`]) into `out`.
-pub(super) fn means_block<F: Float>(sum: &[Dd<f64>], scale: &[i32], weight: &[Dd<f64>], out: &mut [F]) {
+/// The means of the features whose parts (sum, scale, weight) `parts`
+/// gives, `out.len()` of them (at most [`MEAN_BLOCK`]), into `out`.
+pub(super) fn means_block<F: Float>(parts: impl Fn(usize) -> (Dd<f64>, i32, Dd<f64>), out: &mut [F]) {
     let (mut s, mut e, mut fast) = ([0.0f64; MEAN_BLOCK], [0.0f64; MEAN_BLOCK], [false; MEAN_BLOCK]);
     let n = out.len().min(MEAN_BLOCK);
-    let (sum, weight, scale) = (&sum[..n], &weight[..n], &scale[..n]);
     for i in 0..n {
-        let (x, w) = (sum[i], weight[i]);
+        let (x, k, w) = parts(i);
         let q1 = x.hi / w.hi;
         let p = q1 * w.hi;
         let pe = split_product_error(q1, w.hi, p);
         let r = (((x.hi - p) - pe) + x.lo) - q1 * w.lo;
         (s[i], e[i]) = two_sum(q1, r / w.hi);
-        fast[i] = scale[i] == 0 && q1.is_finite() && q1 != 0.0 && p.is_finite() && split_is_exact(q1, w.hi, p);
+        fast[i] = k == 0 && q1.is_finite() && q1 != 0.0 && p.is_finite() && split_is_exact(q1, w.hi, p);
     }
     for (i, o) in out.iter_mut().enumerate().take(n) {
-        let slow = || mean_of_parts(sum[i], scale[i], weight[i]);
+        let slow = || {
+            let (x, k, w) = parts(i);
+            mean_of_parts(x, k, w)
+        };
         *o = if fast[i] {
             let m: F = round_pair(s[i], e[i]);
             if m.is_finite() { m } else { slow() }

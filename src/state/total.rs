@@ -274,34 +274,76 @@ impl Total {
         (0..self.n_features()).map(|j| self.weight(j).value()).collect()
     }
 
-    /// [`Sums::means_into`] of the expanded values: the same bits.
+    /// [`Sums::means_into`] of the expanded values: the same bits. Each
+    /// way the parts can be stored is its own loop, so that the block's
+    /// arithmetic stays vectorised (a copy into expanded blocks first made
+    /// a 10⁷-feature read a third slower).
     pub(crate) fn means_into<F: num_traits::Float>(&self, at: usize, out: &mut [F]) {
-        let mut sum = [Dd::zero(); MEAN_BLOCK];
-        let mut scale = [0i32; MEAN_BLOCK];
-        let mut weight = [Dd::zero(); MEAN_BLOCK];
-        if let Weights::Same(w) = self.weight {
-            weight.fill(w);
-        }
-        for (b, out) in out.chunks_mut(MEAN_BLOCK).enumerate() {
-            let at = at + b * MEAN_BLOCK;
-            let n = out.len();
-            let hi = &self.hi[at..at + n];
-            if self.lo.is_empty() {
-                for (s, &h) in sum.iter_mut().zip(hi) {
-                    *s = Dd { hi: h, lo: 0.0 };
-                }
-            } else {
-                for ((s, &h), &l) in sum.iter_mut().zip(hi).zip(&self.lo[at..at + n]) {
-                    *s = Dd { hi: h, lo: l };
-                }
+        let hi = &self.hi[..];
+        let lo = |j: usize| if self.lo.is_empty() { 0.0 } else { self.lo[j] };
+        let scale = |j: usize| if self.scale.is_empty() { 0 } else { self.scale[j] };
+        let blocks = |out: &mut [F], parts: &dyn Fn(&mut [F], usize)| {
+            for (b, out) in out.chunks_mut(MEAN_BLOCK).enumerate() {
+                parts(out, at + b * MEAN_BLOCK);
             }
-            if !self.scale.is_empty() {
-                scale[..n].copy_from_slice(&self.scale[at..at + n]);
+        };
+        match (&self.weight, self.lo.is_empty(), self.scale.is_empty()) {
+            (Weights::Same(w), true, true) => blocks(out, &|out, a| {
+                means_block(|i| (Dd { hi: hi[a + i], lo: 0.0 }, 0, *w), out)
+            }),
+            (Weights::Same(w), false, true) => {
+                let lo = &self.lo[..];
+                blocks(out, &|out, a| {
+                    means_block(
+                        |i| {
+                            (
+                                Dd {
+                                    hi: hi[a + i],
+                                    lo: lo[a + i],
+                                },
+                                0,
+                                *w,
+                            )
+                        },
+                        out,
+                    )
+                })
             }
-            if let Weights::Each(w) = &self.weight {
-                weight[..n].copy_from_slice(&w[at..at + n]);
+            (Weights::Each(w), false, true) => {
+                let lo = &self.lo[..];
+                blocks(out, &|out, a| {
+                    means_block(
+                        |i| {
+                            (
+                                Dd {
+                                    hi: hi[a + i],
+                                    lo: lo[a + i],
+                                },
+                                0,
+                                w[a + i],
+                            )
+                        },
+                        out,
+                    )
+                })
             }
-            means_block(&sum[..n], &scale[..n], &weight[..n], out);
+            // Scaled sums (values near `f64::MAX`), or per-feature weights
+            // of one sample: rare.
+            _ => blocks(out, &|out, a| {
+                means_block(
+                    |i| {
+                        (
+                            Dd {
+                                hi: hi[a + i],
+                                lo: lo(a + i),
+                            },
+                            scale(a + i),
+                            self.weight(a + i),
+                        )
+                    },
+                    out,
+                )
+            }),
         }
     }
 }
@@ -373,6 +415,21 @@ mod tests {
             for b in &cases {
                 let mut total = Total::from_sums(a.clone());
                 assert_eq!(expanded(&total), *a);
+                let means = |t: &Total, s: &Sums| {
+                    for at in [0, 1, 256, 699] {
+                        let mut m1 = vec![0.0f32; d - at];
+                        let mut m2 = vec![0.0f32; d - at];
+                        t.means_into(at, &mut m1);
+                        s.means_into(at, &mut m2);
+                        assert_eq!(m1, m2);
+                        let mut m1 = vec![0.0f64; d - at];
+                        let mut m2 = vec![0.0f64; d - at];
+                        t.means_into(at, &mut m1);
+                        s.means_into(at, &mut m2);
+                        assert_eq!(m1, m2);
+                    }
+                };
+                means(&total, a);
                 let mut sums = a.clone();
                 let (r1, r2) = (total.merge(b), sums.merge(b));
                 assert_eq!(r1, r2);
@@ -400,13 +457,7 @@ mod tests {
                 sums.add_sample(sample.iter().copied());
                 sums.add_sample(sample.iter().copied());
                 assert_eq!(bits(&expanded(&total)), bits(&sums));
-                for at in [0, 1, 256, 699] {
-                    let mut m1 = vec![0.0f32; d - at];
-                    let mut m2 = vec![0.0f32; d - at];
-                    total.means_into(at, &mut m1);
-                    sums.means_into(at, &mut m2);
-                    assert_eq!(m1, m2);
-                }
+                means(&total, &sums);
             }
         }
     }
