@@ -6,8 +6,8 @@ use ndarray::{Array1, ArrayBase, Data, Ix1};
 
 use crate::error::{CenteringError, Result};
 use crate::params::CenteringParams;
-use crate::state::Ema;
 use crate::state::{Accumulator, Fitted};
+use crate::state::{Ema, Segments};
 use crate::{Centering, Element, EmaStart};
 
 impl<F: Element> Centering<F> {
@@ -166,11 +166,11 @@ fn imported<F: Element, S: Data<Elem = F>>(
         return Ok(Centering::with_params(params));
     }
     let beta = params.momentum().unwrap_or(1.0);
-    let emas = mean
+    let emas: Vec<Ema<F>> = mean
         .iter()
         .map(|&m| Ema::imported(beta, steps, m, m.to_f64().unwrap_or(f64::NAN)))
         .collect();
-    let fitted = Fitted::new(steps, steps, Accumulator::Moving(emas));
+    let fitted = Fitted::new(steps, steps, Accumulator::Moving(Segments::from_emas(&emas)));
     let mut c = Centering::with_params(params);
     c.fitted = Some(fitted);
     Ok(c)

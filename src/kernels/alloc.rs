@@ -73,7 +73,7 @@ pub(crate) fn collect_huge<T>(d: usize, values: impl Iterator<Item = T>) -> Vec<
 /// are transparent huge pages where the kernel allows them: for the
 /// long-lived per-feature vectors of a wide state, filled as they are
 /// built. Aborts like `Vec::with_capacity` when the allocator refuses.
-fn with_capacity_huge<T>(len: usize) -> Vec<T> {
+pub(crate) fn with_capacity_huge<T>(len: usize) -> Vec<T> {
     let v = Vec::with_capacity(len);
     advise_huge_bytes(v.as_ptr() as usize, v.capacity() * std::mem::size_of::<T>());
     v

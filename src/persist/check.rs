@@ -3,7 +3,7 @@
 
 use super::wire::Real;
 use super::*;
-use crate::state::{Dd, Ema, SCALE_STEP, Sums, Total, norm_reference, pow_u64};
+use crate::state::{Dd, Ema, SCALE_STEP, Segments, Sums, Total, norm_reference, pow_u64};
 
 // ---------------------------------------------------------------------------
 // Reading: every field checked, nothing trusted.
@@ -222,7 +222,7 @@ impl FittedWire {
                 Accumulator::Cumulative(Total::from_sums(c.check::<F>(d, reject, version)?))
             }
             (Mode::MovingAverage { .. } | Mode::BatchAverage, AccumulatorWire::Moving(m)) => {
-                Accumulator::Moving(m.check::<F>(d, n_batches, mode, reject)?)
+                Accumulator::Moving(Segments::from_emas(&m.check::<F>(d, n_batches, mode, reject)?))
             }
             (mode, acc) => {
                 let (want, found) = match acc {

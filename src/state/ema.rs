@@ -3,6 +3,7 @@
 use num_traits::Float;
 
 use super::dd::from_half;
+use crate::kernels::alloc::{collect_huge, with_capacity_huge};
 
 /// `a·ca + b·cb` for weights with `ca + cb = 1`, as `a + (b − a)·cb` so that
 /// equal inputs give back exactly `a` (no drift over many steps), or — where
@@ -80,6 +81,7 @@ pub(crate) struct Ema<F> {
 }
 
 impl<F: Float> Ema<F> {
+    #[cfg(any(test, feature = "serde"))]
     pub(crate) fn new() -> Self {
         Ema {
             steps: 0,
@@ -128,34 +130,33 @@ impl<F: Float> Ema<F> {
     /// features of a batch share their step count (unless some skipped a
     /// batch of missing values), so `powi` and the weights' two divisions
     /// run once per batch, not once per feature.
+    #[cfg(test)]
     pub(crate) fn step(&mut self, w: &crate::params::EmaWeights<F>, b: F, decay: &mut Decay) {
-        // Keras's and PyTorch's own update, in F: m·old + b·new (guarded
-        // against a rounding past F::MAX, which only values near it meet).
-        self.zero = combine(self.zero, w.old, b, w.new);
-        let (norm, c_old, c_new) = decay.norm_step(w.beta, self.norm);
-        let b64 = b.to_f64().unwrap_or(f64::NAN);
-        self.debiased = if self.steps == 0 {
-            b64
-        } else {
-            within_range::<F>(blend(self.debiased, c_old, b64, c_new))
-        };
-        self.norm = norm;
-        if self.steps == 0 {
-            self.first = b;
+        let (clock, c_old, c_new) = self.clock().step(w.beta, decay);
+        step_values(
+            &mut self.zero,
+            &mut self.debiased,
+            &mut self.first,
+            w,
+            b,
+            self.steps,
+            (c_old, c_new),
+        );
+        self.set_clock(clock);
+    }
+
+    /// The parts every feature of a batch shares unless some skipped one.
+    pub(crate) fn clock(&self) -> Clock {
+        Clock {
+            steps: self.steps,
+            decay: self.decay,
+            norm: self.norm,
         }
-        self.steps = self.steps.saturating_add(1);
-        // βᵗ by repeated squaring: O(log t) roundings instead of t.
-        self.decay = match i32::try_from(self.steps) {
-            Ok(t) => match decay.last {
-                Some((steps, value)) if steps == self.steps => value,
-                _ => {
-                    let value = w.beta.powi(t);
-                    decay.last = Some((self.steps, value));
-                    value
-                }
-            },
-            Err(_) => self.decay * w.beta,
-        };
+    }
+
+    #[cfg(test)]
+    fn set_clock(&mut self, c: Clock) {
+        (self.steps, self.decay, self.norm) = (c.steps, c.decay, c.norm);
     }
 
     /// The average of replicas' segments that took the same steps with the
@@ -226,7 +227,254 @@ impl<F: Float> Ema<F> {
     }
 }
 
-/// The last `βᵗ` and debiasing weights an [`Ema::step`] computed, for the
+/// A segment's step count, `βᵗ` and debiasing norm: what the features of
+/// a batch share unless some skipped it (no value observed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Clock {
+    pub(crate) steps: u64,
+    pub(crate) decay: f64,
+    pub(crate) norm: f64,
+}
+
+impl Clock {
+    /// The clock before any step ([`Ema::new`]'s).
+    const START: Clock = Clock {
+        steps: 0,
+        decay: 1.0,
+        norm: 0.0,
+    };
+
+    /// The clock after one more step with momentum `beta`, and the
+    /// debiased blend's weights `(c_old, c_new)` for it.
+    fn step(self, beta: f64, decay: &mut Decay) -> (Clock, f64, f64) {
+        let (norm, c_old, c_new) = decay.norm_step(beta, self.norm);
+        let steps = self.steps.saturating_add(1);
+        // βᵗ by repeated squaring: O(log t) roundings instead of t.
+        let d = match i32::try_from(steps) {
+            Ok(t) => match decay.last {
+                Some((s, value)) if s == steps => value,
+                _ => {
+                    let value = beta.powi(t);
+                    decay.last = Some((steps, value));
+                    value
+                }
+            },
+            Err(_) => self.decay * beta,
+        };
+        (Clock { steps, decay: d, norm }, c_old, c_new)
+    }
+}
+
+/// A step's update of one feature's values with batch mean `b`, after
+/// `steps` steps (the clock before it), with the debiased blend's
+/// weights `c`.
+#[inline(always)]
+fn step_values<F: Float>(
+    zero: &mut F,
+    debiased: &mut f64,
+    first: &mut F,
+    w: &crate::params::EmaWeights<F>,
+    b: F,
+    steps: u64,
+    (c_old, c_new): (f64, f64),
+) {
+    // Keras's and PyTorch's own update, in F: m·old + b·new (guarded
+    // against a rounding past F::MAX, which only values near it meet).
+    *zero = combine(*zero, w.old, b, w.new);
+    let b64 = b.to_f64().unwrap_or(f64::NAN);
+    *debiased = if steps == 0 {
+        b64
+    } else {
+        within_range::<F>(blend(*debiased, c_old, b64, c_new))
+    };
+    if steps == 0 {
+        *first = b;
+    }
+}
+
+/// The moving-average accumulator: every feature's [`Ema`], its values
+/// (`zero`, `debiased`, `first`) per feature and its [`Clock`] once for
+/// all while the features share it bit for bit — every batch without
+/// missing values steps them all — so 24 bytes per `f64` feature (16 per
+/// `f32` one) instead of 48, and a step of a wide one-sample batch a loop
+/// over three arrays. Every operation gives [`Ema`]'s bits feature by
+/// feature; equality, printing and persistence see the segments alone.
+#[derive(Clone)]
+pub(crate) struct Segments<F> {
+    zero: Vec<F>,
+    debiased: Vec<f64>,
+    first: Vec<F>,
+    clock: Clocks,
+}
+
+#[derive(Clone)]
+enum Clocks {
+    Same(Clock),
+    Each(Vec<Clock>),
+}
+
+impl<F: std::fmt::Debug> std::fmt::Debug for Segments<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let feature = |j: usize| (self.clock_of(j), &self.zero[j], self.debiased[j], &self.first[j]);
+        f.debug_list().entries((0..self.len()).map(feature)).finish()
+    }
+}
+
+impl<F: PartialEq> PartialEq for Segments<F> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && (0..self.len()).all(|j| {
+                self.clock_of(j) == other.clock_of(j)
+                    && self.zero[j] == other.zero[j]
+                    && self.debiased[j] == other.debiased[j]
+                    && self.first[j] == other.first[j]
+            })
+    }
+}
+
+impl<F> Segments<F> {
+    pub(crate) fn len(&self) -> usize {
+        self.zero.len()
+    }
+
+    fn clock_of(&self, j: usize) -> Clock {
+        match &self.clock {
+            Clocks::Same(c) => *c,
+            Clocks::Each(c) => c[j],
+        }
+    }
+}
+
+impl<F: Copy> Segments<F> {
+    /// Feature `j`'s segment.
+    pub(crate) fn get(&self, j: usize) -> Ema<F> {
+        let c = self.clock_of(j);
+        Ema {
+            steps: c.steps,
+            decay: c.decay,
+            zero: self.zero[j],
+            norm: c.norm,
+            debiased: self.debiased[j],
+            first: self.first[j],
+        }
+    }
+
+    /// Every feature's segment, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Ema<F>> + '_ {
+        (0..self.len()).map(|j| self.get(j))
+    }
+}
+
+impl<F: Float> Segments<F> {
+    /// `d` segments that took no step.
+    pub(crate) fn new(d: usize) -> Self {
+        Segments {
+            zero: collect_huge(d, std::iter::repeat_n(F::zero(), d)),
+            debiased: collect_huge(d, std::iter::repeat_n(0.0, d)),
+            first: collect_huge(d, std::iter::repeat_n(F::zero(), d)),
+            clock: Clocks::Same(Clock::START),
+        }
+    }
+
+    /// `emas`, their clock stored once if they share it.
+    pub(crate) fn from_emas(emas: &[Ema<F>]) -> Self {
+        let d = emas.len();
+        let same = emas.first().map(Ema::clock).filter(|c| {
+            let bits = |c: &Clock| (c.steps, c.decay.to_bits(), c.norm.to_bits());
+            emas.iter().all(|e| bits(&e.clock()) == bits(c))
+        });
+        Segments {
+            zero: collect_huge(d, emas.iter().map(|e| e.zero)),
+            debiased: collect_huge(d, emas.iter().map(|e| e.debiased)),
+            first: collect_huge(d, emas.iter().map(|e| e.first)),
+            clock: match same {
+                Some(c) => Clocks::Same(c),
+                None => Clocks::Each(emas.iter().map(Ema::clock).collect()),
+            },
+        }
+    }
+
+    /// The first step of `d` segments, with the one sample or batch means
+    /// `means`: [`new`](Self::new) and [`step_all`](Self::step_all) in one
+    /// pass over fresh memory.
+    pub(crate) fn first_step(d: usize, w: &crate::params::EmaWeights<F>, means: impl Iterator<Item = F>) -> Self {
+        let (clock, c_old, c_new) = Clock::START.step(w.beta, &mut Decay::default());
+        let mut zero = with_capacity_huge::<F>(d);
+        let mut debiased = with_capacity_huge::<f64>(d);
+        let mut first = with_capacity_huge::<F>(d);
+        for b in means.take(d) {
+            let (mut z, mut m, mut f) = (F::zero(), 0.0, F::zero());
+            step_values(&mut z, &mut m, &mut f, w, b, 0, (c_old, c_new));
+            zero.push(z);
+            debiased.push(m);
+            first.push(f);
+        }
+        Segments {
+            zero,
+            debiased,
+            first,
+            clock: Clocks::Same(clock),
+        }
+    }
+
+    /// One step of every feature, with batch means `means` (one per
+    /// feature): [`Ema::step`] of each.
+    pub(crate) fn step_all(&mut self, w: &crate::params::EmaWeights<F>, means: impl Iterator<Item = F>) {
+        self.step_where(w, means, |_| true);
+    }
+
+    /// One step of each feature `j` for which `observed(j)`, with batch
+    /// mean `means[j]` (the others take none): [`Ema::step`] of each.
+    pub(crate) fn step_where(
+        &mut self,
+        w: &crate::params::EmaWeights<F>,
+        means: impl Iterator<Item = F>,
+        observed: impl Fn(usize) -> bool,
+    ) {
+        let d = self.len();
+        let mut decay = Decay::default();
+        if let Clocks::Same(c) = self.clock {
+            if (0..d).all(&observed) {
+                let (clock, c_old, c_new) = c.step(w.beta, &mut decay);
+                let values = self.zero.iter_mut().zip(&mut self.debiased).zip(&mut self.first);
+                for (((z, m), f), b) in values.zip(means) {
+                    step_values(z, m, f, w, b, c.steps, (c_old, c_new));
+                }
+                self.clock = Clocks::Same(clock);
+                return;
+            }
+            self.clock = Clocks::Each(vec![c; d]);
+        }
+        let Clocks::Each(clocks) = &mut self.clock else {
+            return;
+        };
+        for (j, b) in means.enumerate().take(d) {
+            if observed(j) {
+                let (clock, c_old, c_new) = clocks[j].step(w.beta, &mut decay);
+                let steps = clocks[j].steps;
+                step_values(
+                    &mut self.zero[j],
+                    &mut self.debiased[j],
+                    &mut self.first[j],
+                    w,
+                    b,
+                    steps,
+                    (c_old, c_new),
+                );
+                clocks[j] = clock;
+            }
+        }
+    }
+
+    /// [`Ema::value`] of features `at..at + out.len()` into `out`.
+    pub(crate) fn values_into(&self, at: usize, out: &mut [F], start: crate::EmaStart) {
+        for (j, m) in (at..).zip(out.iter_mut()) {
+            *m = self.get(j).value(start);
+        }
+    }
+}
+
+/// The last `βᵗ` and debiasing weights a [`Clock::step`] computed, for the
 /// next feature's step.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Decay {
@@ -275,4 +523,112 @@ pub(crate) fn pow_u64(beta: f64, t: u64) -> f64 {
 /// relative error of a few `u` whatever `t`.
 pub(crate) fn norm_reference(beta: f64, t: u64) -> f64 {
     -(t as f64 * (beta - 1.0).ln_1p()).exp_m1() / (1.0 - beta)
+}
+
+#[cfg(test)]
+mod segment_tests {
+    use super::*;
+    use crate::EmaStart;
+    use crate::params::EmaWeights;
+
+    /// Bit patterns of every feature's segment.
+    fn bits<F: Float + Into<f64>>(e: &[Ema<F>]) -> Vec<[u64; 6]> {
+        e.iter()
+            .map(|e| {
+                [
+                    e.steps,
+                    e.decay.to_bits(),
+                    e.zero.into().to_bits(),
+                    e.norm.to_bits(),
+                    e.debiased.to_bits(),
+                    e.first.into().to_bits(),
+                ]
+            })
+            .collect()
+    }
+
+    /// Steps of every feature and of some, merges and replica averages of
+    /// segments give, feature by feature, what `Ema` gives bit for bit —
+    /// with the clock shared, per feature, and back — and the same means
+    /// for every start; momenta 0.9, 0 and 1 (the batch average), `f64`
+    /// and `f32`.
+    fn segments_are_emas<F: Float + Into<f64> + std::fmt::Debug>() {
+        let d = 37;
+        let mut z = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            z
+        };
+        for beta in [0.9, 0.0, 1.0] {
+            let w = EmaWeights {
+                old: F::from(beta).unwrap(),
+                new: F::from(1.0 - beta).unwrap(),
+                beta,
+            };
+            let mut means = |_: usize| -> Vec<F> {
+                (0..d)
+                    .map(|_| F::from((next() % 2001) as f64 * 0.37 - 370.0).unwrap())
+                    .collect()
+            };
+            let m0 = means(0);
+            let mut seg = Segments::first_step(d, &w, m0.iter().copied());
+            let mut emas = vec![Ema::<F>::new(); d];
+            let mut decay = Decay::default();
+            for (e, &b) in emas.iter_mut().zip(&m0) {
+                e.step(&w, b, &mut decay);
+            }
+            assert_eq!(bits(&seg.iter().collect::<Vec<_>>()), bits(&emas));
+            assert!(matches!(seg.clock, Clocks::Same(_)));
+            // The first step of segments that took none (a first batch).
+            let mut fresh = Segments::new(d);
+            fresh.step_all(&w, m0.iter().copied());
+            assert_eq!(bits(&fresh.iter().collect::<Vec<_>>()), bits(&emas));
+            for round in 1..12 {
+                let m = means(round);
+                // Rounds 3 and 7 skip some features (missing values).
+                let skip = |j: usize| (round == 3 || round == 7) && j % 5 == round % 5;
+                seg.step_where(&w, m.iter().copied(), |j| !skip(j));
+                let mut decay = Decay::default();
+                for (j, (e, &b)) in emas.iter_mut().zip(&m).enumerate() {
+                    if !skip(j) {
+                        e.step(&w, b, &mut decay);
+                    }
+                }
+                assert_eq!(bits(&seg.iter().collect::<Vec<_>>()), bits(&emas), "round {round}");
+                if round == 5 {
+                    // Merged with a copy of itself, and averaged with one.
+                    let then: Vec<Ema<F>> = emas.iter().map(|e| e.then(e)).collect();
+                    let merged = Segments::from_emas(&seg.iter().map(|e| e.then(&e)).collect::<Vec<_>>());
+                    assert_eq!(bits(&merged.iter().collect::<Vec<_>>()), bits(&then));
+                }
+                for start in [EmaStart::Zero, EmaStart::FirstBatch, EmaStart::Debiased] {
+                    let mut got = vec![F::zero(); d - 2];
+                    seg.values_into(2, &mut got, start);
+                    let want: Vec<F> = emas[2..].iter().map(|e| e.value(start)).collect();
+                    assert_eq!(got, want);
+                }
+            }
+            // After a skip the clocks are per feature; a copy loaded from
+            // segments (`from_emas`) compares and prints equal, and one of
+            // equal clocks shares them.
+            assert!(matches!(seg.clock, Clocks::Each(_)));
+            let loaded = Segments::from_emas(&emas);
+            assert_eq!(loaded, seg);
+            assert_eq!(format!("{loaded:?}"), format!("{seg:?}"));
+            let shared = Segments::from_emas(&[emas[0]; 4]);
+            assert!(matches!(shared.clock, Clocks::Same(_)));
+        }
+    }
+
+    #[test]
+    fn segments_are_emas_f64() {
+        segments_are_emas::<f64>();
+    }
+
+    #[test]
+    fn segments_are_emas_f32() {
+        segments_are_emas::<f32>();
+    }
 }

@@ -40,7 +40,7 @@ mod sums;
 mod total;
 
 pub(crate) use dd::{Dd, ldexp, product_error, two_sum};
-pub(crate) use ema::Ema;
+pub(crate) use ema::{Ema, Segments};
 #[cfg(feature = "serde")]
 pub(crate) use ema::{norm_reference, pow_u64};
 pub(crate) use sums::{SCALE_STEP, Sums, sample_mean, scaled_product};
@@ -50,7 +50,6 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::Element;
 use crate::error::{CenteringError, Result};
-use crate::kernels::alloc::collect_huge;
 use crate::params::{EmaStart, Mode, ValidParams};
 
 /// The learned state: present once a non-empty batch was fitted.
@@ -90,10 +89,29 @@ impl<F: Clone> Clone for Fitted<F> {
 }
 
 /// What each mode accumulates, per feature.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub(crate) enum Accumulator<F> {
     Cumulative(Total),
-    Moving(Vec<Ema<F>>),
+    Moving(Segments<F>),
+}
+
+impl<F: std::fmt::Debug> std::fmt::Debug for Accumulator<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Accumulator::Cumulative(s) => f.debug_tuple("Cumulative").field(s).finish(),
+            Accumulator::Moving(e) => f.debug_tuple("Moving").field(e).finish(),
+        }
+    }
+}
+
+impl<F: PartialEq> PartialEq for Accumulator<F> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Accumulator::Cumulative(a), Accumulator::Cumulative(b)) => a == b,
+            (Accumulator::Moving(a), Accumulator::Moving(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// Without the cached mean, so that printing a state does not depend on
@@ -120,7 +138,7 @@ impl<F: Element> Fitted<F> {
     pub(crate) fn empty(mode: Mode, d: usize) -> Self {
         let acc = match mode {
             Mode::Cumulative => Accumulator::Cumulative(Total::zeros(d)),
-            _ => Accumulator::Moving(collect_huge(d, std::iter::repeat_n(Ema::new(), d))),
+            _ => Accumulator::Moving(Segments::new(d)),
         };
         Fitted::new(0, 0, acc)
     }
@@ -155,11 +173,9 @@ impl<F: Element> Fitted<F> {
                 Accumulator::Cumulative(s) => {
                     crate::kernels::for_chunks_mut_at(&mut out, MEAN_CHUNK, &|at, m| s.means_into(at, m))
                 }
-                Accumulator::Moving(e) => crate::kernels::for_chunks_mut_at(&mut out, MEAN_CHUNK, &|at, m| {
-                    for (e, m) in e[at..].iter().zip(m) {
-                        *m = e.value(start);
-                    }
-                }),
+                Accumulator::Moving(e) => {
+                    crate::kernels::for_chunks_mut_at(&mut out, MEAN_CHUNK, &|at, m| e.values_into(at, m, start))
+                }
             }
             out
         })
@@ -222,13 +238,8 @@ impl<F: Element> Fitted<F> {
         // `fold_sample` into the empty state, in one pass: each feature's
         // first step as it is built (the same steps, so the same bits).
         let weights = params.ema_weights::<F>();
-        let mut decay = ema::Decay::default();
-        let first = values.map(|x| {
-            let mut e = Ema::new();
-            e.step(&weights, sample_mean(x), &mut decay);
-            e
-        });
-        Ok(Fitted::new(1, 1, Accumulator::Moving(collect_huge(d, first))))
+        let first = Segments::first_step(d, &weights, values.map(sample_mean));
+        Ok(Fitted::new(1, 1, Accumulator::Moving(first)))
     }
 
     /// One more sample of finite `values` (one per feature), in place: the
@@ -249,12 +260,8 @@ impl<F: Element> Fitted<F> {
         match &mut self.acc {
             Accumulator::Cumulative(s) => s.add_sample(values),
             Accumulator::Moving(e) => {
-                let weights = params.ema_weights::<F>();
-                let mut decay = ema::Decay::default();
                 // Every feature observed one value: every feature steps.
-                for (e, x) in e.iter_mut().zip(values) {
-                    e.step(&weights, sample_mean(x), &mut decay);
-                }
+                e.step_all(&params.ema_weights::<F>(), values.map(sample_mean));
             }
         }
         self.n_samples = n_samples;
@@ -303,13 +310,8 @@ impl<F: Element> Fitted<F> {
                         &computed[..]
                     }
                 };
-                let mut decay = ema::Decay::default();
-                for ((e, &b), w) in e.iter_mut().zip(means).zip(&batch.weight) {
-                    // A feature with nothing observed in this batch takes no step.
-                    if !w.is_zero() {
-                        e.step(&weights, b, &mut decay);
-                    }
-                }
+                // A feature with nothing observed in this batch takes no step.
+                e.step_where(&weights, means.iter().copied(), |j| !batch.weight[j].is_zero());
             }
         }
         self.n_samples = n_samples;
@@ -343,7 +345,8 @@ impl<F: Element> Fitted<F> {
                 Accumulator::Cumulative(s)
             }
             (Accumulator::Moving(a), Accumulator::Moving(b)) => {
-                Accumulator::Moving(a.iter().zip(b).map(|(a, b)| a.then(b)).collect())
+                let then: Vec<Ema<F>> = (0..a.len()).map(|j| a.get(j).then(&b.get(j))).collect();
+                Accumulator::Moving(Segments::from_emas(&then))
             }
             // The mode decides the accumulator, and the estimator merges
             // only equal modes: unreachable, and an error if it were not.
@@ -422,7 +425,7 @@ impl<F: Element> Fitted<F> {
         let d = first.n_features();
         let mut averaged = Vec::with_capacity(d);
         for j in 0..d {
-            let column: Vec<Ema<F>> = emas.iter().map(|e| e[j]).collect();
+            let column: Vec<Ema<F>> = emas.iter().map(|e| e.get(j)).collect();
             let Some(e) = Ema::average(&column) else {
                 let steps: Vec<String> = column.iter().map(|e| e.steps.to_string()).collect();
                 return Err(CenteringError::IncompatibleMerge {
@@ -433,7 +436,11 @@ impl<F: Element> Fitted<F> {
             };
             averaged.push(e);
         }
-        Ok(Fitted::new(n_samples, first.n_batches, Accumulator::Moving(averaged)))
+        Ok(Fitted::new(
+            n_samples,
+            first.n_batches,
+            Accumulator::Moving(Segments::from_emas(&averaged)),
+        ))
     }
 }
 
