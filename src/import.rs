@@ -166,11 +166,10 @@ fn imported<F: Element, S: Data<Elem = F>>(
         return Ok(Centering::with_params(params));
     }
     let beta = params.momentum().unwrap_or(1.0);
-    let emas: Vec<Ema<F>> = mean
+    let emas = mean
         .iter()
-        .map(|&m| Ema::imported(beta, steps, m, m.to_f64().unwrap_or(f64::NAN)))
-        .collect();
-    let fitted = Fitted::new(steps, steps, Accumulator::Moving(Segments::from_emas(&emas)));
+        .map(|&m| Ema::imported(beta, steps, m, m.to_f64().unwrap_or(f64::NAN)));
+    let fitted = Fitted::new(steps, steps, Accumulator::Moving(Segments::collect(mean.len(), emas)));
     let mut c = Centering::with_params(params);
     c.fitted = Some(fitted);
     Ok(c)

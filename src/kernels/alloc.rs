@@ -66,6 +66,7 @@ pub(crate) fn zeroed<F: Element>(len: usize) -> Result<Vec<F>> {
 pub(crate) fn collect_huge<T>(d: usize, values: impl Iterator<Item = T>) -> Vec<T> {
     let mut v = with_capacity_huge(d);
     v.extend(values.take(d));
+    debug_assert_eq!(v.len(), d, "as many values as asked for");
     v
 }
 

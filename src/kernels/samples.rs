@@ -500,6 +500,8 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     let nan_ok = |v: f64| !(IGNORE && v.is_nan());
     let wt = |r: usize| if WEIGHTED { w[r].widen() } else { 1.0 };
     let unit = Unit::new::<FMA>();
+    // Checked here, not implied by `FMA`: the body is a safe function.
+    let avx = FMA && avx_f64::<T>();
     for (g, group) in columns.chunks(TILE).enumerate() {
         let (j0, n) = (g * TILE, group.len());
         // A column's nulls (a validity bitmap; none: every row valid) are
@@ -522,27 +524,42 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
         let mut r = 0;
         if n == TILE {
             let cols: [&[T]; TILE] = std::array::from_fn(|k| &group[k][..rows]);
-            while r + TILE <= rows {
-                // Each column's next leaf (the tree cuts every column at
-                // the same rows): a leaf reads a few KiB of each of its
-                // columns, too little for the hardware prefetchers to
-                // follow from one leaf to the next.
-                if (r * std::mem::size_of::<T>()).is_multiple_of(64) {
-                    for c in &cols {
-                        prefetch_ahead(&c[r..=r]);
+            // One loop per way of reading a tile (a run-time choice in
+            // the loop cost W10F's kernel a tenth).
+            macro_rules! walk {
+                ($tile:expr) => {
+                    while r + TILE <= rows {
+                        // 4 KiB ahead in each column (`PREFETCH`; the next
+                        // leaf's rows when a leaf holds 512 `f64` rows, as
+                        // W10F's and W11F's do): a leaf reads a few KiB of
+                        // each of its columns, too little for the hardware
+                        // prefetchers to follow from one leaf to the next.
+                        if (r * std::mem::size_of::<T>()).is_multiple_of(64) {
+                            for c in &cols {
+                                prefetch_ahead(&c[r..=r]);
+                            }
+                        }
+                        // `t[i][k]`: sample `r + i` of feature `j0 + k`.
+                        let t = $tile;
+                        for i in 0..TILE {
+                            let wr = wt(r + i);
+                            for k in 0..TILE {
+                                let v = t[i][k];
+                                let kept = keep(k, r + i, v);
+                                step::<WEIGHTED, IGNORE, FMA>(
+                                    &mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit,
+                                );
+                            }
+                        }
+                        r += TILE;
                     }
-                }
-                // `t[i][k]`: sample `r + i` of feature `j0 + k`.
-                let t = tile::<T, FMA>(&cols, r);
-                for i in 0..TILE {
-                    let wr = wt(r + i);
-                    for k in 0..TILE {
-                        let v = t[i][k];
-                        let kept = keep(k, r + i, v);
-                        step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit);
-                    }
-                }
-                r += TILE;
+                };
+            }
+            if avx {
+                // SAFETY: the CPU has AVX2 and `T` is `f64` (`avx_f64`).
+                walk!(unsafe { tile_avx(&cols, r) });
+            } else {
+                walk!(tile(&cols, r));
             }
         }
         for r in r..rows {
@@ -567,26 +584,45 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     }
 }
 
-/// Samples `r..r + TILE` of the `TILE` columns `cols`, widened, sample by
-/// sample: `t[i][k]` is `cols[k][r + i]`. `f64` columns in the AVX builds
-/// (`FMA`) are read as one vector per column and transposed in registers
-/// (four unpacks, four lane permutes); written as indexing, the compiler
-/// loaded the sixteen values one by one and assembled the vectors with as
-/// many shuffles.
-#[inline(always)]
-fn tile<T: Input, const FMA: bool>(cols: &[&[T]; TILE], r: usize) -> [[f64; TILE]; TILE] {
+/// Whether [`tile`] may transpose in registers: `T` is `f64` and the CPU
+/// has AVX2 (so AVX).
+fn avx_f64<T: 'static>() -> bool {
     #[cfg(target_arch = "x86_64")]
-    if FMA && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>() {
+    {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>() && simd::has_avx2_fma()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Samples `r..r + TILE` of the `TILE` columns `cols`, widened, sample by
+/// sample: `t[i][k]` is `cols[k][r + i]`.
+#[inline(always)]
+fn tile<T: Input>(cols: &[&[T]; TILE], r: usize) -> [[f64; TILE]; TILE] {
+    std::array::from_fn(|i| std::array::from_fn(|k| cols[k][r + i].widen()))
+}
+
+/// [`tile`] of `f64` columns, read as one vector each and transposed in
+/// registers (four unpacks, four lane permutes): written as indexing, the
+/// compiler loaded the sixteen values one by one and assembled the vectors
+/// with as many shuffles.
+///
+/// # Safety
+///
+/// The CPU has AVX2 and `T` is `f64` ([`avx_f64`]).
+#[inline(always)]
+unsafe fn tile_avx<T: Input>(cols: &[&[T]; TILE], r: usize) -> [[f64; TILE]; TILE] {
+    #[cfg(target_arch = "x86_64")]
+    {
         assert!(cols.iter().all(|c| r + TILE <= c.len()));
         let ptrs: [*const f64; TILE] = std::array::from_fn(|k| cols[k].as_ptr().cast::<f64>().wrapping_add(r));
-        // SAFETY: `FMA` is true only in the bodies `versions!` compiles,
-        // which `pick!` runs after checking the CPU for AVX2 (and so AVX);
-        // `T` is `f64` (checked just above), so each column is `f64`s, and
-        // each holds `r + TILE` of them (asserted above): the loads are in
-        // bounds.
-        return unsafe { simd::transpose4(ptrs) };
+        // SAFETY: the CPU has AVX and each column is `f64`s (the caller's
+        // contract), and each holds `r + TILE` of them (asserted above): the
+        // loads are in bounds.
+        unsafe { simd::transpose4(ptrs) }
     }
-    std::array::from_fn(|i| std::array::from_fn(|k| cols[k][r + i].widen()))
+    #[cfg(not(target_arch = "x86_64"))]
+    tile(cols, r)
 }
 
 /// `$f::<T, W, weighted, ignore[, $extra]>($args)` for the run-time

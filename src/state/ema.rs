@@ -313,10 +313,26 @@ enum Clocks {
     Each(Vec<Clock>),
 }
 
+/// As the `Vec<Ema>` it stands for (as [`Ema`] prints), however the clocks
+/// are stored.
 impl<F: std::fmt::Debug> std::fmt::Debug for Segments<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let feature = |j: usize| (self.clock_of(j), &self.zero[j], self.debiased[j], &self.first[j]);
-        f.debug_list().entries((0..self.len()).map(feature)).finish()
+        struct One<'a, F>(&'a Segments<F>, usize);
+        impl<F: std::fmt::Debug> std::fmt::Debug for One<'_, F> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let (s, j) = (self.0, self.1);
+                let c = s.clock_of(j);
+                f.debug_struct("Ema")
+                    .field("steps", &c.steps)
+                    .field("decay", &c.decay)
+                    .field("zero", &s.zero[j])
+                    .field("norm", &c.norm)
+                    .field("debiased", &s.debiased[j])
+                    .field("first", &s.first[j])
+                    .finish()
+            }
+        }
+        f.debug_list().entries((0..self.len()).map(|j| One(self, j))).finish()
     }
 }
 
@@ -377,19 +393,47 @@ impl<F: Float> Segments<F> {
     }
 
     /// `emas`, their clock stored once if they share it.
+    #[cfg(any(test, feature = "serde"))]
     pub(crate) fn from_emas(emas: &[Ema<F>]) -> Self {
-        let d = emas.len();
-        let same = emas.first().map(Ema::clock).filter(|c| {
-            let bits = |c: &Clock| (c.steps, c.decay.to_bits(), c.norm.to_bits());
-            emas.iter().all(|e| bits(&e.clock()) == bits(c))
-        });
+        Self::collect(emas.len(), emas.iter().copied())
+    }
+
+    /// The `d` segments `emas`, built as they come (no `Vec<Ema>` of 48
+    /// bytes per feature on the way), their clock stored once if they
+    /// share it.
+    pub(crate) fn collect(d: usize, emas: impl Iterator<Item = Ema<F>>) -> Self {
+        let bits = |c: &Clock| (c.steps, c.decay.to_bits(), c.norm.to_bits());
+        let mut zero = with_capacity_huge::<F>(d);
+        let mut debiased = with_capacity_huge::<f64>(d);
+        let mut first = with_capacity_huge::<F>(d);
+        let mut shared: Option<Clock> = None;
+        let mut each: Vec<Clock> = Vec::new();
+        for (j, e) in emas.take(d).enumerate() {
+            zero.push(e.zero);
+            debiased.push(e.debiased);
+            first.push(e.first);
+            let c = e.clock();
+            match shared {
+                None if j == 0 => shared = Some(c),
+                Some(s) if bits(&s) == bits(&c) => {}
+                Some(s) => {
+                    // The first clock that differs: every one from now on.
+                    each = vec![s; j];
+                    each.push(c);
+                    shared = None;
+                }
+                None => each.push(c),
+            }
+        }
+        debug_assert_eq!(zero.len(), d, "as many segments as features");
         Segments {
-            zero: collect_huge(d, emas.iter().map(|e| e.zero)),
-            debiased: collect_huge(d, emas.iter().map(|e| e.debiased)),
-            first: collect_huge(d, emas.iter().map(|e| e.first)),
-            clock: match same {
+            zero,
+            debiased,
+            first,
+            clock: match shared {
                 Some(c) => Clocks::Same(c),
-                None => Clocks::Each(emas.iter().map(Ema::clock).collect()),
+                None if each.is_empty() => Clocks::Same(Clock::START),
+                None => Clocks::Each(each),
             },
         }
     }
@@ -547,8 +591,8 @@ mod segment_tests {
             .collect()
     }
 
-    /// Steps of every feature and of some, merges and replica averages of
-    /// segments give, feature by feature, what `Ema` gives bit for bit —
+    /// Steps of every feature and of some, and merges, of segments give,
+    /// feature by feature, what `Ema` gives bit for bit —
     /// with the clock shared, per feature, and back — and the same means
     /// for every start; momenta 0.9, 0 and 1 (the batch average), `f64`
     /// and `f32`.
@@ -617,6 +661,7 @@ mod segment_tests {
             let loaded = Segments::from_emas(&emas);
             assert_eq!(loaded, seg);
             assert_eq!(format!("{loaded:?}"), format!("{seg:?}"));
+            assert_eq!(format!("{seg:?}"), format!("{emas:?}"));
             let shared = Segments::from_emas(&[emas[0]; 4]);
             assert!(matches!(shared.clock, Clocks::Same(_)));
         }

@@ -10,7 +10,7 @@
 //! | `dd.rs` | double-word arithmetic: TwoSum, scaling, the quotient and its one rounding to `F` |
 //! | `sums.rs` | a batch's sums ([`Sums`]): `f64` pairs whatever `F` |
 //! | `total.rs` | the cumulative accumulator ([`Total`]): the same values, the parts stored only once needed |
-//! | `ema.rs` | the moving-average accumulator ([`Ema`]): one affine segment per feature |
+//! | `ema.rs` | the moving-average accumulator ([`Segments`]): one affine segment ([`Ema`]) per feature, their shared clock once |
 //!
 //! # Exact sums
 //!
@@ -133,14 +133,10 @@ impl<F: PartialEq> PartialEq for Fitted<F> {
 }
 
 impl<F: Element> Fitted<F> {
-    /// The state before any batch, for `mode` and `d` features (not a
-    /// valid fitted state on its own: it is only ever folded into).
-    pub(crate) fn empty(mode: Mode, d: usize) -> Self {
-        let acc = match mode {
-            Mode::Cumulative => Accumulator::Cumulative(Total::zeros(d)),
-            _ => Accumulator::Moving(Segments::new(d)),
-        };
-        Fitted::new(0, 0, acc)
+    /// A moving average of `d` features before any batch (not a valid
+    /// fitted state on its own: it is only ever folded into).
+    fn empty_moving(d: usize) -> Self {
+        Fitted::new(0, 0, Accumulator::Moving(Segments::new(d)))
     }
 
     /// A state of `acc` after `n_batches` batches of `n_samples` samples.
@@ -213,7 +209,7 @@ impl<F: Element> Fitted<F> {
         params: &ValidParams,
     ) -> Result<Self> {
         if mode != Mode::Cumulative {
-            let mut first = Self::empty(mode, d);
+            let mut first = Self::empty_moving(d);
             first.fold_in_place(&batch, batch_mean, n, params)?;
             return Ok(first);
         }
@@ -292,7 +288,7 @@ impl<F: Element> Fitted<F> {
         let n_batches = add_count("batch", self.n_batches, 1)?;
         match &mut self.acc {
             Accumulator::Cumulative(s) => {
-                // `Sums::merge` adds the weights exactly so: the same test,
+                // `Total::merge` adds the weights exactly so: the same test,
                 // first, on every feature.
                 if let Some(feature) = s.weight_overflow(batch) {
                     return Err(CenteringError::WeightOverflow { feature });
@@ -344,10 +340,10 @@ impl<F: Element> Fitted<F> {
                     .map_err(|feature| CenteringError::WeightOverflow { feature })?;
                 Accumulator::Cumulative(s)
             }
-            (Accumulator::Moving(a), Accumulator::Moving(b)) => {
-                let then: Vec<Ema<F>> = (0..a.len()).map(|j| a.get(j).then(&b.get(j))).collect();
-                Accumulator::Moving(Segments::from_emas(&then))
-            }
+            (Accumulator::Moving(a), Accumulator::Moving(b)) => Accumulator::Moving(Segments::collect(
+                a.len(),
+                (0..a.len()).map(|j| a.get(j).then(&b.get(j))),
+            )),
             // The mode decides the accumulator, and the estimator merges
             // only equal modes: unreachable, and an error if it were not.
             _ => {
@@ -423,23 +419,22 @@ impl<F: Element> Fitted<F> {
             n_samples = add_count("sample", n_samples, r.n_samples)?;
         }
         let d = first.n_features();
-        let mut averaged = Vec::with_capacity(d);
-        for j in 0..d {
-            let column: Vec<Ema<F>> = emas.iter().map(|e| e.get(j)).collect();
-            let Some(e) = Ema::average(&column) else {
-                let steps: Vec<String> = column.iter().map(|e| e.steps.to_string()).collect();
-                return Err(CenteringError::IncompatibleMerge {
-                    what: "per-feature step count (replicas must run in lock step)",
-                    this: steps[0].clone(),
-                    other: steps.join(", "),
-                });
-            };
-            averaged.push(e);
+        let column = |j: usize| -> Vec<Ema<F>> { emas.iter().map(|e| e.get(j)).collect() };
+        // Checked first, so that the average is built as it comes.
+        if let Some(j) = (0..d).find(|&j| emas.iter().any(|e| e.get(j).steps != emas[0].get(j).steps)) {
+            let steps: Vec<String> = column(j).iter().map(|e| e.steps.to_string()).collect();
+            return Err(CenteringError::IncompatibleMerge {
+                what: "per-feature step count (replicas must run in lock step)",
+                this: steps[0].clone(),
+                other: steps.join(", "),
+            });
         }
+        // Equal step counts (checked above): every average exists.
+        let averaged = (0..d).filter_map(|j| Ema::average(&column(j)));
         Ok(Fitted::new(
             n_samples,
             first.n_batches,
-            Accumulator::Moving(Segments::from_emas(&averaged)),
+            Accumulator::Moving(Segments::collect(d, averaged)),
         ))
     }
 }

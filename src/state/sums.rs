@@ -181,6 +181,7 @@ pub(super) const MEAN_BLOCK: usize = 256;
 /// gives, `out.len()` of them (at most [`MEAN_BLOCK`]), into `out`.
 pub(super) fn means_block<F: Float>(parts: impl Fn(usize) -> (Dd<f64>, i32, Dd<f64>), out: &mut [F]) {
     let (mut s, mut e, mut fast) = ([0.0f64; MEAN_BLOCK], [0.0f64; MEAN_BLOCK], [false; MEAN_BLOCK]);
+    debug_assert!(out.len() <= MEAN_BLOCK, "one block at a time");
     let n = out.len().min(MEAN_BLOCK);
     for i in 0..n {
         let (x, k, w) = parts(i);

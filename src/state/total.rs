@@ -7,8 +7,10 @@
 //! memory to touch. Most of it is redundant in the common cases, so
 //! [`Total`] stores
 //!
-//! - the sums' high words always, their low words only once one is not
-//!   `+0` (a state of one sample has none: `0 + x` is exact);
+//! - the sums' high words always, their low words from the first
+//!   operation that can make one non-zero on (a second sample, a merge):
+//!   none for a state of one sample (`0 + x` is exact), or one loaded
+//!   whose low words are all `+0`;
 //! - the scales only once one is not 0 (sums near `f64::MAX`);
 //! - one weight for all features while they share it bit for bit (every
 //!   fit without missing values: each feature's weight is the count, or
@@ -60,9 +62,10 @@ impl Parts for Sums {
 #[derive(Clone)]
 pub(crate) struct Total {
     hi: Vec<f64>,
-    /// Empty while every low word is `+0`.
+    /// Empty: every low word is `+0` (not the converse: once stored, they
+    /// stay).
     lo: Vec<f64>,
-    /// Empty while every scale is 0.
+    /// Empty: every scale is 0 (stored from the first one that is not).
     scale: Vec<i32>,
     weight: Weights,
 }
@@ -129,16 +132,6 @@ impl PartialEq for Total {
 }
 
 impl Total {
-    /// No sums, no weight.
-    pub(crate) fn zeros(d: usize) -> Self {
-        Total {
-            hi: collect_huge(d, std::iter::repeat_n(0.0, d)),
-            lo: Vec::new(),
-            scale: Vec::new(),
-            weight: Weights::Same(Dd::zero()),
-        }
-    }
-
     /// `sums`, in the least memory their values allow.
     pub(crate) fn from_sums(sums: Sums) -> Self {
         let weight = match sums.same_weight() {
@@ -505,5 +498,27 @@ mod tests {
         assert_eq!(big.weight_overflow(&other), Some(0));
         assert_eq!(other.merge(&big), Err(0));
         assert_eq!(huge.weight_overflow(&huge), None);
+        // Per-feature weights against a shared one, overflowing at feature
+        // 2 only: reported there, as `Sums::merge` reports it.
+        let mut each = Sums::counted(vec![Dd::zero(); 4], 1);
+        each.weight[2] = Dd { hi: f64::MAX, lo: 0.0 };
+        let mut shared = Sums::counted(vec![Dd::zero(); 4], 1);
+        shared.weight.fill(Dd { hi: f64::MAX, lo: 0.0 });
+        for (a, b) in [(&each, &shared), (&shared, &each)] {
+            let mut t = Total::from_sums(a.clone());
+            let other = Total::from_sums(b.clone());
+            let mut reference = a.clone();
+            assert_eq!(reference.merge(b), Err(2));
+            assert_eq!(t.weight_overflow(&other), Some(2));
+            assert_eq!(t.weight_overflow(b), Some(2));
+            assert_eq!(t.merge(&other), Err(2));
+        }
+        // Low words of -0 are kept (the bits persistence writes).
+        let mut negative = Sums::counted(vec![Dd { hi: 1.0, lo: 0.0 }; 3], 1);
+        negative.sum[1].lo = -0.0;
+        let kept = Total::from_sums(negative.clone());
+        assert_eq!(kept.lo.len(), 3);
+        assert_eq!(kept.sum(1).lo.to_bits(), (-0.0f64).to_bits());
+        assert_eq!(expanded(&kept), negative);
     }
 }
