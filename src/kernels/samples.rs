@@ -383,9 +383,12 @@ fn prefetch_ahead<T>(block: &[T]) {
     let _ = block;
 }
 
-/// How far ahead [`prefetch_ahead`] asks: eight rows of W1's 64 features
-/// (2 and 8 KiB measured no better).
-const PREFETCH: usize = 4096;
+/// How far ahead [`prefetch_ahead`] asks: sixteen rows of W1's 64
+/// features. Into L1, 2 and 8 KiB measured no better than 4 (session 8);
+/// into L2, 8 KiB is better than 4 (AMD EPYC Zen 4, roofline W10/W11 only,
+/// alternated 8/4/8/4: W10 0.95/0.82/0.90/0.85, W11 0.88/0.75/0.87/0.81 of
+/// the read limit; 16 KiB no better in probes).
+const PREFETCH: usize = 8192;
 
 /// Adds weight `wt` to a shared chain, as each feature's chain would.
 #[inline(always)]
@@ -532,11 +535,12 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             macro_rules! walk {
                 ($tile:expr) => {
                     while r + TILE <= rows {
-                        // 4 KiB ahead in each column (`PREFETCH`; the next
-                        // leaf's rows when a leaf holds 512 `f64` rows, as
-                        // W10F's and W11F's do): a leaf reads a few KiB of
-                        // each of its columns, too little for the hardware
-                        // prefetchers to follow from one leaf to the next.
+                        // `PREFETCH` bytes ahead in each column (a leaf or
+                        // two ahead: a leaf of W10F/W11F holds 512 `f64`
+                        // rows, 4 KiB, of each column): a leaf reads a few
+                        // KiB of each of its columns, too little for the
+                        // hardware prefetchers to follow from one leaf to
+                        // the next.
                         if (r * std::mem::size_of::<T>()).is_multiple_of(64) {
                             for c in &cols {
                                 prefetch_ahead(&c[r..=r]);
