@@ -24,6 +24,7 @@
 use ndarray::{ArrayViewD, Axis};
 
 use super::columns::Validity;
+use super::contiguous::prefetch_ahead;
 use super::general;
 use super::tree::{Halve, LEAF, PARALLEL_MIN, join, tree};
 use crate::state::{Dd, Sums, product_error, two_sum};
@@ -358,37 +359,6 @@ fn two_sum_split<const FMA: bool>(a: f64, b: f64, unit: Unit) -> (f64, f64) {
     let e = unit.add::<FMA>(-(s - bb), a) + (b - bb);
     (s, e)
 }
-
-/// Asks for the cache lines [`PREFETCH`] bytes past `block`'s, into L2
-/// (`T1`): the rows kernel's two threads read memory more slowly than the
-/// plain kernel's (its arithmetic leaves fewer loads in flight), and the
-/// hardware prefetchers alone did not make up for it. Into L1 (`T0`, until
-/// session 9) was slower: 2M×64 from DRAM on two threads, AMD EPYC Zen 4,
-/// alternated medians of four, W11F 18.8 → 22.4 GB/s, W10F 22.5 → 23.5,
-/// W10 28.7 → 29.2 with `T1`, W11 unchanged (26.3).
-#[inline(always)]
-fn prefetch_ahead<T>(block: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-        let start = block.as_ptr().cast::<i8>().wrapping_add(PREFETCH);
-        for k in (0..std::mem::size_of_val(block)).step_by(64) {
-            // SAFETY: a prefetch is a hint: it never faults, whatever the
-            // address (`wrapping_add` makes no claim about it either), and
-            // changes no memory.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(start.wrapping_add(k)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = block;
-}
-
-/// How far ahead [`prefetch_ahead`] asks: sixteen rows of W1's 64
-/// features. Into L1, 2 and 8 KiB measured no better than 4 (session 8);
-/// into L2, 8 KiB is better than 4 (AMD EPYC Zen 4, roofline W10/W11 only,
-/// alternated 8/4/8/4: W10 0.95/0.82/0.90/0.85, W11 0.88/0.75/0.87/0.81 of
-/// the read limit; 16 KiB no better in probes).
-const PREFETCH: usize = 8192;
 
 /// Adds weight `wt` to a shared chain, as each feature's chain would.
 #[inline(always)]
