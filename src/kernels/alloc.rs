@@ -70,6 +70,11 @@ pub(crate) fn collect_huge<T>(d: usize, values: impl Iterator<Item = T>) -> Vec<
     v
 }
 
+/// `d` copies of `value` in a `Vec` of huge pages ([`collect_huge`]).
+pub(crate) fn filled_huge<T: Clone>(d: usize, value: T) -> Vec<T> {
+    collect_huge(d, std::iter::repeat_n(value, d))
+}
+
 /// An empty `Vec` with room for `len` elements whose pages, once touched,
 /// are transparent huge pages where the kernel allows them: for the
 /// long-lived per-feature vectors of a wide state, filled as they are

@@ -3,7 +3,7 @@
 use num_traits::Float;
 
 use super::dd::from_half;
-use crate::kernels::alloc::{collect_huge, with_capacity_huge};
+use crate::kernels::alloc::{filled_huge, with_capacity_huge};
 
 /// `a·ca + b·cb` for weights with `ca + cb = 1`, as `a + (b − a)·cb` so that
 /// equal inputs give back exactly `a` (no drift over many steps), or — where
@@ -385,9 +385,9 @@ impl<F: Float> Segments<F> {
     /// `d` segments that took no step.
     pub(crate) fn new(d: usize) -> Self {
         Segments {
-            zero: collect_huge(d, std::iter::repeat_n(F::zero(), d)),
-            debiased: collect_huge(d, std::iter::repeat_n(0.0, d)),
-            first: collect_huge(d, std::iter::repeat_n(F::zero(), d)),
+            zero: filled_huge(d, F::zero()),
+            debiased: filled_huge(d, 0.0),
+            first: filled_huge(d, F::zero()),
             clock: Clocks::Same(Clock::START),
         }
     }

@@ -21,7 +21,7 @@
 
 use super::dd::Dd;
 use super::sums::{MEAN_BLOCK, Sums, add_scaled, means_block};
-use crate::kernels::alloc::collect_huge;
+use crate::kernels::alloc::{collect_huge, filled_huge};
 
 /// What a merge reads of the other side, feature by feature: a batch's
 /// [`Sums`] or another [`Total`].
@@ -170,7 +170,7 @@ impl Total {
     /// The low words, stored from now on.
     fn lo_mut(&mut self) -> &mut [f64] {
         if self.lo.is_empty() {
-            self.lo = collect_huge(self.hi.len(), std::iter::repeat_n(0.0, self.hi.len()));
+            self.lo = filled_huge(self.hi.len(), 0.0);
         }
         &mut self.lo
     }
@@ -178,7 +178,7 @@ impl Total {
     /// The scales, stored from now on.
     fn scale_mut(&mut self) -> &mut [i32] {
         if self.scale.is_empty() {
-            self.scale = collect_huge(self.hi.len(), std::iter::repeat_n(0, self.hi.len()));
+            self.scale = filled_huge(self.hi.len(), 0);
         }
         &mut self.scale
     }
@@ -209,7 +209,7 @@ impl Total {
             (*hi, *lo) = (s.hi, s.lo);
             if k != k0 {
                 if scale.is_empty() {
-                    *scale = collect_huge(d, std::iter::repeat_n(0, d));
+                    *scale = filled_huge(d, 0);
                 }
                 scale[j] = k;
             }
@@ -272,72 +272,24 @@ impl Total {
     /// arithmetic stays vectorised (a copy into expanded blocks first made
     /// a 10⁷-feature read a third slower).
     pub(crate) fn means_into<F: num_traits::Float>(&self, at: usize, out: &mut [F]) {
-        let hi = &self.hi[..];
-        let lo = |j: usize| if self.lo.is_empty() { 0.0 } else { self.lo[j] };
-        let scale = |j: usize| if self.scale.is_empty() { 0 } else { self.scale[j] };
-        let blocks = |out: &mut [F], parts: &dyn Fn(&mut [F], usize)| {
-            for (b, out) in out.chunks_mut(MEAN_BLOCK).enumerate() {
-                parts(out, at + b * MEAN_BLOCK);
-            }
-        };
-        match (&self.weight, self.lo.is_empty(), self.scale.is_empty()) {
-            (Weights::Same(w), true, true) => blocks(out, &|out, a| {
-                means_block(|i| (Dd { hi: hi[a + i], lo: 0.0 }, 0, *w), out)
-            }),
-            (Weights::Same(w), false, true) => {
-                let lo = &self.lo[..];
-                blocks(out, &|out, a| {
-                    means_block(
-                        |i| {
-                            (
-                                Dd {
-                                    hi: hi[a + i],
-                                    lo: lo[a + i],
-                                },
-                                0,
-                                *w,
-                            )
-                        },
-                        out,
-                    )
-                })
-            }
-            (Weights::Each(w), false, true) => {
-                let lo = &self.lo[..];
-                blocks(out, &|out, a| {
-                    means_block(
-                        |i| {
-                            (
-                                Dd {
-                                    hi: hi[a + i],
-                                    lo: lo[a + i],
-                                },
-                                0,
-                                w[a + i],
-                            )
-                        },
-                        out,
-                    )
-                })
-            }
+        let (hi, lo) = (&self.hi[..], &self.lo[..]);
+        match (&self.weight, lo.is_empty(), self.scale.is_empty()) {
+            (Weights::Same(w), true, true) => blocks(at, out, |j: usize| (Dd { hi: hi[j], lo: 0.0 }, 0, *w)),
+            (Weights::Same(w), false, true) => blocks(at, out, |j: usize| (Dd { hi: hi[j], lo: lo[j] }, 0, *w)),
+            (Weights::Each(w), false, true) => blocks(at, out, |j: usize| (Dd { hi: hi[j], lo: lo[j] }, 0, w[j])),
             // Scaled sums (values near `f64::MAX`), or per-feature weights
             // of one sample: rare.
-            _ => blocks(out, &|out, a| {
-                means_block(
-                    |i| {
-                        (
-                            Dd {
-                                hi: hi[a + i],
-                                lo: lo(a + i),
-                            },
-                            scale(a + i),
-                            self.weight(a + i),
-                        )
-                    },
-                    out,
-                )
-            }),
+            _ => blocks(at, out, |j: usize| (self.sum(j), self.scale(j), self.weight(j))),
         }
+    }
+}
+
+/// [`means_block`] of every block of `out` (features `at..`), feature
+/// `j`'s parts given by `parts(j)`: one function per way of storing them.
+fn blocks<F: num_traits::Float>(at: usize, out: &mut [F], parts: impl Fn(usize) -> (Dd<f64>, i32, Dd<f64>)) {
+    for (b, out) in out.chunks_mut(MEAN_BLOCK).enumerate() {
+        let a = at + b * MEAN_BLOCK;
+        means_block(|i| parts(a + i), out);
     }
 }
 
