@@ -3,7 +3,7 @@
 use num_traits::Float;
 
 use super::dd::from_half;
-use crate::kernels::alloc::{filled_huge, with_capacity_huge};
+use crate::kernels::alloc::{collect_huge, filled_huge, with_capacity_huge};
 
 /// `a·ca + b·cb` for weights with `ca + cb = 1`, as `a + (b − a)·cb` so that
 /// equal inputs give back exactly `a` (no drift over many steps), or — where
@@ -297,14 +297,46 @@ fn step_values<F: Float>(
 /// all while the features share it bit for bit — every batch without
 /// missing values steps them all — so 24 bytes per `f64` feature (16 per
 /// `f32` one) instead of 48, and a step of a wide one-sample batch a loop
-/// over three arrays. Every operation gives [`Ema`]'s bits feature by
-/// feature; equality, printing and persistence see the segments alone.
+/// over three arrays. After a first step alone ([`first_step`]) only
+/// `first` is stored: the other two are functions of it ([`Derived`]),
+/// so a wide first call keeps as many bytes as its sample. Every
+/// operation gives [`Ema`]'s bits feature by feature; equality, printing
+/// and persistence see the segments alone.
+///
+/// [`first_step`]: Segments::first_step
 #[derive(Clone)]
 pub(crate) struct Segments<F> {
+    /// Empty while `derived`.
     zero: Vec<F>,
+    /// Empty while `derived`.
     debiased: Vec<f64>,
     first: Vec<F>,
     clock: Clocks,
+    derived: Option<Derived<F>>,
+}
+
+/// `zero` after a first step with batch mean `b`: `step_values` at
+/// `steps == 0` from `zero = 0`.
+fn first_zero<F: Float>(b: &F, w: &crate::params::EmaWeights<F>) -> F {
+    combine(F::zero(), w.old, *b, w.new)
+}
+
+/// `debiased` after a first step with batch mean `b`: `b` widened, as
+/// `step_values` sets it at `steps == 0`.
+fn first_debiased<F: Float>(b: &F) -> f64 {
+    b.to_f64().unwrap_or(f64::NAN)
+}
+
+/// How a first step computed `zero` and `debiased` from the batch mean
+/// (`first`), for segments that took that step alone and store neither:
+/// `step_values` with `steps == 0` and a zero `zero` — `combine(0, old, b,
+/// new)` and `b` widened. Functions rather than a bound on `F`, so that
+/// printing and comparing segments asks of `F` what it did.
+#[derive(Clone, Copy)]
+struct Derived<F> {
+    weights: crate::params::EmaWeights<F>,
+    zero: fn(&F, &crate::params::EmaWeights<F>) -> F,
+    debiased: fn(&F) -> f64,
 }
 
 #[derive(Clone)]
@@ -322,12 +354,20 @@ impl<F: std::fmt::Debug> std::fmt::Debug for Segments<F> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 let (s, j) = (self.0, self.1);
                 let c = s.clock_of(j);
+                let derived = s
+                    .derived
+                    .as_ref()
+                    .map(|d| ((d.zero)(&s.first[j], &d.weights), (d.debiased)(&s.first[j])));
+                let (zero, debiased) = match &derived {
+                    Some((z, m)) => (z, m),
+                    None => (&s.zero[j], &s.debiased[j]),
+                };
                 f.debug_struct("Ema")
                     .field("steps", &c.steps)
                     .field("decay", &c.decay)
-                    .field("zero", &s.zero[j])
+                    .field("zero", zero)
                     .field("norm", &c.norm)
-                    .field("debiased", &s.debiased[j])
+                    .field("debiased", debiased)
                     .field("first", &s.first[j])
                     .finish()
             }
@@ -341,8 +381,7 @@ impl<F: PartialEq> PartialEq for Segments<F> {
         self.len() == other.len()
             && (0..self.len()).all(|j| {
                 self.clock_of(j) == other.clock_of(j)
-                    && self.zero[j] == other.zero[j]
-                    && self.debiased[j] == other.debiased[j]
+                    && self.with_values(j, |z, m| other.with_values(j, |oz, om| z == oz && m == om))
                     && self.first[j] == other.first[j]
             })
     }
@@ -350,7 +389,15 @@ impl<F: PartialEq> PartialEq for Segments<F> {
 
 impl<F> Segments<F> {
     pub(crate) fn len(&self) -> usize {
-        self.zero.len()
+        self.first.len()
+    }
+
+    /// `f(zero, debiased)` of feature `j`, stored or derived.
+    fn with_values<R>(&self, j: usize, f: impl FnOnce(&F, &f64) -> R) -> R {
+        match &self.derived {
+            Some(d) => f(&(d.zero)(&self.first[j], &d.weights), &(d.debiased)(&self.first[j])),
+            None => f(&self.zero[j], &self.debiased[j]),
+        }
     }
 
     fn clock_of(&self, j: usize) -> Clock {
@@ -365,12 +412,13 @@ impl<F: Copy> Segments<F> {
     /// Feature `j`'s segment.
     pub(crate) fn get(&self, j: usize) -> Ema<F> {
         let c = self.clock_of(j);
+        let (zero, debiased) = self.with_values(j, |&z, &m| (z, m));
         Ema {
             steps: c.steps,
             decay: c.decay,
-            zero: self.zero[j],
+            zero,
             norm: c.norm,
-            debiased: self.debiased[j],
+            debiased,
             first: self.first[j],
         }
     }
@@ -389,6 +437,7 @@ impl<F: Float> Segments<F> {
             debiased: filled_huge(d, 0.0),
             first: filled_huge(d, F::zero()),
             clock: Clocks::Same(Clock::START),
+            derived: None,
         }
     }
 
@@ -435,29 +484,36 @@ impl<F: Float> Segments<F> {
                 None if each.is_empty() => Clocks::Same(Clock::START),
                 None => Clocks::Each(each),
             },
+            derived: None,
         }
     }
 
     /// The first step of `d` segments, with the one sample or batch means
-    /// `means`: [`new`](Self::new) and [`step_all`](Self::step_all) in one
-    /// pass over fresh memory.
+    /// `means`: [`new`](Self::new) and [`step_all`](Self::step_all), storing
+    /// the means alone (`zero` and `debiased` derived from them until the
+    /// next step: a wide first call's state is 8 bytes per `f64` feature,
+    /// not 24).
     pub(crate) fn first_step(d: usize, w: &crate::params::EmaWeights<F>, means: impl Iterator<Item = F>) -> Self {
-        let (clock, c_old, c_new) = Clock::START.step(w.beta, &mut Decay::default());
-        let mut zero = with_capacity_huge::<F>(d);
-        let mut debiased = with_capacity_huge::<f64>(d);
-        let mut first = with_capacity_huge::<F>(d);
-        for b in means.take(d) {
-            let (mut z, mut m, mut f) = (F::zero(), 0.0, F::zero());
-            step_values(&mut z, &mut m, &mut f, w, b, 0, (c_old, c_new));
-            zero.push(z);
-            debiased.push(m);
-            first.push(f);
-        }
+        let (clock, _, _) = Clock::START.step(w.beta, &mut Decay::default());
         Segments {
-            zero,
-            debiased,
-            first,
+            zero: Vec::new(),
+            debiased: Vec::new(),
+            first: collect_huge(d, means),
             clock: Clocks::Same(clock),
+            derived: Some(Derived {
+                weights: *w,
+                zero: first_zero,
+                debiased: first_debiased,
+            }),
+        }
+    }
+
+    /// Stores the values a first step derives ([`Derived`]), before a
+    /// step changes them.
+    fn store_derived(&mut self) {
+        if let Some(d) = self.derived.take() {
+            self.zero = collect_huge(self.len(), self.first.iter().map(|b| (d.zero)(b, &d.weights)));
+            self.debiased = collect_huge(self.len(), self.first.iter().map(d.debiased));
         }
     }
 
@@ -475,6 +531,7 @@ impl<F: Float> Segments<F> {
         means: impl Iterator<Item = F>,
         observed: impl Fn(usize) -> bool,
     ) {
+        self.store_derived();
         let d = self.len();
         let mut decay = Decay::default();
         if let Clocks::Same(c) = self.clock {
@@ -512,6 +569,23 @@ impl<F: Float> Segments<F> {
 
     /// [`Ema::value`] of features `at..at + out.len()` into `out`.
     pub(crate) fn values_into(&self, at: usize, out: &mut [F], start: crate::EmaStart) {
+        if let Some(d) = &self.derived {
+            // Derived in line (through `Derived`'s pointers, a call per
+            // feature).
+            let c = self.clock_of(at);
+            for (b, m) in self.first[at..].iter().zip(out.iter_mut()) {
+                let e = Ema {
+                    steps: c.steps,
+                    decay: c.decay,
+                    zero: first_zero(b, &d.weights),
+                    norm: c.norm,
+                    debiased: first_debiased(b),
+                    first: *b,
+                };
+                *m = e.value(start);
+            }
+            return;
+        }
         for (j, m) in (at..).zip(out.iter_mut()) {
             *m = self.get(j).value(start);
         }
@@ -625,6 +699,20 @@ mod segment_tests {
             }
             assert_eq!(bits(&seg.iter().collect::<Vec<_>>()), bits(&emas));
             assert!(matches!(seg.clock, Clocks::Same(_)));
+            // Only the means stored after a first step; compared and printed
+            // as the stored segments of the same values.
+            assert!(seg.zero.is_empty() && seg.debiased.is_empty() && seg.derived.is_some());
+            let stored = Segments::from_emas(&emas);
+            assert!(stored.derived.is_none());
+            assert_eq!(seg, stored);
+            assert_eq!(format!("{seg:?}"), format!("{stored:?}"));
+            assert_eq!(format!("{seg:?}"), format!("{emas:?}"));
+            for start in [EmaStart::Zero, EmaStart::FirstBatch, EmaStart::Debiased] {
+                let mut got = vec![F::zero(); d - 3];
+                seg.values_into(3, &mut got, start);
+                let want: Vec<F> = emas[3..].iter().map(|e| e.value(start)).collect();
+                assert_eq!(got, want, "{start:?} after a first step");
+            }
             // The first step of segments that took none (a first batch).
             let mut fresh = Segments::new(d);
             fresh.step_all(&w, m0.iter().copied());
