@@ -70,6 +70,12 @@ pub(super) fn elements<F: Element>(field: &'static str, v: &[Real], d: usize) ->
     v.iter().enumerate().map(|(j, x)| element(field, j, x.0)).collect()
 }
 
+/// [`elements`] of a wire array that is dropped once read: a wide state is
+/// then not held as the wire's arrays and the checked ones at once.
+fn elements_of<F: Element>(field: &'static str, v: Vec<Real>, d: usize) -> Result<Vec<F>, CenteringError> {
+    elements(field, &v, d)
+}
+
 /// The per-feature arrays of an accumulator, `(field, length)`, against
 /// `n_features = d`: when they all agree with each other but not with `d`,
 /// it is `n_features` that is wrong, and the error says so; otherwise the
@@ -222,7 +228,7 @@ impl FittedWire {
                 Accumulator::Cumulative(Total::from_sums(c.check::<F>(d, reject, version)?))
             }
             (Mode::MovingAverage { .. } | Mode::BatchAverage, AccumulatorWire::Moving(m)) => {
-                Accumulator::Moving(Segments::from_emas(&m.check::<F>(d, n_batches, mode, reject)?))
+                Accumulator::Moving(m.check::<F>(d, n_batches, mode, reject)?)
             }
             (mode, acc) => {
                 let (want, found) = match acc {
@@ -342,8 +348,19 @@ impl CumulativeWire {
             ],
         )?;
         check_len(SCALE, &self.scale, d)?;
-        let sum = read_pairs::<F>(version, SUM_HI, SUM_LO, &self.sum_hi, &self.sum_lo, d)?;
-        let weight = read_pairs::<F>(version, WEIGHT_HI, WEIGHT_LO, &self.weight_hi, &self.weight_lo, d)?;
+        // Each pair of wire arrays dropped once read (a wide state is then
+        // not held as the wire's arrays and the checked pairs at once).
+        let CumulativeWire {
+            sum_hi,
+            sum_lo,
+            scale: scales,
+            weight_hi,
+            weight_lo,
+        } = self;
+        let sum = read_pairs::<F>(version, SUM_HI, SUM_LO, &sum_hi, &sum_lo, d)?;
+        drop((sum_hi, sum_lo));
+        let weight = read_pairs::<F>(version, WEIGHT_HI, WEIGHT_LO, &weight_hi, &weight_lo, d)?;
+        drop((weight_hi, weight_lo));
         // The exponent range of the sums: F's in format 1 (which kept sums
         // in F), f64's since (sums are f64 whatever F).
         let limit = if version == 1 {
@@ -352,7 +369,7 @@ impl CumulativeWire {
             max_scale::<f64>()
         };
         let mut scale = Vec::with_capacity(d);
-        for (j, k) in self.scale.iter().enumerate() {
+        for (j, k) in scales.iter().enumerate() {
             let k = k.0;
             if !(0..=limit).contains(&k) {
                 return Err(invalid(
@@ -475,7 +492,7 @@ impl MovingWire {
         n_batches: u64,
         mode: Mode,
         reject: bool,
-    ) -> Result<Vec<Ema<F>>, CenteringError> {
+    ) -> Result<Segments<F>, CenteringError> {
         const STEPS: &str = "state.accumulator.moving.steps";
         const DECAY: &str = "state.accumulator.moving.decay";
         const ZERO: &str = "state.accumulator.moving.zero";
@@ -494,20 +511,41 @@ impl MovingWire {
             ],
         )?;
         check_len(STEPS, &self.steps, d)?;
-        let decay = elements::<f64>(DECAY, &self.decay, d)?;
-        let zero = elements::<F>(ZERO, &self.zero, d)?;
-        let norm = elements::<f64>(NORM, &self.norm, d)?;
-        let debiased = elements::<f64>(DEBIASED, &self.debiased, d)?;
-        let first = elements::<F>(FIRST, &self.first, d)?;
+        // Each wire array dropped once read, and the segments built without
+        // a `Vec<Ema>`: loading a wide state held the wire's 48 bytes per
+        // feature, the checked values' 40, 48 of `Ema`s and the segments'
+        // 24 at once (a Keras state of 10⁷ features: 136 bytes per feature
+        // at its peak; now 72).
+        let MovingWire {
+            steps,
+            decay,
+            zero,
+            norm,
+            debiased,
+            first,
+        } = self;
+        let decay = elements_of::<f64>(DECAY, decay, d)?;
+        let zero = elements_of::<F>(ZERO, zero, d)?;
+        let norm = elements_of::<f64>(NORM, norm, d)?;
+        let debiased = elements_of::<f64>(DEBIASED, debiased, d)?;
+        let first = elements_of::<F>(FIRST, first, d)?;
         // The momentum exactly as the estimator uses it (BatchAverage is β = 1).
         let beta = match mode {
             Mode::MovingAverage { momentum, .. } => momentum,
             _ => 1.0,
         };
         let mut total: u128 = 0;
-        let mut emas = Vec::with_capacity(d);
+        let ema = |j: usize| Ema {
+            steps: steps[j].0,
+            decay: decay[j],
+            zero: zero[j],
+            norm: norm[j],
+            debiased: debiased[j],
+            first: first[j],
+        };
         for j in 0..d {
-            let steps = self.steps[j].0;
+            let e = ema(j);
+            let steps = e.steps;
             if steps > n_batches {
                 return Err(invalid(
                     STEPS,
@@ -525,14 +563,6 @@ impl MovingWire {
                 ));
             }
             total += u128::from(steps);
-            let e = Ema {
-                steps,
-                decay: decay[j],
-                zero: zero[j],
-                norm: norm[j],
-                debiased: debiased[j],
-                first: first[j],
-            };
             if !(0.0..=1.0).contains(&e.decay) {
                 return Err(invalid(
                     DECAY,
@@ -578,7 +608,6 @@ impl MovingWire {
                     ));
                 }
             }
-            emas.push(e);
         }
         if total < u128::from(n_batches) {
             return Err(invalid(
@@ -588,7 +617,7 @@ impl MovingWire {
                 ),
             ));
         }
-        Ok(emas)
+        Ok(Segments::collect(d, (0..d).map(ema)))
     }
 }
 

@@ -442,7 +442,7 @@ impl<F: Float> Segments<F> {
     }
 
     /// `emas`, their clock stored once if they share it.
-    #[cfg(any(test, feature = "serde"))]
+    #[cfg(test)]
     pub(crate) fn from_emas(emas: &[Ema<F>]) -> Self {
         Self::collect(emas.len(), emas.iter().copied())
     }

@@ -16,7 +16,9 @@
 //! 8 more); the
 //! first read of the mean divides each feature's sums once; then calls
 //! each followed by a read of the mean (a training loop that reads it,
-//! e.g. to transform): the reads' median.
+//! e.g. to transform): the reads' median. Last, the state is saved with
+//! postcard and loaded back: the load's peak memory beyond the saved bytes
+//! (the peak reset before it through `/proc/self/clear_refs`).
 
 mod common;
 use common::cpu_model;
@@ -48,9 +50,9 @@ fn main() {
         cpu_model()
     );
     println!(
-        "\n| D | first call (ns/feature) | its extra peak / input | later calls, median (ns/feature) | first mean read (ns/feature) | later reads, median (ns/feature) | extra peak memory (bytes/feature) | extra / input |"
+        "\n| D | first call (ns/feature) | its extra peak / input | later calls, median (ns/feature) | first mean read (ns/feature) | later reads, median (ns/feature) | extra peak memory (bytes/feature) | extra / input | load: extra peak (bytes/feature) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let me = std::env::current_exe().expect("no path to this binary");
     for d in sizes {
         let out = Command::new(&me).arg("--wide-child").arg(d.to_string()).output();
@@ -121,8 +123,21 @@ fn child(d: usize) {
         .collect();
     reads.sort_by(f64::total_cmp);
     let extra = status_bytes("VmHWM:") - before;
+    // Saved, then loaded with the peak reset ("5": the peak resident set).
+    let saved = postcard::to_allocvec(&c).expect("saving failed");
+    drop(c);
+    let load = match std::fs::write("/proc/self/clear_refs", "5") {
+        Ok(()) => {
+            let before = status_bytes("VmRSS:");
+            let loaded: Centering<f64> = postcard::from_bytes(&saved).expect("loading failed");
+            let peak = status_bytes("VmHWM:") - before;
+            assert_eq!(loaded.n_features(), Some(d));
+            format!("{:.0}", peak / d as f64)
+        }
+        Err(_) => "—".into(),
+    };
     println!(
-        "| {d} | {first:.1} | {:.1}× | {:.1} | {read:.1} | {:.1} | {:.0} | {:.1}× |",
+        "| {d} | {first:.1} | {:.1}× | {:.1} | {read:.1} | {:.1} | {:.0} | {:.1}× | {load} |",
         first_extra / input,
         later[LATER / 2],
         reads[LATER / 2],
