@@ -157,22 +157,19 @@ pub(crate) fn first_rejected<T: Input>(x: &ArrayViewD<'_, T>, policy: NanPolicy)
 /// memory; only a batch that has a bad one pays for the indexed search
 /// (an `IxDyn` index per element cost W11's fit a third of its time).
 pub(crate) fn first_bad_weight<F: Float>(w: &ArrayViewD<'_, F>) -> Option<(Vec<usize>, F)> {
-    let ok = |v: &F| v.is_finite() && *v >= F::zero();
-    // `0 ≤ v ≤ MAX` is `ok` (NaN compares false), and without a branch per
-    // weight the compiler checks a block of them per vector instruction.
-    let block_ok = |b: &[F]| {
-        b.iter()
-            .fold(true, |all, &v| all & (v >= F::zero()) & (v <= F::max_value()))
-    };
+    // `0 ≤ v ≤ MAX`: finite and not negative (NaN compares false), and
+    // without a branch per weight, so that the compiler checks a block of
+    // them per vector instruction.
+    let ok = |v: F| (v >= F::zero()) & (v <= F::max_value());
     let all_ok = match w.as_slice_memory_order() {
-        Some(s) => s.chunks(1024).all(block_ok),
-        None => w.iter().all(ok),
+        Some(s) => s.chunks(1024).all(|b| b.iter().fold(true, |all, &v| all & ok(v))),
+        None => w.iter().all(|&v| ok(v)),
     };
     if all_ok {
         return None;
     }
     w.indexed_iter()
-        .find(|(_, v)| !(v.is_finite() && **v >= F::zero()))
+        .find(|(_, v)| !ok(**v))
         .map(|(i, &v)| (i.slice().to_vec(), v))
 }
 

@@ -54,13 +54,16 @@ pub(super) fn leaf_sums<T: Input, W: Input>(
     // loop reads them.
     let ws = w.map(|w| w.as_slice().filter(|s| s.len() == rows));
     let ignore = policy == NanPolicy::Ignore;
-    let mut acc = Acc::new(d, w.is_some() && !ignore);
-    match (x.as_slice(), ws) {
-        (Some(xs), None | Some(Some(_))) => rows_dispatch(xs, ws.flatten(), ignore, &mut acc),
+    let new_acc = || Acc::new(d, w.is_some() && !ignore);
+    let acc = match (x.as_slice(), ws) {
+        (Some(xs), None | Some(Some(_))) => {
+            let mut acc = new_acc();
+            rows_dispatch(xs, ws.flatten(), ignore, &mut acc);
+            acc
+        }
         _ if x.ndim() == 2 && x.strides()[0] == 1 && d > 0 && !matches!(ws, Some(None)) => {
-            // Column-major: each feature's samples are one contiguous run.
-            let columns: Option<Vec<&[T]>> = (0..d).map(|j| x.index_axis(Axis(1), j).to_slice()).collect();
-            columns_dispatch(&columns?, &[], ws.flatten(), ignore, &mut acc);
+            let x = x.view().into_dimensionality::<ndarray::Ix2>().ok()?;
+            return columns_leaf(&x, ws.flatten(), ignore);
         }
         // Contiguous rows, but not one run (a leaf cut along an inner
         // sample axis, e.g. `(N, T, D)` sequences with T > N, or a sliced
@@ -68,10 +71,22 @@ pub(super) fn leaf_sums<T: Input, W: Input>(
         // Only where rows are adjacent (the runs hold whole rows, not one
         // value each, which the per-lane loop does better).
         _ if x.ndim() >= 2 && (x.strides()[last] == 1 || d == 1) && x.strides()[last - 1] == d as isize => {
-            walk_rows(x.view(), w.map(|w| w.view()), ignore, &mut acc)
+            let mut acc = new_acc();
+            walk_rows(x.view(), w.map(|w| w.view()), ignore, &mut acc);
+            acc
         }
         _ => return None,
-    }
+    };
+    Some(acc.into_sums(d))
+}
+
+/// The columns kernel on a column-major leaf (each feature's samples one
+/// contiguous run; `None` otherwise), `w` one weight per row.
+fn columns_leaf<T: Input, W: Input>(x: &ndarray::ArrayView2<'_, T>, w: Option<&[W]>, ignore: bool) -> Option<Sums> {
+    let columns: Vec<&[T]> = x.columns().into_iter().map(|c| c.to_slice()).collect::<Option<_>>()?;
+    let d = columns.len();
+    let mut acc = Acc::new(d, w.is_some() && !ignore);
+    columns_dispatch(&columns, &[], w, ignore, &mut acc);
     Some(acc.into_sums(d))
 }
 
@@ -136,22 +151,18 @@ fn feature_groups<T: Input, W: Input>(
     out
 }
 
-/// The leaf of a [`Group`]: the columns kernel on its rows — what
-/// [`leaf_sums`] runs on a column-major leaf, with the columns taken from
-/// the 2-D view (through `IxDyn`, as `leaf_sums` takes them, their views
-/// cost W11F's fit about 5%).
+/// The leaf of a [`Group`]: the columns kernel on its rows, as
+/// [`leaf_sums`] runs it on a column-major leaf, from the 2-D view (through
+/// `IxDyn` the column views cost W11F's fit about 5%).
 fn group_leaf<'a, T: Input, W: Input>(policy: NanPolicy) -> impl Fn(Group<'a, T, W>) -> Sums + Sync {
     move |g: Group<'a, T, W>| {
         let ws = g.w.as_ref().map(|w| w.as_slice());
-        if T::EXACT && g.x.nrows() > 0 && !matches!(ws, Some(None)) {
-            let columns: Option<Vec<&[T]>> = g.x.columns().into_iter().map(|c| c.to_slice()).collect();
-            if let Some(columns) = columns {
-                let d = columns.len();
-                let ignore = policy == NanPolicy::Ignore;
-                let mut acc = Acc::new(d, g.w.is_some() && !ignore);
-                columns_dispatch(&columns, &[], ws.flatten(), ignore, &mut acc);
-                return acc.into_sums(d);
-            }
+        if T::EXACT
+            && g.x.nrows() > 0
+            && !matches!(ws, Some(None))
+            && let Some(sums) = columns_leaf(&g.x, ws.flatten(), policy == NanPolicy::Ignore)
+        {
+            return sums;
         }
         let x = g.x.into_dyn();
         let w = g.w.map(|w| w.into_dyn());

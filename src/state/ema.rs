@@ -354,22 +354,16 @@ impl<F: std::fmt::Debug> std::fmt::Debug for Segments<F> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 let (s, j) = (self.0, self.1);
                 let c = s.clock_of(j);
-                let derived = s
-                    .derived
-                    .as_ref()
-                    .map(|d| ((d.zero)(&s.first[j], &d.weights), (d.debiased)(&s.first[j])));
-                let (zero, debiased) = match &derived {
-                    Some((z, m)) => (z, m),
-                    None => (&s.zero[j], &s.debiased[j]),
-                };
-                f.debug_struct("Ema")
-                    .field("steps", &c.steps)
-                    .field("decay", &c.decay)
-                    .field("zero", zero)
-                    .field("norm", &c.norm)
-                    .field("debiased", debiased)
-                    .field("first", &s.first[j])
-                    .finish()
+                s.with_values(j, |zero, debiased| {
+                    f.debug_struct("Ema")
+                        .field("steps", &c.steps)
+                        .field("decay", &c.decay)
+                        .field("zero", zero)
+                        .field("norm", &c.norm)
+                        .field("debiased", debiased)
+                        .field("first", &s.first[j])
+                        .finish()
+                })
             }
         }
         f.debug_list().entries((0..self.len()).map(|j| One(self, j))).finish()
