@@ -164,7 +164,12 @@ pub(crate) fn tier() -> String {
         } else {
             "ordinary stores (large _into outputs)"
         };
-        format!("{lanes}, {ints}, {f16}, {nt}")
+        let columns = if simd::has_avx2() {
+            "avx2+fma two strips (column-major weighted/NaN f64)"
+        } else {
+            "one strip (column-major weighted/NaN)"
+        };
+        format!("{lanes}, {ints}, {f16}, {nt}, {columns}")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
