@@ -795,9 +795,10 @@ mod simd {
         track: bool,
     ) {
         use std::arch::x86_64::{
-            __m256d, _CMP_ORD_Q, _mm256_add_pd, _mm256_and_pd, _mm256_cmp_pd, _mm256_fmadd_pd, _mm256_fmsub_pd,
-            _mm256_fnmadd_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_storeu_pd,
-            _mm256_sub_pd,
+            __m256d, _CMP_ORD_Q, _mm256_add_pd, _mm256_and_pd, _mm256_castpd_si256, _mm256_castsi256_pd, _mm256_cmp_pd,
+            _mm256_fmadd_pd, _mm256_fmsub_pd, _mm256_fnmadd_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_or_pd,
+            _mm256_set1_epi64x, _mm256_set1_pd, _mm256_setzero_pd, _mm256_setzero_si256, _mm256_storeu_pd,
+            _mm256_sub_epi64, _mm256_sub_pd,
         };
         const S: usize = super::STRIPS;
         const T: usize = super::TILE;
@@ -822,7 +823,12 @@ mod simd {
             // `a·1 + b` by FMA is `a + b` bit for bit (`super::Unit`); the
             // `1` opaque so that the compiler keeps the FMA.
             let unit = _mm256_set1_pd(std::hint::black_box(1.0));
-            let ones = _mm256_set1_pd(1.0);
+            // Unweighted: the counts of values added since the load, as
+            // integers (a kept lane's mask is −1), added to the stored
+            // counts at the end — exact integers below 2⁵³ either way, so
+            // the bits of adding 1 at every step.
+            let mut counts = [_mm256_setzero_si256(); S];
+            let all = _mm256_set1_epi64x(-1);
             let track = track && acc.shared.is_some();
             let mut shared = acc.shared.unwrap_or_else(Dd::zero);
             let mut r = 0;
@@ -842,13 +848,16 @@ mod simd {
                     let wr = _mm256_set1_pd(wr);
                     for s in 0..S {
                         let mut v = tiles[s][i];
-                        let (mut wt, mut one) = (wr, ones);
+                        let mut wt = wr;
+                        let mut kept = all;
                         if IGNORE {
                             // `step`'s skip: NaN → +0 with weight +0.
                             let keep = _mm256_cmp_pd::<_CMP_ORD_Q>(v, v);
                             v = _mm256_and_pd(v, keep);
-                            wt = _mm256_and_pd(wt, keep);
-                            one = _mm256_and_pd(one, keep);
+                            if WEIGHTED {
+                                wt = _mm256_and_pd(wt, keep);
+                            }
+                            kept = _mm256_castpd_si256(keep);
                         }
                         let a = hi[s];
                         let (b, pe) = if WEIGHTED {
@@ -877,11 +886,19 @@ mod simd {
                             w_hi[s] = ws;
                             w_lo[s] = _mm256_add_pd(w_lo[s], we);
                         } else if !WEIGHTED {
-                            w_hi[s] = _mm256_add_pd(w_hi[s], one);
+                            counts[s] = _mm256_sub_epi64(counts[s], kept);
                         }
                     }
                 }
                 r += T;
+            }
+            if !WEIGHTED {
+                // `n` as an `f64` (`n < 2⁵²`): its bits under 2⁵²'s, less 2⁵².
+                let magic = _mm256_set1_pd(4_503_599_627_370_496.0);
+                for s in 0..S {
+                    let n = _mm256_sub_pd(_mm256_or_pd(_mm256_castsi256_pd(counts[s]), magic), magic);
+                    w_hi[s] = _mm256_add_pd(w_hi[s], n);
+                }
             }
             let store = |v: &mut [f64], s: usize, x: __m256d| _mm256_storeu_pd(v.as_mut_ptr().add(j0 + s * T), x);
             for s in 0..S {
