@@ -298,7 +298,7 @@ mod tests {
             z ^= z << 17;
             z
         };
-        for d in [1usize, 3, 4, 7, 9] {
+        for d in [1usize, 3, 4, 7, 9, 17] {
             let data: Vec<Vec<f64>> = (0..d)
                 .map(|_| {
                     (0..n)
@@ -313,15 +313,17 @@ mod tests {
                 .map(|_| (0..n.div_ceil(8) + 1).map(|_| next() as u8).collect())
                 .collect();
             let columns: Vec<&[f64]> = data.iter().map(Vec::as_slice).collect();
-            for offset in [0usize, 3] {
+            // Offsets 0 and 3 with a bitmap on every other column; `None`:
+            // no bitmap at all (the `f64` strips kernel's case).
+            for offset in [Some(0usize), Some(3), None] {
                 let validity: Vec<Option<Validity<'_>>> = (0..d)
-                    .map(|j| (j % 2 == 0).then(|| Validity::new(&bits[j], offset)))
+                    .map(|j| offset.filter(|_| j % 2 == 0).map(|o| Validity::new(&bits[j], o)))
                     .collect();
                 for (r0, r1) in [(0, n), (5, 6), (17, 200)] {
                     let zeros = vec![0; d];
                     let want = sum_range(&columns, &validity, r0, r1, NanPolicy::Ignore, &zeros);
                     let got = sum_range(&columns, &validity, r0, r1, NanPolicy::Ignore, &[]);
-                    assert_eq!(got, want, "d {d}, offset {offset}, rows {r0}..{r1}");
+                    assert_eq!(got, want, "d {d}, offset {offset:?}, rows {r0}..{r1}");
                 }
             }
         }
