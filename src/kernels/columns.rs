@@ -12,7 +12,8 @@
 //! - otherwise (`Ignore`, or nulls): the general path's halving tree over
 //!   rows (a leaf when `rows·d ≤ LEAF`), each feature's values added in row
 //!   order by [`general::push_one`]'s arithmetic within a leaf (run by the
-//!   vectorised columns kernel of `samples.rs`, four features at a time),
+//!   vectorised columns kernel of `samples.rs`, four features at a time —
+//!   eight for `f64` columns without bitmaps on AVX2),
 //!   leaves merged in the tree's order — which is what fitting the array
 //!   with NaN at the nulls under `Ignore` computes, for any layout of the
 //!   array;

@@ -492,9 +492,11 @@ const TILE: usize = 4;
 ///
 /// Measured on an AMD EPYC (Zen 4), one thread, 1024 × 64 `f64` in L2,
 /// best of eight alternated runs: one strip (the generic body) W10F 17.8,
-/// W11F 16.5 GB/s; two 21.9 and 19.4 (with the weight chain in the loop);
-/// three and four 5–11 — with the accumulators in registers, the time sat
-/// at the column loads (twelve or sixteen streams); not understood.
+/// W11F 16.5 GB/s; two 21.9 (23.1 with integer counts) and 19.4 (with the
+/// weight chain in the loop); three and four 5–11 — with the accumulators
+/// in registers, the time sat at the column loads (twelve or sixteen
+/// streams); not understood.
+#[cfg(target_arch = "x86_64")]
 const STRIPS: usize = 2;
 
 /// The columns kernel: `columns[j]` is feature `j`'s samples, `w` one
@@ -519,6 +521,7 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     let avx = FMA && avx_f64::<T>();
     // `f64` columns without bitmaps on AVX2: [`STRIPS`] strips at once by
     // the intrinsics kernel, the rest below.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut first = 0;
     #[cfg(target_arch = "x86_64")]
     if avx && valid.iter().all(Option::is_none) {
@@ -753,23 +756,10 @@ mod simd {
     #[inline]
     #[target_feature(enable = "avx")]
     pub(super) unsafe fn transpose4(cols: [*const f64; 4]) -> [[f64; 4]; 4] {
-        use std::arch::x86_64::{
-            __m256d, _mm256_loadu_pd, _mm256_permute2f128_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd,
-        };
-        // SAFETY: readable by the caller's contract (unaligned loads).
-        let [c0, c1, c2, c3]: [__m256d; 4] = cols.map(|c| unsafe { _mm256_loadu_pd(c) });
-        // [a0 b0 a2 b2], [a1 b1 a3 b3], [c0 d0 c2 d2], [c1 d1 c3 d3].
-        let (u0, u1) = (_mm256_unpacklo_pd(c0, c1), _mm256_unpackhi_pd(c0, c1));
-        let (u2, u3) = (_mm256_unpacklo_pd(c2, c3), _mm256_unpackhi_pd(c2, c3));
-        let rows = [
-            _mm256_permute2f128_pd::<0x20>(u0, u2),
-            _mm256_permute2f128_pd::<0x20>(u1, u3),
-            _mm256_permute2f128_pd::<0x31>(u0, u2),
-            _mm256_permute2f128_pd::<0x31>(u1, u3),
-        ];
-        // SAFETY: `__m256d` and `[f64; 4]` have the same size, and every
-        // bit pattern is a valid `f64`.
-        rows.map(|v| unsafe { std::mem::transmute::<__m256d, [f64; 4]>(v) })
+        // SAFETY: the caller's contract is `transpose4v`'s; `[__m256d; 4]`
+        // and `[[f64; 4]; 4]` have the same size, and every bit pattern is a
+        // valid `f64`.
+        unsafe { std::mem::transmute::<[std::arch::x86_64::__m256d; 4], [[f64; 4]; 4]>(transpose4v(cols)) }
     }
 
     /// Features `j0..j0 + TILE·STRIPS` of the columns kernel, `group` their
@@ -784,8 +774,10 @@ mod simd {
     /// # Safety
     ///
     /// The CPU has AVX2 and FMA. (Inlined into the body compiled for them,
-    /// `columns`' `avx2` or `avx512` — the latter's 32 vector registers
-    /// hold two strips' accumulators and tiles without spilling.)
+    /// `columns`' `avx2` or `avx512`. With the `avx2` build's 16 vector
+    /// registers, forced on the AMD EPYC Zen 4 VM, one thread in L2, against
+    /// the one-strip body built the same way: W10F 16.0 → 21.9, W11F
+    /// 14.9 → 19.1, weighted and NaN-skipping 5.2 → 10.8 GB/s.)
     #[inline(always)]
     pub(super) unsafe fn column_strips<W: Input, const WEIGHTED: bool, const IGNORE: bool>(
         group: &[&[f64]],
@@ -805,7 +797,8 @@ mod simd {
         let pf = super::per_feature(WEIGHTED, IGNORE);
         let rows = group.first().map_or(0, |c| c.len());
         assert!(group.len() == S * T && group.iter().all(|c| c.len() == rows));
-        assert!(j0 + S * T <= acc.hi.len() && (!pf || j0 + S * T <= acc.w_hi.len()));
+        assert!(j0 + S * T <= acc.hi.len() && acc.lo.len() == acc.hi.len());
+        assert!(!pf || (j0 + S * T <= acc.w_hi.len() && acc.w_lo.len() == acc.w_hi.len()));
         assert!(!WEIGHTED || w.len() >= rows);
         // SAFETY (every load and store of this block): `acc`'s vectors hold
         // features `j0..j0 + S·T` (asserted above), each column `rows`
@@ -941,7 +934,7 @@ mod simd {
         }
     }
 
-    /// [`transpose4`] as vectors.
+    /// [`transpose4`] as vectors: four unpacks and four lane permutes.
     ///
     /// # Safety
     ///
@@ -1019,7 +1012,19 @@ mod tests {
     /// loop's sums bit for bit — and so does every compiled version.
     #[test]
     fn vectorised_leaves_are_the_general_paths_bits() {
-        for (n, d) in [(1, 1), (3, 5), (17, 8), (64, 9), (101, 64), (33, 3)] {
+        // Fortran shapes with d ≥ 8 take the two-strip kernel, its leftover
+        // strips (d = 12, 13, 65) the one-strip tiles, `n % 4` rows the tail.
+        for (n, d) in [
+            (1, 1),
+            (3, 5),
+            (17, 8),
+            (64, 9),
+            (101, 64),
+            (33, 3),
+            (66, 12),
+            (102, 65),
+            (7, 13),
+        ] {
             for fortran in [false, true] {
                 let x = data(n, d, fortran);
                 let finite = x.mapv(|v| if v.is_nan() { 0.25 } else { v });
