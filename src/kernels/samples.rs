@@ -1065,6 +1065,37 @@ mod tests {
                             }
                         }
                         assert_eq!(acc.into_sums(d), want, "baseline body, n {n}, d {d}, fortran {fortran}");
+                        // And the AVX2 + FMA build where the CPU has it (the
+                        // dispatch picks AVX-512 where it can; AVX2-only CPUs
+                        // run this one, with half the vector registers).
+                        #[cfg(target_arch = "x86_64")]
+                        if simd::has_avx2_fma() {
+                            let mut acc = Acc::new(d, weights.is_some() && policy == NanPolicy::Reject);
+                            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                            unsafe {
+                                if let Some(s) = xv.as_slice() {
+                                    let lanes = &mut acc.lanes(0, d, true);
+                                    match (weights.is_some(), ig) {
+                                        (true, true) => simd::rows::avx2::<f64, f64, true, true>(s, ws, lanes),
+                                        (true, false) => simd::rows::avx2::<f64, f64, true, false>(s, ws, lanes),
+                                        (false, _) => simd::rows::avx2::<f64, f64, false, true>(s, ws, lanes),
+                                    }
+                                } else {
+                                    let cols: Vec<&[f64]> = (0..d).map(|j| x.column(j).to_slice().unwrap()).collect();
+                                    let acc = &mut acc;
+                                    match (weights.is_some(), ig) {
+                                        (true, true) => {
+                                            simd::columns::avx2::<f64, f64, true, true>(&cols, &[], ws, acc)
+                                        }
+                                        (true, false) => {
+                                            simd::columns::avx2::<f64, f64, true, false>(&cols, &[], ws, acc)
+                                        }
+                                        (false, _) => simd::columns::avx2::<f64, f64, false, true>(&cols, &[], ws, acc),
+                                    }
+                                }
+                            }
+                            assert_eq!(acc.into_sums(d), want, "AVX2 body, n {n}, d {d}, fortran {fortran}");
+                        }
                     }
                 }
             }
