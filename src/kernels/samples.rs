@@ -493,9 +493,12 @@ const TILE: usize = 4;
 /// Measured on an AMD EPYC (Zen 4), one thread, 1024 × 64 `f64` in L2,
 /// best of eight alternated runs: one strip (the generic body) W10F 17.8,
 /// W11F 16.5 GB/s; two 21.9 (23.1 with integer counts) and 19.4 (with the
-/// weight chain in the loop); three and four 5–11 — with the accumulators
-/// in registers, the time sat at the column loads (twelve or sixteen
-/// streams); not understood.
+/// weight chain in the loop); three and four 5–11, the time at the column
+/// loads: columns of 1024 rows are 8 KiB apart, so the same row of every
+/// column maps to one set of the 8-way L1, which holds eight streams, not
+/// twelve or sixteen (any power-of-two row count does this, W10F's 2²¹
+/// too); with 1000 or 1100 rows, where they do not, four strips read as
+/// two do (W11F 15.6 / 18.3 vs 16.0 / 18.0 GB/s).
 #[cfg(target_arch = "x86_64")]
 const STRIPS: usize = 2;
 
