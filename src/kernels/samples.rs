@@ -522,10 +522,13 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     let unit = Unit::new::<FMA>();
     // Checked here, not implied by `FMA`: the body is a safe function.
     let avx = FMA && avx_f64::<T>();
-    // `f64` columns without bitmaps on AVX2: [`STRIPS`] strips at once by
-    // the intrinsics kernel, the rest below.
+    // `f64` columns without bitmaps on AVX2: the whole tiles of
+    // [`STRIPS`] strips at once by the intrinsics kernel, their last
+    // `rows % TILE` samples and the other columns below. `striped` columns
+    // (and the shared weight chain, if any) have their first `tiled` rows
+    // summed.
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-    let mut first = 0;
+    let (mut striped, mut tiled) = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if avx && valid.iter().all(Option::is_none) {
         // SAFETY: `T` is `f64` (`avx_f64`), so the slices are the same type.
@@ -535,10 +538,16 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             // SAFETY: the CPU has AVX2 and FMA (`avx_f64`).
             unsafe { simd::column_strips::<W, WEIGHTED, IGNORE>(group, g * TILE * STRIPS, w, acc, g == 0) };
         }
-        first = columns.len() / (TILE * STRIPS) * (TILE * STRIPS);
+        striped = columns.len() / (TILE * STRIPS) * (TILE * STRIPS);
+        if striped > 0 {
+            tiled = rows / TILE * TILE;
+        }
     }
-    for (g, group) in columns[first..].chunks(TILE).enumerate() {
-        let (j0, n) = (first + g * TILE, group.len());
+    for (g, group) in columns.chunks(TILE).enumerate() {
+        let (j0, n) = (g * TILE, group.len());
+        if j0 < striped && tiled == rows {
+            continue;
+        }
         // A column's nulls (a validity bitmap; none: every row valid) are
         // skipped as missing values are.
         let bitmaps: [Option<Validity<'_>>; TILE] = std::array::from_fn(|k| valid.get(j0 + k).copied().flatten());
@@ -556,7 +565,7 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             wh[..n].copy_from_slice(&acc.w_hi[j0..j0 + n]);
             wl[..n].copy_from_slice(&acc.w_lo[j0..j0 + n]);
         }
-        let mut r = 0;
+        let mut r = if j0 < striped { tiled } else { 0 };
         if n == TILE {
             let cols: [&[T]; TILE] = std::array::from_fn(|k| &group[k][..rows]);
             // One loop per way of reading a tile (a run-time choice in
@@ -613,10 +622,8 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             acc.w_lo[j0..j0 + n].copy_from_slice(&wl[..n]);
         }
     }
-    if let Some(shared) = acc.shared.as_mut()
-        && first == 0
-    {
-        for r in 0..rows {
+    if let Some(shared) = acc.shared.as_mut() {
+        for r in tiled..rows {
             chain(shared, wt(r));
         }
     }
@@ -769,10 +776,10 @@ mod simd {
     /// `f64` columns: [`STRIPS`](super::STRIPS) four-feature vectors stepped
     /// side by side, four samples per transposed tile, by `super::step`'s
     /// arithmetic written as intrinsics (the compiler's vectorisation of two
-    /// strips of `step` split them into halves and spilled); the last
-    /// `rows % 4` samples by `step` itself. With `track`, the shared weight
-    /// chain (if `acc` has one) takes each sample's weight in the same loop,
-    /// where its scalar additions overlap the vector work.
+    /// strips of `step` split them into halves and spilled), the first
+    /// `rows / 4 · 4` samples (the caller adds the rest). With `track`, the
+    /// shared weight chain (if `acc` has one) takes those samples' weights
+    /// in the same loop, where its scalar additions overlap the vector work.
     ///
     /// # Safety
     ///
@@ -905,32 +912,6 @@ mod simd {
                     store(&mut acc.w_lo, s, w_lo[s]);
                 }
             }
-            // The last samples, value by value.
-            let unit = super::Unit::new::<true>();
-            for r in r..rows {
-                let wr = if WEIGHTED { w[r].widen() } else { 1.0 };
-                if track {
-                    super::chain(&mut shared, wr);
-                }
-                for (f, col) in group.iter().enumerate() {
-                    let j = j0 + f;
-                    let v = col[r];
-                    let (mut wh, mut wl) = if pf { (acc.w_hi[j], acc.w_lo[j]) } else { (0.0, 0.0) };
-                    super::step::<WEIGHTED, IGNORE, true>(
-                        &mut acc.hi[j],
-                        &mut acc.lo[j],
-                        &mut wh,
-                        &mut wl,
-                        v,
-                        wr,
-                        !(IGNORE && v.is_nan()),
-                        unit,
-                    );
-                    if pf {
-                        (acc.w_hi[j], acc.w_lo[j]) = (wh, wl);
-                    }
-                }
-            }
             if track {
                 acc.shared = Some(shared);
             }
@@ -1048,56 +1029,42 @@ mod tests {
                             "n {n}, d {d}, fortran {fortran}, {policy:?}, weighted {}",
                             weights.is_some()
                         );
-                        // The baseline bodies too (dispatch picks AVX-512 or AVX2 + FMA).
-                        let mut acc = Acc::new(d, weights.is_some() && policy == NanPolicy::Reject);
+                        // The baseline bodies too (dispatch picks AVX-512 or AVX2 + FMA),
+                        // and the AVX2 + FMA build where the CPU has it (AVX2-only CPUs
+                        // run it, with half the vector registers).
+                        type T = f64;
+                        type W = f64;
                         let ws = weights.map(|w| w.as_slice().unwrap()).unwrap_or(&[]);
-                        let ig = policy == NanPolicy::Ignore;
-                        if let Some(s) = xv.as_slice() {
-                            let lanes = &mut acc.lanes(0, d, true);
-                            match (weights.is_some(), ig) {
-                                (true, true) => rows_body::<f64, f64, true, true, false>(s, ws, lanes),
-                                (true, false) => rows_body::<f64, f64, true, false, false>(s, ws, lanes),
-                                (false, _) => rows_body::<f64, f64, false, true, false>(s, ws, lanes),
+                        let (weighted, ig) = (weights.is_some(), policy == NanPolicy::Ignore);
+                        let cols: Vec<&[f64]> = (0..d).filter_map(|j| x.column(j).to_slice()).collect();
+                        let run = |avx2: bool| {
+                            let mut acc = Acc::new(d, weighted && !ig);
+                            match (xv.as_slice(), avx2) {
+                                (Some(s), false) => {
+                                    by_flags!([rows_body], weighted, ig, (s, ws, &mut acc.lanes(0, d, true)), false)
+                                }
+                                (None, false) => {
+                                    by_flags!([columns_body], weighted, ig, (&cols, &[], ws, &mut acc), false)
+                                }
+                                #[cfg(target_arch = "x86_64")]
+                                // SAFETY: called only where the CPU has AVX2 and FMA.
+                                (Some(s), true) => unsafe {
+                                    by_flags!([simd::rows::avx2], weighted, ig, (s, ws, &mut acc.lanes(0, d, true)))
+                                },
+                                #[cfg(target_arch = "x86_64")]
+                                // SAFETY: as above.
+                                (None, true) => unsafe {
+                                    by_flags!([simd::columns::avx2], weighted, ig, (&cols, &[], ws, &mut acc))
+                                },
+                                #[cfg(not(target_arch = "x86_64"))]
+                                (_, true) => unreachable!("AVX2 bodies run on x86-64 only"),
                             }
-                        } else {
-                            let cols: Vec<&[f64]> = (0..d).map(|j| x.column(j).to_slice().unwrap()).collect();
-                            match (weights.is_some(), ig) {
-                                (true, true) => columns_body::<f64, f64, true, true, false>(&cols, &[], ws, &mut acc),
-                                (true, false) => columns_body::<f64, f64, true, false, false>(&cols, &[], ws, &mut acc),
-                                (false, _) => columns_body::<f64, f64, false, true, false>(&cols, &[], ws, &mut acc),
-                            }
-                        }
-                        assert_eq!(acc.into_sums(d), want, "baseline body, n {n}, d {d}, fortran {fortran}");
-                        // And the AVX2 + FMA build where the CPU has it (the
-                        // dispatch picks AVX-512 where it can; AVX2-only CPUs
-                        // run this one, with half the vector registers).
+                            acc.into_sums(d)
+                        };
+                        assert_eq!(run(false), want, "baseline body, n {n}, d {d}, fortran {fortran}");
                         #[cfg(target_arch = "x86_64")]
                         if simd::has_avx2_fma() {
-                            let mut acc = Acc::new(d, weights.is_some() && policy == NanPolicy::Reject);
-                            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                            unsafe {
-                                if let Some(s) = xv.as_slice() {
-                                    let lanes = &mut acc.lanes(0, d, true);
-                                    match (weights.is_some(), ig) {
-                                        (true, true) => simd::rows::avx2::<f64, f64, true, true>(s, ws, lanes),
-                                        (true, false) => simd::rows::avx2::<f64, f64, true, false>(s, ws, lanes),
-                                        (false, _) => simd::rows::avx2::<f64, f64, false, true>(s, ws, lanes),
-                                    }
-                                } else {
-                                    let cols: Vec<&[f64]> = (0..d).map(|j| x.column(j).to_slice().unwrap()).collect();
-                                    let acc = &mut acc;
-                                    match (weights.is_some(), ig) {
-                                        (true, true) => {
-                                            simd::columns::avx2::<f64, f64, true, true>(&cols, &[], ws, acc)
-                                        }
-                                        (true, false) => {
-                                            simd::columns::avx2::<f64, f64, true, false>(&cols, &[], ws, acc)
-                                        }
-                                        (false, _) => simd::columns::avx2::<f64, f64, false, true>(&cols, &[], ws, acc),
-                                    }
-                                }
-                            }
-                            assert_eq!(acc.into_sums(d), want, "AVX2 body, n {n}, d {d}, fortran {fortran}");
+                            assert_eq!(run(true), want, "AVX2 body, n {n}, d {d}, fortran {fortran}");
                         }
                     }
                 }
