@@ -15,9 +15,10 @@
 //! double-word sum took about a hundred instructions.
 //!
 //! **Half precision** (`f16`, `bf16`): a block of values is widened to
-//! `f32` in an L1-sized buffer (F16C where the CPU has it, through the
-//! `half` crate's runtime dispatch) and summed by the `f32` kernel into
-//! `f64` lanes, exactly as an `f32` batch.
+//! `f32` in an L1-sized buffer (F16C where the CPU has it) and summed by
+//! the `f32` kernel into `f64` lanes, exactly as an `f32` batch; `f16` rows
+//! are widened in registers instead where the CPU has F16C (to `f32`, then
+//! `f64`) or AVX-512 FP16 (straight to `f64`), with the same bits.
 
 use ndarray::{ArrayView1, ArrayViewD};
 
@@ -388,57 +389,79 @@ impl Half for half::f16 {
 
     fn sum_fused(x: &[Self], acc: &mut [f64]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if has_avx2_f16c() {
-            // SAFETY: the CPU has AVX2 and F16C, the features
-            // `sum_f16_rows_f16c` is compiled with, checked just above.
-            unsafe { sum_f16_rows_f16c(x, acc) };
-            return true;
+        {
+            if has_avx512_fp16() {
+                // SAFETY: the CPU has AVX-512 F, the feature
+                // `sum_f16_rows_fp16` is compiled with, and FP16, which its
+                // assembly uses, checked just above.
+                unsafe { sum_f16_rows_fp16(x, acc) };
+                return true;
+            }
+            if has_avx2_f16c() {
+                // SAFETY: the CPU has AVX2 and F16C, the features
+                // `sum_f16_rows_f16c` is compiled with, checked just above.
+                unsafe { sum_f16_rows_f16c(x, acc) };
+                return true;
+            }
         }
         let _ = (x, acc);
         false
     }
 }
 
-/// [`Half::sum_fused`] for `f16` with F16C: each lane adds, quad of periods
-/// by quad, `f64(a) + f64(b) + f64(c) + f64(d)` in that order, and the
-/// periods after the last whole quad one by one — `sum_wide_rows` on the
-/// widened values, whose blocks are whole quads (`HalfAcc::new`), so the
-/// same bits (`fused_f16_sums_are_the_widened_sums`). Widening in
-/// registers saves the buffer's store and reload: W12's fit was bound by it.
+/// AVX-512 F and FP16 (Intel Sapphire Rapids and later): `vcvtph2pd`
+/// widens eight `f16`s straight to `f64`.
+pub(crate) fn has_avx512_fp16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512fp16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`Half::sum_fused`] for `f16`, the loop both instruction sets share:
+/// each lane adds, quad of periods by quad, `f64(a) + f64(b) + f64(c) +
+/// f64(d)` in that order, eight lanes at a time, and the periods after the
+/// last whole quad one by one — `sum_wide_rows` on the widened values,
+/// whose blocks are whole quads (`HalfAcc::new`), so the same bits
+/// (`fused_f16_sums_are_the_widened_sums`). Widening in registers saves
+/// the buffer's store and reload: W12's fit was bound by it.
+///
+/// `widen` is eight `f16`s as a vector of their eight `f64`s (exactly),
+/// `add` adds two such vectors lane by lane, `update` adds one to eight
+/// lanes of `acc`: the callers' intrinsics, inlined here.
 #[cfg(all(feature = "half", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2,f16c")]
-fn sum_f16_rows_f16c(x: &[half::f16], acc: &mut [f64]) {
-    use std::arch::x86_64::{
-        __m128i, _mm_loadu_si128, _mm256_add_pd, _mm256_castps256_ps128, _mm256_cvtph_ps, _mm256_cvtps_pd,
-        _mm256_extractf128_ps, _mm256_loadu_pd, _mm256_storeu_pd,
-    };
+#[inline(always)]
+fn fused_f16_rows<V: Copy>(
+    x: &[half::f16],
+    acc: &mut [f64],
+    widen: impl Fn(&[half::f16; 8]) -> V,
+    add: impl Fn(V, V) -> V,
+    update: impl Fn(&mut [f64; 8], V),
+) {
     let p = acc.len();
     let mut quads = x.chunks_exact(4 * p);
     for q in &mut quads {
-        let mut j = 0;
-        while j + 8 <= p {
-            let load = |k: usize| {
-                let v = &q[k * p + j..k * p + j + 8];
-                // SAFETY: `v` is 8 `f16`s, 16 readable bytes (an unaligned load).
-                _mm256_cvtph_ps(unsafe { _mm_loadu_si128(v.as_ptr().cast::<__m128i>()) })
-            };
-            let (a, b, c, d) = (load(0), load(1), load(2), load(3));
-            let lo = |v| _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-            let hi = |v| _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v));
-            let s_lo = _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(lo(a), lo(b)), lo(c)), lo(d));
-            let s_hi = _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(hi(a), hi(b)), hi(c)), hi(d));
-            let lanes = &mut acc[j..j + 8];
-            // SAFETY: `lanes` is 8 writable `f64`s: two unaligned loads and
-            // stores of 4.
-            unsafe {
-                let at = lanes.as_mut_ptr();
-                _mm256_storeu_pd(at, _mm256_add_pd(_mm256_loadu_pd(at), s_lo));
-                _mm256_storeu_pd(at.add(4), _mm256_add_pd(_mm256_loadu_pd(at.add(4)), s_hi));
-            }
-            j += 8;
+        let (a, rest) = q.split_at(p);
+        let (b, rest) = rest.split_at(p);
+        let (c, d) = rest.split_at(p);
+        let (lanes, tail) = acc.as_chunks_mut::<8>();
+        let (a8, b8, c8, d8) = (
+            a.as_chunks::<8>().0,
+            b.as_chunks::<8>().0,
+            c.as_chunks::<8>().0,
+            d.as_chunks::<8>().0,
+        );
+        for ((((s, a), b), c), d) in lanes.iter_mut().zip(a8).zip(b8).zip(c8).zip(d8) {
+            update(s, add(add(add(widen(a), widen(b)), widen(c)), widen(d)));
         }
-        for j in j..p {
-            acc[j] += q[j].to_f64() + q[p + j].to_f64() + q[2 * p + j].to_f64() + q[3 * p + j].to_f64();
+        let j = p - tail.len();
+        for (k, s) in tail.iter_mut().enumerate() {
+            let j = j + k;
+            *s += a[j].to_f64() + b[j].to_f64() + c[j].to_f64() + d[j].to_f64();
         }
     }
     for period in quads.remainder().chunks(p) {
@@ -446,6 +469,80 @@ fn sum_f16_rows_f16c(x: &[half::f16], acc: &mut [f64]) {
             *a += v.to_f64();
         }
     }
+}
+
+/// [`fused_f16_rows`] with F16C: eight `f16`s to `f32` (`vcvtph2ps`), each
+/// half of them to four `f64`s (`vcvtps2pd`).
+#[cfg(all(feature = "half", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,f16c")]
+fn sum_f16_rows_f16c(x: &[half::f16], acc: &mut [f64]) {
+    use std::arch::x86_64::{
+        __m128i, __m256d, _mm_loadu_si128, _mm256_add_pd, _mm256_castps256_ps128, _mm256_cvtph_ps, _mm256_cvtps_pd,
+        _mm256_extractf128_ps, _mm256_loadu_pd, _mm256_storeu_pd,
+    };
+    fused_f16_rows(
+        x,
+        acc,
+        |v| {
+            // SAFETY: `v` is 8 `f16`s, 16 readable bytes (an unaligned load).
+            let h = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(v.as_ptr().cast::<__m128i>()) });
+            (
+                _mm256_cvtps_pd(_mm256_castps256_ps128(h)),
+                _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(h)),
+            )
+        },
+        |a: (__m256d, __m256d), b: (__m256d, __m256d)| (_mm256_add_pd(a.0, b.0), _mm256_add_pd(a.1, b.1)),
+        |lanes, s| {
+            // SAFETY: `lanes` is 8 writable `f64`s: two unaligned loads and
+            // stores of 4.
+            unsafe {
+                let at = lanes.as_mut_ptr();
+                _mm256_storeu_pd(at, _mm256_add_pd(_mm256_loadu_pd(at), s.0));
+                _mm256_storeu_pd(at.add(4), _mm256_add_pd(_mm256_loadu_pd(at.add(4)), s.1));
+            }
+        },
+    );
+}
+
+/// [`fused_f16_rows`] with AVX-512 FP16: eight `f16`s to eight `f64`s in
+/// one `vcvtph2pd`, where F16C takes a widening to `f32`, a lane extract
+/// and two more conversions. Written as inline assembly: its intrinsic is
+/// stable only since Rust 1.94, above the crate's `rust-version`. Not
+/// measured: the CPU this was written on (AMD Zen 4) has no FP16; the loop
+/// is `sum_f16_rows_f16c`'s, which the tests run everywhere, and the tests
+/// run this one where FP16 exists.
+#[cfg(all(feature = "half", target_arch = "x86_64"))]
+#[target_feature(enable = "avx512f")]
+fn sum_f16_rows_fp16(x: &[half::f16], acc: &mut [f64]) {
+    use std::arch::x86_64::{__m512d, _mm512_add_pd, _mm512_loadu_pd, _mm512_storeu_pd};
+    fused_f16_rows(
+        x,
+        acc,
+        |v| {
+            let z: __m512d;
+            // SAFETY: `v` is 8 `f16`s, the 16 readable bytes `vcvtph2pd`
+            // reads (unaligned is allowed); it writes `z` alone. The CPU has
+            // AVX-512 FP16: this function's callers check it.
+            unsafe {
+                std::arch::asm!(
+                    "vcvtph2pd {z}, xmmword ptr [{p}]",
+                    p = in(reg) v.as_ptr(),
+                    z = out(zmm_reg) z,
+                    options(pure, readonly, nostack, preserves_flags),
+                );
+            }
+            z
+        },
+        |a, b| _mm512_add_pd(a, b),
+        |lanes, s| {
+            // SAFETY: `lanes` is 8 writable `f64`s, 64 bytes (an unaligned
+            // load and store).
+            unsafe {
+                let at = lanes.as_mut_ptr();
+                _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), s));
+            }
+        },
+    );
 }
 
 #[cfg(feature = "half")]
@@ -751,34 +848,52 @@ mod tests {
     #[test]
     fn fused_f16_sums_are_the_widened_sums() {
         use half::f16;
-        if !has_avx2_f16c() {
-            return; // nothing fused to compare on this CPU
+        // Every fused kernel this CPU can run (FP16 only on Intel Sapphire
+        // Rapids and later: not on the AMD Zen 4 this was written on).
+        type Kernel = fn(&[f16], &mut [f64]);
+        let mut kernels: Vec<(&str, Kernel)> = Vec::new();
+        if has_avx2_f16c() {
+            kernels.push(("f16c", |x, acc| {
+                // SAFETY: pushed only where the CPU has AVX2 and F16C.
+                unsafe { sum_f16_rows_f16c(x, acc) }
+            }));
         }
-        for d in [1usize, 3, 5, 64, 300] {
-            let n = (period(d) * 4 * 40 + 3 * period(d) + 2 * d) / d * d;
-            let x: Vec<f16> = (0..n)
-                .map(|i| {
-                    let m = ((i as f32 * 0.61).sin() + 0.05) * 1.9;
-                    f16::from_f32(if i % 3 == 0 { m * 3e4 } else { m * 1e-7 })
-                })
-                .collect();
-            for run in [7 * d, n] {
-                let mut buffered = RowAcc::<f32>::new(d);
-                let mut fused = vec![0.0f64; period(d)];
-                let mut buf = vec![0.0f32; 4 * period(d) * HALF_BLOCK.div_ceil(4 * period(d))];
-                for part in x.chunks(run) {
-                    for chunk in part.chunks(buf.len()) {
-                        let b = &mut buf[..chunk.len()];
-                        for (o, v) in b.iter_mut().zip(chunk) {
-                            *o = v.to_f32();
+        if has_avx512_fp16() {
+            kernels.push(("fp16", |x, acc| {
+                // SAFETY: pushed only where the CPU has AVX-512 F and FP16.
+                unsafe { sum_f16_rows_fp16(x, acc) }
+            }));
+        }
+        for (name, kernel) in kernels {
+            for d in [1usize, 3, 5, 64, 300] {
+                let n = (period(d) * 4 * 40 + 3 * period(d) + 2 * d) / d * d;
+                let x: Vec<f16> = (0..n)
+                    .map(|i| {
+                        let m = ((i as f32 * 0.61).sin() + 0.05) * 1.9;
+                        f16::from_f32(if i % 3 == 0 { m * 3e4 } else { m * 1e-7 })
+                    })
+                    .collect();
+                for run in [7 * d, n] {
+                    let mut buffered = RowAcc::<f32>::new(d);
+                    let mut fused = vec![0.0f64; period(d)];
+                    let mut buf = vec![0.0f32; 4 * period(d) * HALF_BLOCK.div_ceil(4 * period(d))];
+                    for part in x.chunks(run) {
+                        for chunk in part.chunks(buf.len()) {
+                            let b = &mut buf[..chunk.len()];
+                            for (o, v) in b.iter_mut().zip(chunk) {
+                                *o = v.to_f32();
+                            }
+                            buffered.push(b);
                         }
-                        buffered.push(b);
+                        kernel(part, &mut fused);
                     }
-                    // SAFETY: AVX2 and F16C checked at the top.
-                    unsafe { sum_f16_rows_f16c(part, &mut fused) };
+                    let bits = |v: &[f64]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&fused),
+                        bits(buffered.wide_lanes()),
+                        "{name}, d = {d}, runs of {run}"
+                    );
                 }
-                let bits = |v: &[f64]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&fused), bits(buffered.wide_lanes()), "d = {d}, runs of {run}");
             }
         }
     }
