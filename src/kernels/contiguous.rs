@@ -156,6 +156,8 @@ pub(crate) fn tier() -> String {
         };
         let f16 = if super::narrow::has_avx512_fp16() && super::narrow::has_avx2_f16c() {
             "avx512fp16 (f16 fits) + f16c (f16 widening)"
+        } else if super::narrow::has_avx512_f16c() {
+            "avx512f+f16c (f16 fits) + f16c (f16 widening)"
         } else if super::narrow::has_avx2_f16c() {
             "f16c (f16 widening)"
         } else {
