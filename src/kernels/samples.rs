@@ -24,7 +24,7 @@
 use ndarray::{ArrayViewD, Axis};
 
 use super::columns::Validity;
-use super::contiguous::prefetch_ahead;
+use super::contiguous::{Unit, prefetch_ahead};
 use super::general;
 use super::tree::{Halve, LEAF, PARALLEL_MIN, join, tree};
 use crate::state::{Dd, Sums, product_error, two_sum};
@@ -322,7 +322,7 @@ fn step<const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
     v: f64,
     wt: f64,
     keep: bool,
-    unit: Unit,
+    unit: Unit<f64>,
 ) {
     let (v, wt, one) = if IGNORE && !keep { (0.0, 0.0, 0.0) } else { (v, wt, 1.0) };
     let add = |a: f64, b: f64| unit.add::<FMA>(a, b);
@@ -333,7 +333,7 @@ fn step<const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
         } else {
             product_error(wt, v, p)
         };
-        let (s, e) = two_sum_split::<FMA>(*hi, p, unit);
+        let (s, e) = unit.two_sum::<FMA>(*hi, p);
         *lo = add(e + pe, *lo);
         *hi = s;
         if IGNORE {
@@ -342,47 +342,13 @@ fn step<const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
             *w_lo += we;
         }
     } else {
-        let (s, e) = two_sum_split::<FMA>(*hi, v, unit);
+        let (s, e) = unit.two_sum::<FMA>(*hi, v);
         *lo = add(e, *lo);
         *hi = s;
         // The count's TwoSum with 1 is exact for every count below 2⁵³ (a
         // leaf holds far fewer): its error term is +0, its `lo` stays +0.
         *w_hi += one;
     }
-}
-
-/// An addition that may run on the multiply-add units: `a·1 + b` by FMA,
-/// rounded once, is `a + b` bit for bit (signed zeros, infinities and NaN
-/// included). CPUs that add on other units than they multiply-add (AMD
-/// Zen 4: two adders, two FMA units) then spread a TwoSum's additions over
-/// all four; where FMA and add share their units (Intel) nothing changes.
-/// Measured on Zen 4, one thread, data in L2: NaN-skipping sums 24.9 →
-/// 27.5 GB/s, weighted 23.2 → 29.3 GB/s (medians of five, alternated). The `1` is opaque so that the compiler does
-/// not fold the FMA back into an addition.
-#[derive(Clone, Copy)]
-struct Unit(f64);
-
-impl Unit {
-    #[inline(always)]
-    fn new<const FMA: bool>() -> Self {
-        Unit(if FMA { std::hint::black_box(1.0) } else { 1.0 })
-    }
-
-    #[inline(always)]
-    fn add<const FMA: bool>(self, a: f64, b: f64) -> f64 {
-        if FMA { a.mul_add(self.0, b) } else { a + b }
-    }
-}
-
-/// [`two_sum`], two of its six additions through [`Unit::add`] (with the
-/// error's addition to `lo`, three of a value's seven): the same operations
-/// on the same values (`s − a` is `s + (−a)`), so the same bits.
-#[inline(always)]
-fn two_sum_split<const FMA: bool>(a: f64, b: f64, unit: Unit) -> (f64, f64) {
-    let s = a + b;
-    let bb = unit.add::<FMA>(s, -a);
-    let e = unit.add::<FMA>(-(s - bb), a) + (b - bb);
-    (s, e)
 }
 
 /// Adds weight `wt` to a shared chain, as each feature's chain would.
@@ -869,7 +835,7 @@ mod simd {
                         } else {
                             (v, None)
                         };
-                        // `super::two_sum_split`: `s·1 − a` and `−(s − bb)·1 + a`
+                        // `Unit::two_sum`: `s·1 − a` and `−(s − bb)·1 + a`
                         // by FMA.
                         let sum = _mm256_add_pd(a, b);
                         let bb = _mm256_fmsub_pd(sum, unit, a);
