@@ -389,30 +389,45 @@ impl Half for half::f16 {
 
     fn sum_fused(x: &[Self], acc: &mut [f64]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        {
-            if has_avx512_fp16() {
-                // SAFETY: the CPU has AVX-512 F, the feature
-                // `sum_f16_rows_fp16` is compiled with, and FP16, which its
-                // assembly uses, checked just above.
-                unsafe { sum_f16_rows_fp16(x, acc) };
-                return true;
-            }
-            if has_avx512_f16c() {
-                // SAFETY: the CPU has AVX-512 F, AVX2 and F16C, the features
-                // `sum_f16_rows_avx512` is compiled with, checked just above.
-                unsafe { sum_f16_rows_avx512(x, acc) };
-                return true;
-            }
-            if has_avx2_f16c() {
-                // SAFETY: the CPU has AVX2 and F16C, the features
-                // `sum_f16_rows_f16c` is compiled with, checked just above.
-                unsafe { sum_f16_rows_f16c(x, acc) };
-                return true;
-            }
+        if let Some((_, kernel)) = fused_f16_kernels().into_iter().flatten().next() {
+            kernel(x, acc);
+            return true;
         }
         let _ = (x, acc);
         false
     }
+}
+
+/// A fused f16 kernel ([`fused_f16_rows`] with one instruction set's
+/// widening), callable where [`fused_f16_kernels`] returned it.
+#[cfg(all(feature = "half", target_arch = "x86_64"))]
+type FusedF16 = fn(&[half::f16], &mut [f64]);
+
+/// The fused f16 kernels this CPU can run, the fastest first, each with its
+/// name: what [`Half::sum_fused`] picks from (the first) and what the tests
+/// run (all of them).
+#[cfg(all(feature = "half", target_arch = "x86_64"))]
+fn fused_f16_kernels() -> [Option<(&'static str, FusedF16)>; 3] {
+    let fp16: FusedF16 = |x, acc| {
+        // SAFETY: returned only where `has_avx512_fp16` holds: the CPU has
+        // AVX-512 F (the function's feature) and FP16 (its assembly's).
+        unsafe { sum_f16_rows_fp16(x, acc) }
+    };
+    let avx512: FusedF16 = |x, acc| {
+        // SAFETY: returned only where the CPU has AVX-512 F, AVX2 and F16C,
+        // the features `sum_f16_rows_avx512` is compiled with.
+        unsafe { sum_f16_rows_avx512(x, acc) }
+    };
+    let f16c: FusedF16 = |x, acc| {
+        // SAFETY: returned only where the CPU has AVX2 and F16C, the
+        // features `sum_f16_rows_f16c` is compiled with.
+        unsafe { sum_f16_rows_f16c(x, acc) }
+    };
+    [
+        has_avx512_fp16().then_some(("fp16", fp16)),
+        has_avx512_f16c().then_some(("avx512", avx512)),
+        has_avx2_f16c().then_some(("f16c", f16c)),
+    ]
 }
 
 /// AVX-512 F, AVX2 and F16C: eight `f16`s widened to `f32` in a `ymm`,
@@ -428,12 +443,15 @@ pub(crate) fn has_avx512_f16c() -> bool {
     }
 }
 
-/// AVX-512 F and FP16 (Intel Sapphire Rapids and later): `vcvtph2pd`
-/// widens eight `f16`s straight to `f64`.
+/// AVX-512 F, BW and FP16 (Intel Sapphire Rapids and later), and what
+/// [`has_avx512_f16c`] asks: `vcvtph2pd` widens eight `f16`s straight to
+/// `f64`.
 pub(crate) fn has_avx512_fp16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512fp16")
+        has_avx512_f16c()
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512fp16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -441,7 +459,7 @@ pub(crate) fn has_avx512_fp16() -> bool {
     }
 }
 
-/// [`Half::sum_fused`] for `f16`, the loop both instruction sets share:
+/// [`Half::sum_fused`] for `f16`, the loop every fused kernel shares:
 /// each lane adds, quad of periods by quad, `f64(a) + f64(b) + f64(c) +
 /// f64(d)` in that order, eight lanes at a time, and the periods after the
 /// last whole quad one by one — `sum_wide_rows` on the widened values,
@@ -539,11 +557,10 @@ fn sum_f16_rows_avx512(x: &[half::f16], acc: &mut [f64]) {
     fused_f16_rows(
         x,
         acc,
-        // SAFETY: `v` is 8 `f16`s, 16 readable bytes (an unaligned load).
         |v| {
-            _mm512_cvtps_pd(_mm256_cvtph_ps(unsafe {
-                _mm_loadu_si128(v.as_ptr().cast::<__m128i>())
-            }))
+            // SAFETY: `v` is 8 `f16`s, 16 readable bytes (an unaligned load).
+            let h = unsafe { _mm_loadu_si128(v.as_ptr().cast::<__m128i>()) };
+            _mm512_cvtps_pd(_mm256_cvtph_ps(h))
         },
         |a, b| _mm512_add_pd(a, b),
         |lanes, s| add_to_lanes(lanes, s),
@@ -562,15 +579,19 @@ fn add_to_lanes(lanes: &mut [f64; 8], s: std::arch::x86_64::__m512d) {
 }
 
 /// [`fused_f16_rows`] with AVX-512 FP16: eight `f16`s to eight `f64`s in
-/// one `vcvtph2pd`, where F16C takes a widening to `f32`, a lane extract
-/// and two more conversions. Written as inline assembly: its intrinsic is
-/// stable only since Rust 1.94, above the crate's `rust-version`. Not
-/// measured: the CPU this was written on (AMD Zen 4) has no FP16; the loop
-/// is `sum_f16_rows_f16c`'s, which the tests run everywhere, and the tests
-/// run this one where FP16 exists.
+/// one `vcvtph2pd`, where F16C takes a widening to `f32` and one or two
+/// more conversions. Written as inline assembly: its intrinsic is stable
+/// only since Rust 1.94, above the crate's `rust-version`. Not measured:
+/// the CPU this was written on (AMD Zen 4) has no FP16; its loop is
+/// `fused_f16_rows`, which the tests run here through the other kernels,
+/// and the tests run this one where FP16 exists.
+///
+/// # Safety
+/// The CPU must have AVX-512 FP16 ([`has_avx512_fp16`]): the function's
+/// target feature (`avx512f`, for the `zmm` registers) does not say so.
 #[cfg(all(feature = "half", target_arch = "x86_64"))]
 #[target_feature(enable = "avx512f")]
-fn sum_f16_rows_fp16(x: &[half::f16], acc: &mut [f64]) {
+unsafe fn sum_f16_rows_fp16(x: &[half::f16], acc: &mut [f64]) {
     use std::arch::x86_64::{__m512d, _mm512_add_pd};
     fused_f16_rows(
         x,
@@ -579,7 +600,7 @@ fn sum_f16_rows_fp16(x: &[half::f16], acc: &mut [f64]) {
             let z: __m512d;
             // SAFETY: `v` is 8 `f16`s, the 16 readable bytes `vcvtph2pd`
             // reads (unaligned is allowed); it writes `z` alone. The CPU has
-            // AVX-512 FP16: this function's callers check it.
+            // AVX-512 FP16: this function's contract.
             unsafe {
                 std::arch::asm!(
                     "vcvtph2pd {z}, xmmword ptr [{p}]",
@@ -900,25 +921,10 @@ mod tests {
         use half::f16;
         // Every fused kernel this CPU can run (FP16 only on Intel Sapphire
         // Rapids and later: not on the AMD Zen 4 this was written on).
-        type Kernel = fn(&[f16], &mut [f64]);
-        let mut kernels: Vec<(&str, Kernel)> = Vec::new();
-        if has_avx2_f16c() {
-            kernels.push(("f16c", |x, acc| {
-                // SAFETY: pushed only where the CPU has AVX2 and F16C.
-                unsafe { sum_f16_rows_f16c(x, acc) }
-            }));
-        }
-        if has_avx512_f16c() {
-            kernels.push(("avx512", |x, acc| {
-                // SAFETY: pushed only where the CPU has AVX-512 F, AVX2 and F16C.
-                unsafe { sum_f16_rows_avx512(x, acc) }
-            }));
-        }
-        if has_avx512_fp16() {
-            kernels.push(("fp16", |x, acc| {
-                // SAFETY: pushed only where the CPU has AVX-512 F and FP16.
-                unsafe { sum_f16_rows_fp16(x, acc) }
-            }));
+        let kernels: Vec<_> = fused_f16_kernels().into_iter().flatten().collect();
+        if !has_avx512_fp16() {
+            let names: Vec<&str> = kernels.iter().map(|(name, _)| *name).collect();
+            eprintln!("no AVX-512 FP16 here: the fp16 kernel is not tested (ran {names:?})");
         }
         for (name, kernel) in kernels {
             for d in [1usize, 3, 5, 64, 300] {
