@@ -259,7 +259,7 @@ impl<F: num_traits::Float> Unit<F> {
     /// to `lo`, three of the seven additions on the multiply-add units
     /// where `FMA`.
     #[inline(always)]
-    fn push<const FMA: bool>(self, hi: &mut F, lo: &mut F, v: F) {
+    pub(crate) fn push<const FMA: bool>(self, hi: &mut F, lo: &mut F, v: F) {
         let (s, e) = self.two_sum::<FMA>(*hi, v);
         *hi = s;
         *lo = self.add::<FMA>(e, *lo);
@@ -291,20 +291,19 @@ fn sum_dd<F: num_traits::Float, const FMA: bool, const REGS: bool>(x: &[F], hi: 
             <&mut [F; REG_LANES]>::try_from(&mut *lo),
         )
     {
-        let (periods, tail) = x.as_chunks::<REG_LANES>();
+        // The same loop on copies of fixed length, which the compiler
+        // keeps in registers.
         let (mut hr, mut lr) = (*h, *l);
-        for c in periods {
-            prefetch_ahead(c);
-            for ((h, l), &v) in hr.iter_mut().zip(lr.iter_mut()).zip(c) {
-                unit.push::<FMA>(h, l, v);
-            }
-        }
-        for ((h, l), &v) in hr.iter_mut().zip(lr.iter_mut()).zip(tail) {
-            unit.push::<FMA>(h, l, v);
-        }
+        sum_dd_lanes::<F, FMA>(x, &mut hr, &mut lr, unit);
         (*h, *l) = (hr, lr);
         return;
     }
+    sum_dd_lanes::<F, FMA>(x, hi, lo, unit);
+}
+
+/// [`sum_dd`]'s loop over `(hi, lo)` wherever they are.
+#[inline(always)]
+fn sum_dd_lanes<F: num_traits::Float, const FMA: bool>(x: &[F], hi: &mut [F], lo: &mut [F], unit: Unit<F>) {
     let p = hi.len();
     let mut chunks = x.chunks_exact(p);
     for c in &mut chunks {

@@ -342,9 +342,7 @@ fn step<const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
             *w_lo += we;
         }
     } else {
-        let (s, e) = unit.two_sum::<FMA>(*hi, v);
-        *lo = add(e, *lo);
-        *hi = s;
+        unit.push::<FMA>(hi, lo, v);
         // The count's TwoSum with 1 is exact for every count below 2⁵³ (a
         // leaf holds far fewer): its error term is +0, its `lo` stays +0.
         *w_hi += one;
