@@ -593,7 +593,7 @@ fn sum_f16_rows_f16c(x: &[half::f16], acc: &mut [f64]) {
 
 /// [`fused_f16_rows`] with AVX-512 F and F16C: eight `f16`s to `f32` in a
 /// `ymm` (`vcvtph2ps`), all eight to `f64` in one `zmm` (`vcvtps2pd`), and
-/// the eight lanes added and stored as one vector: half the instructions
+/// the eight lanes added as one vector: half the instructions
 /// of the AVX2 kernel, no lane extract. W12's fit, AMD EPYC Zen 4, against
 /// the AVX2 kernel alternated: one thread in L2 29.6 → 38.7 GB/s, one
 /// thread from DRAM 15.0 → 18.9; in eleven alternated W12-only roofline
@@ -601,13 +601,14 @@ fn sum_f16_rows_f16c(x: &[half::f16], acc: &mut [f64]) {
 /// (median 0.79). (Session 10's AVX-512 kernel widened sixteen values to a
 /// `zmm` of `f32` and split it with `vextractf32x8`: no faster from DRAM.)
 ///
-/// Its additions are `a·1 + b` by FMA, `a + b` bit for bit: on Zen 4 the
+/// Its additions are `a·1 + b` by FMA, `a + b` bit for bit (one rounding
+/// of an exact `a·1`; the sums of `f16`s are exact anyway): on Zen 4 the
 /// conversions and the additions share two pipes, and the FMA units sit on
 /// two others. With W12's 96 lanes in registers as well (one thread in L2,
 /// best of five alternated): 37.4 → 50.0 GB/s (FMA additions alone 45.7,
 /// registers alone no change); one thread from DRAM 17.1–18.7 → 19.4–21.7.
-/// On Intel cores, where additions and FMAs share ports, the FMA form
-/// costs nothing.
+/// Not measured on Intel cores, which run additions and FMAs on the same
+/// ports (the FMA's latency is longer; the lanes' chains are short).
 #[cfg(all(feature = "half", target_arch = "x86_64"))]
 #[target_feature(enable = "avx512f,avx2,f16c")]
 fn sum_f16_rows_avx512(x: &[half::f16], acc: &mut [f64]) {

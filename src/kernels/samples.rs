@@ -501,11 +501,20 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             Some(c) if WEIGHTED && cols.len() >= TILE * STRIPS => staged_weights(&w[..rows], c.as_ptr()),
             _ => Staged::default(),
         };
+        // Checked here as `avx` is: the body is a safe function.
+        let avx512 = AVX512 && simd::has_avx512();
         for (g, group) in cols.chunks_exact(TILE * STRIPS).enumerate() {
             // The first group carries the shared weight chain, if any.
-            // SAFETY: the CPU has AVX2 and FMA (`avx_f64`).
+            let (j0, w, first) = (g * TILE * STRIPS, staged.get(), g == 0);
+            // SAFETY: the CPU has AVX2 and FMA (`avx_f64`), and AVX-512F/VL
+            // where `avx512` (checked just above); `acc` is `Acc::new`'s,
+            // whose sums start at +0.
             unsafe {
-                simd::column_strips::<WEIGHTED, IGNORE, AVX512>(group, g * TILE * STRIPS, staged.get(), acc, g == 0);
+                if avx512 {
+                    simd::column_strips::<WEIGHTED, IGNORE, true>(group, j0, w, acc, first);
+                } else {
+                    simd::column_strips::<WEIGHTED, IGNORE, false>(group, j0, w, acc, first);
+                }
             };
         }
         striped = columns.len() / (TILE * STRIPS) * (TILE * STRIPS);
@@ -625,8 +634,8 @@ impl Staged {
 /// weights' lines sit 32 sets away. W11F-shaped 2²¹ × 64 `f64` from
 /// memory, AMD EPYC (Zen 4), two threads, six alternations: median 22.1 →
 /// 24.0 GB/s (weights moved by 2 KiB in the caller's buffer instead: 21.3–
-/// 21.8 → 23.1–25.9); one thread in L2 (1024 rows, no shared set): 19.3 →
-/// 19.8.
+/// 21.8 → 23.1–25.9); one thread in L2 (1024 rows, the weights allocated
+/// apart from the columns, off their set): 19.3 → 19.8.
 #[cfg(target_arch = "x86_64")]
 fn staged_weights<W: Input>(w: &[W], column: *const f64) -> Staged {
     const PAGE: usize = 4096;
@@ -793,9 +802,10 @@ mod simd {
     /// # Safety
     ///
     /// The CPU has AVX2 and FMA, and with `AVX512` AVX-512F/VL: unweighted
-    /// NaN-skipping strips then take [`skip_nan_two_sum`]. (Inlined into the
-    /// body compiled for them,
-    /// `columns`' `avx2` or `avx512`. With the `avx2` build's 16 vector
+    /// NaN-skipping strips then take [`skip_nan_two_sum`], which asks that
+    /// `acc.hi`'s lanes are not −0 (an `Acc::new`'s start at +0, and a sum
+    /// rounded to nearest is −0 only when both terms are). (Inlined into
+    /// the body compiled for them, `columns`' `avx2` or `avx512`. With the `avx2` build's 16 vector
     /// registers, forced on the AMD EPYC Zen 4 VM, one thread in L2, against
     /// the one-strip body built the same way: W10F 16.0 → 21.9, W11F
     /// 14.9 → 19.1, weighted and NaN-skipping 5.2 → 10.8 GB/s.)
@@ -862,8 +872,8 @@ mod simd {
                     let wr = _mm256_set1_pd(wr);
                     for s in 0..S {
                         if AVX512 && IGNORE && !WEIGHTED {
-                            // SAFETY: `AVX512` only where the caller is
-                            // compiled for AVX-512F/VL (`columns::avx512`).
+                            // SAFETY: with `AVX512` the CPU has AVX-512F/VL
+                            // (this function's contract).
                             let k = _mm256_cmp_pd_mask::<_CMP_ORD_Q>(tiles[s][i], tiles[s][i]);
                             (hi[s], lo[s]) = skip_nan_two_sum(hi[s], lo[s], tiles[s][i], k, unit);
                             counts[s] = _mm256_mask_sub_epi64(counts[s], k, counts[s], all);
@@ -954,7 +964,7 @@ mod simd {
     /// The CPU has AVX-512F/VL and FMA.
     #[inline]
     #[target_feature(enable = "avx512f,avx512vl,fma")]
-    unsafe fn skip_nan_two_sum(
+    pub(super) unsafe fn skip_nan_two_sum(
         hi: std::arch::x86_64::__m256d,
         lo: std::arch::x86_64::__m256d,
         v: std::arch::x86_64::__m256d,
@@ -1134,10 +1144,61 @@ mod tests {
         }
     }
 
-    /// Views the kernels do not take are left to the per-lane loop; rows
-    /// that are not one run (a leaf cut along an inner axis, reversed
-    /// rows, sliced or broadcast weights) are walked run by run, with the
-    /// per-lane loop's bits.
+    /// The masked TwoSum of the AVX-512 strips gives `step`'s bits on the
+    /// values that tell zeroing from masking apart: NaN and signed zeros
+    /// for `v`, and `hi` zero, tiny, huge and infinite (never −0: see
+    /// `skip_nan_two_sum`), `lo` of either sign — NaN where `step` gives
+    /// NaN.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn masked_two_sum_is_steps_bits() {
+        use std::arch::x86_64::{_CMP_ORD_Q, _mm256_cmp_pd_mask, _mm256_loadu_pd, _mm256_set1_pd, _mm256_storeu_pd};
+        if !simd::has_avx512() {
+            eprintln!("no AVX-512 here: the masked TwoSum is not tested");
+            return;
+        }
+        let his = [0.0, 1e-300, 3.5, -7.25e15, 1e308, f64::INFINITY, f64::NEG_INFINITY];
+        let los = [0.0, -1e-17, 2e-20];
+        let vs = [f64::NAN, -f64::NAN, 0.0, -0.0, 1e-310, -2.5, 1e308, 0.1];
+        let mut checked = 0;
+        for &h0 in &his {
+            for &l0 in &los {
+                for v4 in vs.windows(4) {
+                    let v: [f64; 4] = v4.try_into().unwrap();
+                    let (mut got_h, mut got_l) = ([0.0; 4], [0.0; 4]);
+                    // SAFETY: the CPU has AVX-512F/VL and FMA (checked
+                    // above: `has_avx512` asks for AVX2 and FMA too); the
+                    // loads and stores are of four-`f64` arrays.
+                    unsafe {
+                        let x = _mm256_loadu_pd(v.as_ptr());
+                        let k = _mm256_cmp_pd_mask::<_CMP_ORD_Q>(x, x);
+                        let unit = _mm256_set1_pd(1.0);
+                        let (h, l) = simd::skip_nan_two_sum(_mm256_set1_pd(h0), _mm256_set1_pd(l0), x, k, unit);
+                        _mm256_storeu_pd(got_h.as_mut_ptr(), h);
+                        _mm256_storeu_pd(got_l.as_mut_ptr(), l);
+                    }
+                    for (i, &vi) in v.iter().enumerate() {
+                        let (mut h, mut l, mut wh, mut wl) = (h0, l0, 0.0, 0.0);
+                        let unit = Unit::new::<true>();
+                        step::<false, true, true>(&mut h, &mut l, &mut wh, &mut wl, vi, 1.0, !vi.is_nan(), unit);
+                        // A NaN's sign and payload depend on the order the
+                        // compiler gave the operands (an overflowed sum,
+                        // which the caller re-sums scaled).
+                        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan();
+                        assert!(
+                            same(got_h[i], h) && same(got_l[i], l),
+                            "hi {h0:e}, lo {l0:e}, v {vi:e}: ({}, {}) vs ({h}, {l})",
+                            got_h[i],
+                            got_l[i]
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, his.len() * los.len() * (vs.len() - 3) * 4);
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn staged_weights_sit_half_a_page_from_the_columns() {
@@ -1157,6 +1218,10 @@ mod tests {
         }
     }
 
+    /// Views the kernels do not take are left to the per-lane loop; rows
+    /// that are not one run (a leaf cut along an inner axis, reversed
+    /// rows, sliced or broadcast weights) are walked run by run, with the
+    /// per-lane loop's bits.
     #[test]
     fn other_layouts_are_declined_or_walked() {
         let x = data(10, 4, false);
