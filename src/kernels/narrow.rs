@@ -605,8 +605,9 @@ fn sum_f16_rows_f16c(x: &[half::f16], acc: &mut [f64]) {
 /// of an exact `a·1`; the sums of `f16`s are exact anyway): on Zen 4 the
 /// conversions and the additions share two pipes, and the FMA units sit on
 /// two others. With W12's 96 lanes in registers as well (one thread in L2,
-/// best of five alternated): 37.4 → 50.0 GB/s (FMA additions alone 45.7,
-/// registers alone no change); one thread from DRAM 17.1–18.7 → 19.4–21.7.
+/// medians of five alternated): 38.5 → 50.0 GB/s (FMA additions alone
+/// 45.7, registers alone 38.9); one thread from DRAM, eight alternated,
+/// 13.1–18.7 → 18.4–21.7.
 /// Not measured on Intel cores, which run additions and FMAs on the same
 /// ports (the FMA's latency is longer; the lanes' chains are short).
 #[cfg(all(feature = "half", target_arch = "x86_64"))]
