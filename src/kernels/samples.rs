@@ -805,10 +805,11 @@ mod simd {
     /// NaN-skipping strips then take [`skip_nan_two_sum`], which asks that
     /// `acc.hi`'s lanes are not −0 (an `Acc::new`'s start at +0, and a sum
     /// rounded to nearest is −0 only when both terms are). (Inlined into
-    /// the body compiled for them, `columns`' `avx2` or `avx512`. With the `avx2` build's 16 vector
-    /// registers, forced on the AMD EPYC Zen 4 VM, one thread in L2, against
-    /// the one-strip body built the same way: W10F 16.0 → 21.9, W11F
-    /// 14.9 → 19.1, weighted and NaN-skipping 5.2 → 10.8 GB/s.)
+    /// the body compiled for them, `columns`' `avx2` or `avx512`. With the
+    /// `avx2` build's 16 vector registers, forced on the AMD EPYC Zen 4 VM,
+    /// one thread in L2, against the one-strip body built the same way:
+    /// W10F 16.0 → 21.9, W11F 14.9 → 19.1, weighted and NaN-skipping 5.2 →
+    /// 10.8 GB/s.)
     #[inline(always)]
     pub(super) unsafe fn column_strips<const WEIGHTED: bool, const IGNORE: bool, const AVX512: bool>(
         group: &[&[f64]],
