@@ -613,38 +613,45 @@ fn sum_f16_rows_f16c(x: &[half::f16], acc: &mut [f64]) {
 #[cfg(all(feature = "half", target_arch = "x86_64"))]
 #[target_feature(enable = "avx512f,avx2,f16c")]
 fn sum_f16_rows_avx512(x: &[half::f16], acc: &mut [f64]) {
-    use std::arch::x86_64::{
-        __m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm512_cvtps_pd, _mm512_fmadd_pd, _mm512_set1_pd,
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm512_cvtps_pd};
+    let widen = |v: &[half::f16; 8]| {
+        // SAFETY: `v` is 8 `f16`s, 16 readable bytes (an unaligned load).
+        let h = unsafe { _mm_loadu_si128(v.as_ptr().cast::<__m128i>()) };
+        _mm512_cvtps_pd(_mm256_cvtph_ps(h))
     };
-    let one = _mm512_set1_pd(std::hint::black_box(1.0));
-    fused_f16_rows::<_, true>(
-        x,
-        acc,
-        |v| {
-            // SAFETY: `v` is 8 `f16`s, 16 readable bytes (an unaligned load).
-            let h = unsafe { _mm_loadu_si128(v.as_ptr().cast::<__m128i>()) };
-            _mm512_cvtps_pd(_mm256_cvtph_ps(h))
-        },
-        |a, b| _mm512_fmadd_pd(a, one, b),
-        |l| load_lanes(l),
-        |l, s| store_lanes(l, s),
-    );
+    // SAFETY: the CPU has AVX-512 F (this function's feature).
+    unsafe { fused_f16_rows_avx512(x, acc, widen) };
 }
 
-/// Eight lanes as one `zmm`: both AVX-512 kernels' `load`.
+/// [`fused_f16_rows`] as both AVX-512 kernels run it: eight lanes per
+/// `zmm`, the additions `a·1 + b` by FMA (the `1` opaque, so that the
+/// compiler keeps the FMA), the lanes in registers; `widen` is the
+/// kernel's.
+///
+/// # Safety
+///
+/// The CPU has AVX-512 F.
 #[cfg(all(feature = "half", target_arch = "x86_64"))]
-#[target_feature(enable = "avx512f")]
-fn load_lanes(lanes: &[f64; 8]) -> std::arch::x86_64::__m512d {
-    // SAFETY: `lanes` is 8 readable `f64`s, 64 bytes (an unaligned load).
-    unsafe { std::arch::x86_64::_mm512_loadu_pd(lanes.as_ptr()) }
-}
-
-/// One `zmm` into eight lanes: both AVX-512 kernels' `store`.
-#[cfg(all(feature = "half", target_arch = "x86_64"))]
-#[target_feature(enable = "avx512f")]
-fn store_lanes(lanes: &mut [f64; 8], s: std::arch::x86_64::__m512d) {
-    // SAFETY: `lanes` is 8 writable `f64`s, 64 bytes (an unaligned store).
-    unsafe { std::arch::x86_64::_mm512_storeu_pd(lanes.as_mut_ptr(), s) };
+#[inline(always)]
+unsafe fn fused_f16_rows_avx512(
+    x: &[half::f16],
+    acc: &mut [f64],
+    widen: impl Fn(&[half::f16; 8]) -> std::arch::x86_64::__m512d,
+) {
+    use std::arch::x86_64::{_mm512_fmadd_pd, _mm512_loadu_pd, _mm512_set1_pd, _mm512_storeu_pd};
+    // SAFETY: the CPU has AVX-512 F (this function's contract); `lanes` is
+    // 8 `f64`s, 64 bytes, for each unaligned load and store.
+    unsafe {
+        let one = _mm512_set1_pd(std::hint::black_box(1.0));
+        fused_f16_rows::<_, true>(
+            x,
+            acc,
+            widen,
+            |a, b| _mm512_fmadd_pd(a, one, b),
+            |lanes| _mm512_loadu_pd(lanes.as_ptr()),
+            |lanes, s| _mm512_storeu_pd(lanes.as_mut_ptr(), s),
+        );
+    }
 }
 
 /// [`fused_f16_rows`] with AVX-512 FP16: eight `f16`s to eight `f64`s in
@@ -661,30 +668,24 @@ fn store_lanes(lanes: &mut [f64; 8], s: std::arch::x86_64::__m512d) {
 #[cfg(all(feature = "half", target_arch = "x86_64"))]
 #[target_feature(enable = "avx512f")]
 unsafe fn sum_f16_rows_fp16(x: &[half::f16], acc: &mut [f64]) {
-    use std::arch::x86_64::{__m512d, _mm512_fmadd_pd, _mm512_set1_pd};
-    let one = _mm512_set1_pd(std::hint::black_box(1.0));
-    fused_f16_rows::<_, true>(
-        x,
-        acc,
-        |v| {
-            let z: __m512d;
-            // SAFETY: `v` is 8 `f16`s, the 16 readable bytes `vcvtph2pd`
-            // reads (unaligned is allowed); it writes `z` alone. The CPU has
-            // AVX-512 FP16: this function's contract.
-            unsafe {
-                std::arch::asm!(
-                    "vcvtph2pd {z}, xmmword ptr [{p}]",
-                    p = in(reg) v.as_ptr(),
-                    z = out(zmm_reg) z,
-                    options(pure, readonly, nostack, preserves_flags),
-                );
-            }
-            z
-        },
-        |a, b| _mm512_fmadd_pd(a, one, b),
-        |l| load_lanes(l),
-        |l, s| store_lanes(l, s),
-    );
+    use std::arch::x86_64::__m512d;
+    let widen = |v: &[half::f16; 8]| {
+        let z: __m512d;
+        // SAFETY: `v` is 8 `f16`s, the 16 readable bytes `vcvtph2pd`
+        // reads (unaligned is allowed); it writes `z` alone. The CPU has
+        // AVX-512 FP16: this function's contract.
+        unsafe {
+            std::arch::asm!(
+                "vcvtph2pd {z}, xmmword ptr [{p}]",
+                p = in(reg) v.as_ptr(),
+                z = out(zmm_reg) z,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        z
+    };
+    // SAFETY: the CPU has AVX-512 F (this function's feature).
+    unsafe { fused_f16_rows_avx512(x, acc, widen) };
 }
 
 #[cfg(feature = "half")]
