@@ -820,9 +820,9 @@ mod simd {
     ) {
         use std::arch::x86_64::{
             __m256d, _CMP_ORD_Q, _mm256_add_pd, _mm256_and_pd, _mm256_castpd_si256, _mm256_castsi256_pd, _mm256_cmp_pd,
-            _mm256_cmp_pd_mask, _mm256_fmadd_pd, _mm256_fmsub_pd, _mm256_fnmadd_pd, _mm256_loadu_pd,
-            _mm256_mask_sub_epi64, _mm256_mul_pd, _mm256_or_pd, _mm256_set1_epi64x, _mm256_set1_pd, _mm256_setzero_pd,
-            _mm256_setzero_si256, _mm256_storeu_pd, _mm256_sub_epi64, _mm256_sub_pd,
+            _mm256_cmp_pd_mask, _mm256_fmsub_pd, _mm256_loadu_pd, _mm256_mask_sub_epi64, _mm256_mul_pd, _mm256_or_pd,
+            _mm256_set1_epi64x, _mm256_set1_pd, _mm256_setzero_pd, _mm256_setzero_si256, _mm256_storeu_pd,
+            _mm256_sub_epi64, _mm256_sub_pd,
         };
         const S: usize = super::STRIPS;
         const T: usize = super::TILE;
@@ -899,16 +899,8 @@ mod simd {
                         } else {
                             (v, None)
                         };
-                        // `Unit::two_sum`: `s·1 − a` and `−(s − bb)·1 + a`
-                        // by FMA.
                         let sum = _mm256_add_pd(a, b);
-                        let bb = _mm256_fmsub_pd(sum, unit, a);
-                        let e = _mm256_add_pd(_mm256_fnmadd_pd(_mm256_sub_pd(sum, bb), unit, a), _mm256_sub_pd(b, bb));
-                        let e = match pe {
-                            Some(pe) => _mm256_add_pd(e, pe),
-                            None => e,
-                        };
-                        lo[s] = _mm256_fmadd_pd(e, unit, lo[s]);
+                        lo[s] = push_error(a, sum, |bb| _mm256_sub_pd(b, bb), pe, lo[s], unit);
                         hi[s] = sum;
                         if WEIGHTED && IGNORE {
                             // `two_sum(w_hi, wt)`.
@@ -972,16 +964,51 @@ mod simd {
         k: u8,
         unit: std::arch::x86_64::__m256d,
     ) -> (std::arch::x86_64::__m256d, std::arch::x86_64::__m256d) {
-        use std::arch::x86_64::{
-            _mm256_add_pd, _mm256_fmadd_pd, _mm256_fmsub_pd, _mm256_fnmadd_pd, _mm256_mask_add_pd, _mm256_mask_sub_pd,
-            _mm256_setzero_pd, _mm256_sub_pd,
-        };
-        // `super::Unit::two_sum` as in `column_strips`, `b` the masked `v`.
+        use std::arch::x86_64::{_mm256_mask_add_pd, _mm256_mask_sub_pd, _mm256_setzero_pd};
+        // `column_strips`' TwoSum, `b` the masked `v`.
         let sum = _mm256_mask_add_pd(hi, k, hi, v);
-        let bb = _mm256_fmsub_pd(sum, unit, hi);
-        let bd = _mm256_mask_sub_pd(_mm256_setzero_pd(), k, v, bb);
-        let e = _mm256_add_pd(_mm256_fnmadd_pd(_mm256_sub_pd(sum, bb), unit, hi), bd);
-        (sum, _mm256_fmadd_pd(e, unit, lo))
+        // SAFETY: the CPU has AVX and FMA (this function's contract).
+        let lo = unsafe {
+            push_error(
+                hi,
+                sum,
+                |bb| _mm256_mask_sub_pd(_mm256_setzero_pd(), k, v, bb),
+                None,
+                lo,
+                unit,
+            )
+        };
+        (sum, lo)
+    }
+
+    /// `super::Unit::two_sum`'s error of `sum = a + b` (`bb = s·1 − a`,
+    /// `(a − (s − bb)) + (b − bb)` with `−(s − bb)·1 + a` by FMA), where
+    /// `b_less(bb)` gives `b − bb`, plus the product's error `pe` if any,
+    /// added into `lo` (`e·1 + lo`): the strips' TwoSum, masked or not.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX and FMA.
+    #[inline(always)]
+    unsafe fn push_error(
+        a: std::arch::x86_64::__m256d,
+        sum: std::arch::x86_64::__m256d,
+        b_less: impl FnOnce(std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d,
+        pe: Option<std::arch::x86_64::__m256d>,
+        lo: std::arch::x86_64::__m256d,
+        unit: std::arch::x86_64::__m256d,
+    ) -> std::arch::x86_64::__m256d {
+        use std::arch::x86_64::{_mm256_add_pd, _mm256_fmadd_pd, _mm256_fmsub_pd, _mm256_fnmadd_pd, _mm256_sub_pd};
+        // SAFETY: the CPU has AVX and FMA (this function's contract).
+        unsafe {
+            let bb = _mm256_fmsub_pd(sum, unit, a);
+            let e = _mm256_add_pd(_mm256_fnmadd_pd(_mm256_sub_pd(sum, bb), unit, a), b_less(bb));
+            let e = match pe {
+                Some(pe) => _mm256_add_pd(e, pe),
+                None => e,
+            };
+            _mm256_fmadd_pd(e, unit, lo)
+        }
     }
 
     /// [`transpose4`] as vectors: four unpacks and four lane permutes.
