@@ -396,10 +396,17 @@ fn sum_wide_rows(x: &[f32], acc: &mut [f64]) {
 /// W10 28.7 → 29.2 with `T1`, W11 unchanged (26.3).
 #[inline(always)]
 pub(crate) fn prefetch_ahead<T>(block: &[T]) {
+    prefetch_at(block, PREFETCH);
+}
+
+/// [`prefetch_ahead`] at `distance` bytes past `block`'s lines instead of
+/// [`PREFETCH`] (the column kernel's many streams: `samples`).
+#[inline(always)]
+pub(crate) fn prefetch_at<T>(block: &[T], distance: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-        let start = block.as_ptr().cast::<i8>().wrapping_add(PREFETCH);
+        let start = block.as_ptr().cast::<i8>().wrapping_add(distance);
         for k in (0..std::mem::size_of_val(block)).step_by(64) {
             // SAFETY: a prefetch is a hint: it never faults, whatever the
             // address (`wrapping_add` makes no claim about it either), and
@@ -408,7 +415,7 @@ pub(crate) fn prefetch_ahead<T>(block: &[T]) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = block;
+    let _ = (block, distance);
 }
 
 /// How far ahead [`prefetch_ahead`] asks: sixteen rows of W1's 64

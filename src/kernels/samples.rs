@@ -24,7 +24,7 @@
 use ndarray::{ArrayViewD, Axis};
 
 use super::columns::Validity;
-use super::contiguous::{Unit, prefetch_ahead};
+use super::contiguous::{Unit, prefetch_ahead, prefetch_at};
 use super::general;
 use super::tree::{Halve, LEAF, PARALLEL_MIN, join, tree};
 use crate::state::{Dd, Sums, product_error, two_sum};
@@ -466,6 +466,31 @@ const TILE: usize = 4;
 #[cfg(target_arch = "x86_64")]
 const STRIPS: usize = 2;
 
+/// How far ahead the columns kernel asks for each column's lines (into L2,
+/// as [`prefetch_ahead`]): three quarters of a leaf of W10F/W11F, whose
+/// leaves read 512 rows, 4 KiB, of each column — too little for the
+/// hardware prefetchers to follow from one leaf to the next, so the next
+/// leaf's first lines are asked for while a leaf ends.
+///
+/// Not a whole number of pages, as `prefetch_ahead`'s 8 KiB is: the L1
+/// picks a line's set by its address modulo 4 KiB, and with a power-of-two
+/// row count (W10F/W11F's 2²¹) a strip's eight columns already fill one
+/// set of the 8-way L1; lines asked for a whole number of pages ahead land
+/// in that same set and, on a CPU that brings a prefetched line into L1,
+/// evict lines still in use. 3 KiB puts them 48 sets away (the staged
+/// weights sit at 32, see `staged_weights`). Roofline W10F/W11F-only runs
+/// on an AMD EPYC (Zen 3, AVX2, no AVX-512), four alternations of 8 KiB
+/// and 3 KiB: W10F 0.46–0.55 → 0.70–0.76 of the read limit, W11F 0.42–
+/// 0.47 → 0.56–0.73; then three rounds of 3 / 1 / 7 KiB: W10F 0.67–0.74 /
+/// 0.66–0.77 / 0.67–0.76, W11F 0.62–0.65 / 0.63–0.70 / 0.58–0.61: any
+/// distance off the page multiple alike. Not measured on Zen 4, where the
+/// columns kernel had taken `prefetch_ahead`'s distance (measured there
+/// for the rows kernels).
+const COLUMN_PREFETCH: usize = 3072;
+
+// Off the columns' set and off the staged weights' (half a page away).
+const _: () = assert!(!COLUMN_PREFETCH.is_multiple_of(4096) && COLUMN_PREFETCH % 4096 != 2048);
+
 /// The columns kernel: `columns[j]` is feature `j`'s samples, `w` one
 /// weight per sample; each feature's chain runs in sample order, [`TILE`]
 /// features side by side.
@@ -552,15 +577,10 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             macro_rules! walk {
                 ($tile:expr) => {
                     while r + TILE <= rows {
-                        // `PREFETCH` bytes ahead in each column (a leaf or
-                        // two ahead: a leaf of W10F/W11F holds 512 `f64`
-                        // rows, 4 KiB, of each column): a leaf reads a few
-                        // KiB of each of its columns, too little for the
-                        // hardware prefetchers to follow from one leaf to
-                        // the next.
+                        // [`COLUMN_PREFETCH`] bytes ahead in each column.
                         if (r * std::mem::size_of::<T>()).is_multiple_of(64) {
                             for c in &cols {
-                                prefetch_ahead(&c[r..=r]);
+                                prefetch_at(&c[r..=r], COLUMN_PREFETCH);
                             }
                         }
                         // `t[i][k]`: sample `r + i` of feature `j0 + k`.
@@ -860,7 +880,7 @@ mod simd {
             while r + T <= rows {
                 if (r * 8).is_multiple_of(64) {
                     for c in group {
-                        super::prefetch_ahead(&c[r..=r]);
+                        super::prefetch_at(&c[r..=r], super::COLUMN_PREFETCH);
                     }
                 }
                 let tiles: [[__m256d; T]; S] =
