@@ -495,6 +495,7 @@ fn fused_f16_rows<V: Copy, const REGS: bool>(
         };
     if !in_registers {
         for q in whole.chunks_exact(4 * p) {
+            super::contiguous::prefetch_at(q, F16_PREFETCH);
             let (a, rest) = q.split_at(p);
             let (b, rest) = rest.split_at(p);
             let (c, d) = rest.split_at(p);
@@ -521,6 +522,24 @@ fn fused_f16_rows<V: Copy, const REGS: bool>(
         }
     }
 }
+
+/// How far ahead [`fused_f16_rows`]' loop of lanes in memory asks for the
+/// input's lines (into L2, as `contiguous::prefetch_ahead`). The F16C
+/// kernel runs it (the AVX-512 ones too, for periods they cannot hold in
+/// registers). On an AMD EPYC (Zen 3, AVX2 + F16C, no AVX-512) that
+/// kernel is bound by its conversions (one `vcvtph2ps` and two `vcvtps2pd`
+/// per eight values, on what measures as one conversion pipe: 14.3 GB/s of
+/// `f16` on one core in L2, 21.5 with the `f32` → `f64` conversions alone,
+/// 43 with the `f16` → `f32` ones alone), and from memory its two threads
+/// read W12 at 16.7–18.6 GB/s without prefetching; asked 1–4 KiB ahead,
+/// 21.7–25.9 (W12-shaped data, two threads, three alternations of 0, 1, 2,
+/// 3, 4, 6 KiB: 4 KiB 23.9–24.9, 8 KiB 19.4–22.0). W12-only roofline runs
+/// alternated with the kernel without it, three pairs: 0.72 / 0.62 / 0.65
+/// → 0.87 / 0.84 / 0.89 of the read limit. Not measured on Zen 4, whose
+/// AVX-512 kernel holds W12's lanes in registers and does not run this
+/// loop (session 9 found prefetching slower there, in an earlier kernel).
+#[cfg(all(feature = "half", target_arch = "x86_64"))]
+const F16_PREFETCH: usize = 4096;
 
 /// [`fused_f16_rows`]' whole quads for a period of `8·G` lanes (`false`,
 /// having done nothing, for another period), the lanes held in `G` vector
