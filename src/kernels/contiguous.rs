@@ -400,7 +400,8 @@ pub(crate) fn prefetch_ahead<T>(block: &[T]) {
 }
 
 /// [`prefetch_ahead`] at `distance` bytes past `block`'s lines instead of
-/// [`PREFETCH`] (the column kernel's many streams: `samples`).
+/// [`PREFETCH`]: `samples::COLUMN_PREFETCH` (the columns kernel's many
+/// streams) and `narrow::F16_PREFETCH` (the fused `f16` loop).
 #[inline(always)]
 pub(crate) fn prefetch_at<T>(block: &[T], distance: usize) {
     #[cfg(target_arch = "x86_64")]

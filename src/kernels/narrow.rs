@@ -533,7 +533,8 @@ fn fused_f16_rows<V: Copy, const REGS: bool>(
 /// 43 with the `f16` → `f32` ones alone), and from memory its two threads
 /// read W12 at 16.7–18.6 GB/s without prefetching; asked 1–4 KiB ahead,
 /// 21.7–25.9 (W12-shaped data, two threads, three alternations of 0, 1, 2,
-/// 3, 4, 6 KiB: 4 KiB 23.9–24.9, 8 KiB 19.4–22.0). W12-only roofline runs
+/// 3, 4, 6 KiB: 4 KiB 23.9–24.9; in three alternations of 0, 3, 8 KiB
+/// before them, 8 KiB 19.4–22.0). W12-only roofline runs
 /// alternated with the kernel without it, three pairs: 0.72 / 0.62 / 0.65
 /// → 0.87 / 0.84 / 0.89 of the read limit. Not measured on Zen 4, whose
 /// AVX-512 kernel holds W12's lanes in registers and does not run this

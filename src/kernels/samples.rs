@@ -474,8 +474,8 @@ const STRIPS: usize = 2;
 ///
 /// Not a whole number of pages, as `prefetch_ahead`'s 8 KiB is: the L1
 /// picks a line's set by its address modulo 4 KiB, and with a power-of-two
-/// row count (W10F/W11F's 2²¹) a strip's eight columns already fill one
-/// set of the 8-way L1; lines asked for a whole number of pages ahead land
+/// row count (W10F/W11F's 2²¹) the two strips' eight columns already fill
+/// one set of the 8-way L1; lines asked for a whole number of pages ahead land
 /// in that same set and, on a CPU that brings a prefetched line into L1,
 /// evict lines still in use. 3 KiB puts them 48 sets away (the staged
 /// weights sit at 32, see `staged_weights`). Roofline W10F/W11F-only runs
