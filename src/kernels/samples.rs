@@ -491,6 +491,17 @@ const COLUMN_PREFETCH: usize = 3072;
 // Off the columns' set and off the staged weights' (half a page away).
 const _: () = assert!(!COLUMN_PREFETCH.is_multiple_of(4096) && COLUMN_PREFETCH % 4096 != 2048);
 
+/// The columns kernels' prefetch: at each row `r` that starts a cache line,
+/// [`COLUMN_PREFETCH`] bytes ahead in each of `cols`.
+#[inline(always)]
+fn prefetch_columns<T>(cols: &[&[T]], r: usize) {
+    if (r * std::mem::size_of::<T>()).is_multiple_of(64) {
+        for c in cols {
+            prefetch_at(&c[r..=r], COLUMN_PREFETCH);
+        }
+    }
+}
+
 /// The columns kernel: `columns[j]` is feature `j`'s samples, `w` one
 /// weight per sample; each feature's chain runs in sample order, [`TILE`]
 /// features side by side.
@@ -577,12 +588,7 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             macro_rules! walk {
                 ($tile:expr) => {
                     while r + TILE <= rows {
-                        // [`COLUMN_PREFETCH`] bytes ahead in each column.
-                        if (r * std::mem::size_of::<T>()).is_multiple_of(64) {
-                            for c in &cols {
-                                prefetch_at(&c[r..=r], COLUMN_PREFETCH);
-                            }
-                        }
+                        prefetch_columns(&cols, r);
                         // `t[i][k]`: sample `r + i` of feature `j0 + k`.
                         let t = $tile;
                         for i in 0..TILE {
@@ -878,11 +884,7 @@ mod simd {
             let mut shared = acc.shared.unwrap_or_else(Dd::zero);
             let mut r = 0;
             while r + T <= rows {
-                if (r * 8).is_multiple_of(64) {
-                    for c in group {
-                        super::prefetch_at(&c[r..=r], super::COLUMN_PREFETCH);
-                    }
-                }
+                super::prefetch_columns(group, r);
                 let tiles: [[__m256d; T]; S] =
                     std::array::from_fn(|s| transpose4v(std::array::from_fn(|k| group[s * T + k].as_ptr().add(r))));
                 for i in 0..T {
