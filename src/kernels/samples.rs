@@ -546,10 +546,11 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             // where `avx512` (checked just above); `acc` is `Acc::new`'s,
             // whose sums start at +0.
             unsafe {
-                if avx512 {
-                    simd::column_strips::<WEIGHTED, IGNORE, true>(group, j0, w, acc, first);
-                } else {
-                    simd::column_strips::<WEIGHTED, IGNORE, false>(group, j0, w, acc, first);
+                match (avx512, first && acc.shared.is_some()) {
+                    (true, true) => simd::column_strips::<WEIGHTED, IGNORE, true, true>(group, j0, w, acc),
+                    (true, false) => simd::column_strips::<WEIGHTED, IGNORE, true, false>(group, j0, w, acc),
+                    (false, true) => simd::column_strips::<WEIGHTED, IGNORE, false, true>(group, j0, w, acc),
+                    (false, false) => simd::column_strips::<WEIGHTED, IGNORE, false, false>(group, j0, w, acc),
                 }
             };
         }
@@ -821,9 +822,15 @@ mod simd {
     /// side by side, four samples per transposed tile, by `super::step`'s
     /// arithmetic written as intrinsics (the compiler's vectorisation of two
     /// strips of `step` split them into halves and spilled), the first
-    /// `rows / 4 · 4` samples (the caller adds the rest). With `track`, the
+    /// `rows / 4 · 4` samples (the caller adds the rest). With `TRACK`, the
     /// shared weight chain (if `acc` has one) takes those samples' weights
-    /// in the same loop, where its scalar additions overlap the vector work.
+    /// in the same loop, where its scalar additions overlap the vector work;
+    /// a constant, so that the other groups' loop has neither its tests nor
+    /// a scalar load of each weight (whose broadcast from a register took
+    /// an FP pipe: with the weights broadcast from memory, W11F one thread
+    /// in L2 on the AMD EPYC Zen 4 VM, four alternations, medians 19.2–19.7
+    /// → 20.4–20.7 GB/s; from memory on two threads, six alternations, no
+    /// difference: medians 20.8–24.9 and 21.1–24.4).
     ///
     /// # Safety
     ///
@@ -837,18 +844,22 @@ mod simd {
     /// W10F 16.0 → 21.9, W11F 14.9 → 19.1, weighted and NaN-skipping 5.2 →
     /// 10.8 GB/s.)
     #[inline(always)]
-    pub(super) unsafe fn column_strips<const WEIGHTED: bool, const IGNORE: bool, const AVX512: bool>(
+    pub(super) unsafe fn column_strips<
+        const WEIGHTED: bool,
+        const IGNORE: bool,
+        const AVX512: bool,
+        const TRACK: bool,
+    >(
         group: &[&[f64]],
         j0: usize,
         w: &[f64],
         acc: &mut Acc,
-        track: bool,
     ) {
         use std::arch::x86_64::{
-            __m256d, _CMP_ORD_Q, _mm256_add_pd, _mm256_and_pd, _mm256_castpd_si256, _mm256_castsi256_pd, _mm256_cmp_pd,
-            _mm256_cmp_pd_mask, _mm256_fmsub_pd, _mm256_loadu_pd, _mm256_mask_sub_epi64, _mm256_mul_pd, _mm256_or_pd,
-            _mm256_set1_epi64x, _mm256_set1_pd, _mm256_setzero_pd, _mm256_setzero_si256, _mm256_storeu_pd,
-            _mm256_sub_epi64, _mm256_sub_pd,
+            __m256d, _CMP_ORD_Q, _mm256_add_pd, _mm256_and_pd, _mm256_broadcast_sd, _mm256_castpd_si256,
+            _mm256_castsi256_pd, _mm256_cmp_pd, _mm256_cmp_pd_mask, _mm256_fmsub_pd, _mm256_loadu_pd,
+            _mm256_mask_sub_epi64, _mm256_mul_pd, _mm256_or_pd, _mm256_set1_epi64x, _mm256_set1_pd, _mm256_setzero_pd,
+            _mm256_setzero_si256, _mm256_storeu_pd, _mm256_sub_epi64, _mm256_sub_pd,
         };
         const S: usize = super::STRIPS;
         const T: usize = super::TILE;
@@ -860,7 +871,9 @@ mod simd {
         assert!(!WEIGHTED || w.len() >= rows);
         // SAFETY (every load and store of this block): `acc`'s vectors hold
         // features `j0..j0 + S·T` (asserted above), each column `rows`
-        // values and a tile reads four from `r + 4 ≤ rows`.
+        // values and a tile reads four from `r + 4 ≤ rows`; weighted, `w`
+        // holds at least `rows` (asserted above), of which a tile reads
+        // `r..r + 4`.
         unsafe {
             let load = |v: &[f64], s: usize| _mm256_loadu_pd(v.as_ptr().add(j0 + s * T));
             let mut hi: [__m256d; S] = std::array::from_fn(|s| load(&acc.hi, s));
@@ -880,7 +893,7 @@ mod simd {
             // the bits of adding 1 at every step.
             let mut counts = [_mm256_setzero_si256(); S];
             let all = _mm256_set1_epi64x(-1);
-            let track = track && acc.shared.is_some();
+            let track = TRACK && acc.shared.is_some();
             let mut shared = acc.shared.unwrap_or_else(Dd::zero);
             let mut r = 0;
             while r + T <= rows {
@@ -888,11 +901,16 @@ mod simd {
                 let tiles: [[__m256d; T]; S] =
                     std::array::from_fn(|s| transpose4v(std::array::from_fn(|k| group[s * T + k].as_ptr().add(r))));
                 for i in 0..T {
-                    let wr = if WEIGHTED { w[r + i] } else { 1.0 };
                     if track {
-                        super::chain(&mut shared, wr);
+                        super::chain(&mut shared, if WEIGHTED { w[r + i] } else { 1.0 });
                     }
-                    let wr = _mm256_set1_pd(wr);
+                    // A broadcast from memory: a load, not a load and a
+                    // shuffle on the FP pipes.
+                    let wr = if WEIGHTED {
+                        _mm256_broadcast_sd(&*w.as_ptr().add(r + i))
+                    } else {
+                        _mm256_set1_pd(1.0)
+                    };
                     for s in 0..S {
                         if AVX512 && IGNORE && !WEIGHTED {
                             // SAFETY: with `AVX512` the CPU has AVX-512F/VL
