@@ -344,17 +344,47 @@ fn sum_dd_rows_with<F: num_traits::Float, const FMA: bool, const REGS: bool>(x: 
         let (a, rest) = q.split_at(p);
         let (b, rest) = rest.split_at(p);
         let (c, d) = rest.split_at(p);
-        for (((((h, l), &a), &b), &c), &d) in hi.iter_mut().zip(lo.iter_mut()).zip(a).zip(b).zip(c).zip(d) {
-            let (s, e1) = unit.two_sum::<FMA>(*h, a);
-            let (s, e2) = unit.two_sum::<FMA>(s, b);
-            let (s, e3) = unit.two_sum::<FMA>(s, c);
-            let (s, e4) = unit.two_sum::<FMA>(s, d);
-            *h = s;
-            *l = *l + ((e1 + e2) + (e3 + e4));
+        let mut j = 0;
+        while j < p {
+            let e = (j + WIDE_BLOCK).min(p);
+            for r in [a, b, c, d] {
+                prefetch_at(&r[j..e], WIDE_PREFETCH);
+            }
+            for (((((h, l), &a), &b), &c), &d) in hi[j..e]
+                .iter_mut()
+                .zip(lo[j..e].iter_mut())
+                .zip(&a[j..e])
+                .zip(&b[j..e])
+                .zip(&c[j..e])
+                .zip(&d[j..e])
+            {
+                let (s, e1) = unit.two_sum::<FMA>(*h, a);
+                let (s, e2) = unit.two_sum::<FMA>(s, b);
+                let (s, e3) = unit.two_sum::<FMA>(s, c);
+                let (s, e4) = unit.two_sum::<FMA>(s, d);
+                *h = s;
+                *l = *l + ((e1 + e2) + (e3 + e4));
+            }
+            j = e;
         }
     }
     sum_dd::<F, FMA, REGS>(quads.remainder(), hi, lo);
 }
+
+/// Lanes of [`sum_dd_rows_with`]'s four rows added between two rounds of
+/// prefetches (each row's lines [`WIDE_PREFETCH`] ahead).
+const WIDE_BLOCK: usize = 64;
+
+/// How far ahead [`sum_dd_rows_with`] asks for each of its four rows' lines
+/// (into L2, as [`prefetch_ahead`]). Asking for a whole quad's lines at its
+/// start (`prefetch_ahead(q)`, half a MiB of asks for W3's 16384-feature
+/// rows) made W3's fit slower (0.90 → 0.62–0.77); asked a block at a time,
+/// W3-only roofline runs on the AMD EPYC Zen 4 VM, six alternations: fit
+/// 0.79 / 0.89 / 0.89 / 0.86 / 0.86 / 0.81 → 0.85 / 0.96 / 0.85 / 0.97 /
+/// 1.05 / 0.88 of the read limit (23.2–27.9 → 24.3–35.7 GB/s). Not a whole
+/// number of pages: rows of a power-of-two width (W3's) start in one L1
+/// set, as the columns kernel's columns do (`samples::COLUMN_PREFETCH`).
+const WIDE_PREFETCH: usize = 3072;
 
 /// [`sum_dd_rows_with`] as the baseline target builds it: plain additions,
 /// lanes in memory.
@@ -374,7 +404,8 @@ fn sum_wide_rows(x: &[f32], acc: &mut [f64]) {
     for q in &mut quads {
         // Into L2, 8 KiB ahead: W4's fit (f32 images) 0.80 / 0.84 → 0.94 /
         // 0.93 of the read limit, alternated (AMD EPYC Zen 4); W2 alike.
-        // Not in `sum_dd_rows`: W3's fit fell from 0.90 to 0.62–0.77.
+        // `sum_dd_rows` asks a block of lanes at a time (`WIDE_PREFETCH`):
+        // the whole quad at once made W3's fit slower.
         prefetch_ahead(q);
         let (a, rest) = q.split_at(p);
         let (b, rest) = rest.split_at(p);
@@ -401,7 +432,8 @@ pub(crate) fn prefetch_ahead<T>(block: &[T]) {
 
 /// [`prefetch_ahead`] at `distance` bytes past `block`'s lines instead of
 /// [`PREFETCH`]: `samples::COLUMN_PREFETCH` (the columns kernel's many
-/// streams) and `narrow::F16_PREFETCH` (the fused `f16` loop).
+/// streams), `narrow::F16_PREFETCH` (the fused `f16` loop) and
+/// [`WIDE_PREFETCH`] (the wide `f64` rows).
 #[inline(always)]
 pub(crate) fn prefetch_at<T>(block: &[T], distance: usize) {
     #[cfg(target_arch = "x86_64")]
