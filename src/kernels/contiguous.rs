@@ -371,19 +371,27 @@ fn sum_dd_rows_with<F: num_traits::Float, const FMA: bool, const REGS: bool>(x: 
     sum_dd::<F, FMA, REGS>(quads.remainder(), hi, lo);
 }
 
-/// Lanes of [`sum_dd_rows_with`]'s four rows added between two rounds of
-/// prefetches (each row's lines [`WIDE_PREFETCH`] ahead).
+/// Lanes added between two rounds of prefetches (each row's lines
+/// [`WIDE_PREFETCH`] ahead) where a period is wider than [`WIDE`]: in
+/// [`sum_dd_rows_with`]'s four rows, and in `apply_pattern`'s and
+/// `update_pattern`'s rows (any element type; W3's 16384 features, and
+/// also the periods of some narrower rows, e.g. 528 for 33 features).
 const WIDE_BLOCK: usize = 64;
 
-/// How far ahead [`sum_dd_rows_with`] asks for each of its four rows' lines
-/// (into L2, as [`prefetch_ahead`]). Asking for a whole quad's lines at its
+/// How far ahead the loops of [`WIDE_BLOCK`] lanes ask for each row's lines
+/// (into L2, as [`prefetch_ahead`]): several blocks ahead (six of `f64`). Asking for a whole quad's lines at its
 /// start (`prefetch_ahead(q)`, half a MiB of asks for W3's 16384-feature
 /// rows) made W3's fit slower (0.90 → 0.62–0.77); asked a block at a time,
 /// W3-only roofline runs on the AMD EPYC Zen 4 VM, six alternations: fit
 /// 0.79 / 0.89 / 0.89 / 0.86 / 0.86 / 0.81 → 0.85 / 0.96 / 0.85 / 0.97 /
-/// 1.05 / 0.88 of the read limit (23.2–27.9 → 24.3–35.7 GB/s). Not a whole
-/// number of pages: rows of a power-of-two width (W3's) start in one L1
-/// set, as the columns kernel's columns do (`samples::COLUMN_PREFETCH`).
+/// 1.05 / 0.88 of the read limit (23.2–27.9 → 24.3–35.7 GB/s). In probes
+/// 3, 8 and 16 KiB read alike within the drift (two threads from memory,
+/// five alternations, medians 27.9 / 26.1 / 27.5 GB/s, 25.5 without);
+/// chosen off the page multiple because rows of a power-of-two width (W3's)
+/// start in one L1 set, where session 14 measured page-multiple distances
+/// worst for the columns kernel on Zen 3 (`samples::COLUMN_PREFETCH`).
+/// Not measured on Zen 3 or Intel, nor for `f32` or narrow rows with long
+/// periods (prefetches of lines the loop reads next either way).
 const WIDE_PREFETCH: usize = 3072;
 
 /// [`sum_dd_rows_with`] as the baseline target builds it: plain additions,
@@ -433,7 +441,7 @@ pub(crate) fn prefetch_ahead<T>(block: &[T]) {
 /// [`prefetch_ahead`] at `distance` bytes past `block`'s lines instead of
 /// [`PREFETCH`]: `samples::COLUMN_PREFETCH` (the columns kernel's many
 /// streams), `narrow::F16_PREFETCH` (the fused `f16` loop) and
-/// [`WIDE_PREFETCH`] (the wide `f64` rows).
+/// [`WIDE_PREFETCH`] (wide rows).
 #[inline(always)]
 pub(crate) fn prefetch_at<T>(block: &[T], distance: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -482,7 +490,7 @@ fn apply_pattern<F: num_traits::Float, const ADD: bool>(x: &[F], out: &mut [F], 
     for (o, i) in (&mut oc).zip(&mut xc) {
         if p > WIDE {
             // As `update_pattern`'s wide rows: the input's lines asked for
-            // a block ahead. W3-only roofline on the AMD EPYC Zen 4 VM,
+            // `WIDE_PREFETCH` ahead, a block at a time. W3-only roofline on the AMD EPYC Zen 4 VM,
             // three alternations: transform 0.92 / 0.45 / 0.92 → 1.03 /
             // 1.04 / 1.00 of the fresh-copy limit (7.98 / 4.05 / 9.94 →
             // 9.38 / 9.27 / 9.84 GB/s).
@@ -515,9 +523,10 @@ fn update_pattern<F: num_traits::Float, const ADD: bool>(x: &mut [F], pattern: &
     for c in &mut xc {
         if p > WIDE {
             // Wide rows (W3's 16384 features: a 128 KiB pattern, read from
-            // L2 beside the row) ask for the row's lines ahead, a block at
-            // a time, as `sum_dd_rows_with` does. W3's update from memory,
-            // two threads, three alternations of none / 3 KiB / 8 KiB,
+            // L2 beside the row) ask for the row's lines `WIDE_PREFETCH`
+            // ahead, a block at a time, as `sum_dd_rows_with` does. W3's
+            // update from memory, two threads, three alternations of
+            // none / 3 KiB / 8 KiB,
             // medians 17.5 / 22.8 / 22.3, 16.9 / 22.3 / 22.1 and 21.3 /
             // 20.5 / 21.0 GB/s; W3-only roofline, three alternations,
             // in-place 0.81 / 0.76 / 0.67 → 0.87 / 0.98 / 0.99 of the

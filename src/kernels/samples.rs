@@ -483,9 +483,11 @@ const STRIPS: usize = 2;
 /// and 3 KiB: W10F 0.46–0.55 → 0.70–0.76 of the read limit, W11F 0.42–
 /// 0.47 → 0.56–0.73; then three rounds of 3 / 1 / 7 KiB: W10F 0.67–0.74 /
 /// 0.66–0.77 / 0.67–0.76, W11F 0.62–0.65 / 0.63–0.70 / 0.58–0.61: any
-/// distance off the page multiple alike. Not measured on Zen 4, where the
-/// columns kernel had taken `prefetch_ahead`'s distance (measured there
-/// for the rows kernels).
+/// distance off the page multiple alike. On Zen 4 (session 15), where the
+/// columns kernel had taken `prefetch_ahead`'s 8 KiB, six alternations of
+/// W10F/W11F-only runs with 3 and 8 KiB: W11F 22.2–27.4 vs 24.3–27.6
+/// GB/s (medians 23.3 vs 24.8, within the drift), W10F 27.0–32.0 vs
+/// 17.4–29.6; kept 3 KiB for Zen 3.
 const COLUMN_PREFETCH: usize = 3072;
 
 // Off the columns' set and off the staged weights' (half a page away).
