@@ -984,8 +984,6 @@ mod tests {
         type Update = fn(&mut [f64], &[f64]);
         let x: Vec<f64> = (0..6007).map(|i| (i as f64 * 0.37).sin() * 1e3 + 1e6).collect();
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-        let pat: Vec<f64> = (0..64).map(|j| j as f64 * 0.5 - 3.0).collect();
-        let pat32: Vec<f32> = pat.iter().map(|&v| v as f32).collect();
 
         let mut sums: Versions<SumDd> = vec![("baseline", sum_dd_rows::<f64>)];
         let mut wides: Versions<SumWide> = vec![("baseline", sum_wide_rows)];
@@ -1030,22 +1028,29 @@ mod tests {
                 assert_eq!(run(*f), want, "sum_wide_rows {name}, {lanes} lanes");
             }
         }
-        for (name, f) in &applies {
-            let mut out = vec![0.0f32; x32.len()];
-            f(&x32, &mut out, &pat32);
-            let add = name.ends_with("add");
-            for (i, (&o, &v)) in out.iter().zip(&x32).enumerate() {
-                let m = pat32[i % 64];
-                assert_eq!(o, if add { v + m } else { v - m }, "{name} at {i}");
+        // Periods of 64 and of 600 (wider than `WIDE`: blocks of
+        // `WIDE_BLOCK` lanes with prefetches, the last one partial), over a
+        // length with a partial last period.
+        for p in [64usize, 600] {
+            let pat: Vec<f64> = (0..p).map(|j| j as f64 * 0.5 - 3.0).collect();
+            let pat32: Vec<f32> = pat.iter().map(|&v| v as f32).collect();
+            for (name, f) in &applies {
+                let mut out = vec![0.0f32; x32.len()];
+                f(&x32, &mut out, &pat32);
+                let add = name.ends_with("add");
+                for (i, (&o, &v)) in out.iter().zip(&x32).enumerate() {
+                    let m = pat32[i % p];
+                    assert_eq!(o, if add { v + m } else { v - m }, "{name} at {i}, period {p}");
+                }
             }
-        }
-        for (name, f) in &updates {
-            let mut y = x.clone();
-            f(&mut y, &pat);
-            let add = name.ends_with("add");
-            for (i, (&o, &v)) in y.iter().zip(&x).enumerate() {
-                let m = pat[i % 64];
-                assert_eq!(o, if add { v + m } else { v - m }, "{name} at {i}");
+            for (name, f) in &updates {
+                let mut y = x.clone();
+                f(&mut y, &pat);
+                let add = name.ends_with("add");
+                for (i, (&o, &v)) in y.iter().zip(&x).enumerate() {
+                    let m = pat[i % p];
+                    assert_eq!(o, if add { v + m } else { v - m }, "{name} at {i}, period {p}");
+                }
             }
         }
     }
