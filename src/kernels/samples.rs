@@ -86,7 +86,8 @@ fn columns_leaf<T: Input, W: Input>(x: &ndarray::ArrayView2<'_, T>, w: Option<&[
     let columns: Vec<&[T]> = x.columns().into_iter().map(|c| c.to_slice()).collect::<Option<_>>()?;
     let d = columns.len();
     let mut acc = Acc::new(d, w.is_some() && !ignore);
-    columns_dispatch(&columns, &[], w, ignore, &mut acc);
+    let cuts = [0, x.nrows()];
+    columns_dispatch(&columns, &[], w, ignore, &cuts, std::slice::from_mut(&mut acc));
     Some(acc.into_sums(d))
 }
 
@@ -145,10 +146,90 @@ fn feature_groups<T: Input, W: Input>(
             w: w.map(|w| w.view()),
             d: x.ncols(),
         };
-        let sums = tree(group, LEAF, &group_leaf(policy), &Sums::merged);
+        let sums = tree(group, SPAN, &group_span(policy), &Sums::merged);
         out.append(sums);
     }
     out
+}
+
+/// The most elements (rows times all `d` features, as the tree counts a
+/// node) of a span: a node of a [`Group`]'s tree whose leaves the columns
+/// kernel sums in one call, each group of features walked down all of the
+/// span's rows before the next (the leaves' sums and the merges are the
+/// tree's, so the bits do not depend on it). Leaf by leaf, each column
+/// was read 4 KiB at a time (a leaf of W10F/W11F is 512 rows), switching
+/// between the group's 32 columns; a span of 2¹⁸ reads 32 KiB of each
+/// column front to back, and stages the weights once (`staged_weights`'
+/// copy was 3–5% of W11F's profile). Roofline W10F/W11F-only runs on the
+/// AMD EPYC (Zen 4) VM, nine alternations of leaf by leaf and spans of
+/// 2¹⁸: W11F 14.5–23.8 (median 20.0) → 16.5–26.6 (23.1) GB/s, ratios to
+/// the read limit median 0.66 → 0.80; W10F 23.4–27.8 (24.6) → 18.9–29.3
+/// (25.0) GB/s, median 0.85 → 0.91. Spans of 2²⁰, three alternations,
+/// were no better (W11F 0.83 / 0.70 / 0.70).
+const SPAN: usize = 1 << 18;
+
+/// A node of a [`Group`]'s tree of at most [`SPAN`] elements: its leaves'
+/// sums by one call of the columns kernel, which reads each column across
+/// all of them, then merged as the tree merges them.
+fn group_span<'a, T: Input, W: Input>(policy: NanPolicy) -> impl Fn(Group<'a, T, W>) -> Sums + Sync {
+    let leaf = group_leaf(policy);
+    move |g: Group<'a, T, W>| {
+        if g.size() > LEAF
+            && let Some(sums) = span_sums(&g, policy)
+        {
+            return sums;
+        }
+        tree(g, LEAF, &leaf, &Sums::merged)
+    }
+}
+
+/// [`group_span`]'s sums by the columns kernel, or `None` where
+/// [`group_leaf`] would not take it.
+fn span_sums<T: Input, W: Input>(g: &Group<'_, T, W>, policy: NanPolicy) -> Option<Sums> {
+    let ws = g.w.as_ref().map(|w| w.as_slice());
+    if !T::EXACT || matches!(ws, Some(None)) {
+        return None;
+    }
+    let columns: Vec<&[T]> = g.x.columns().into_iter().map(|c| c.to_slice()).collect::<Option<_>>()?;
+    let (rows, width) = g.x.dim();
+    let ignore = policy == NanPolicy::Ignore;
+    let mut cuts = Vec::new();
+    leaf_starts(0, rows, g.d, &mut cuts);
+    cuts.push(rows);
+    let mut accs: Vec<Acc> = cuts[1..]
+        .iter()
+        .map(|_| Acc::new(width, ws.is_some() && !ignore))
+        .collect();
+    columns_dispatch(&columns, &[], ws.flatten(), ignore, &cuts, &mut accs);
+    merge_leaves(0, rows, g.d, &mut accs.into_iter().map(|a| a.into_sums(width)))
+}
+
+/// Whether rows `r0..r1` of a [`Group`] of `d` features are a leaf of its
+/// tree: `tree` with [`LEAF`] and `Group::halve`, written out.
+fn is_leaf(r0: usize, r1: usize, d: usize) -> bool {
+    (r1 - r0) * d <= LEAF || r1 - r0 < 2
+}
+
+/// The first rows of the leaves of rows `r0..r1`, in order, into `out`.
+fn leaf_starts(r0: usize, r1: usize, d: usize, out: &mut Vec<usize>) {
+    if is_leaf(r0, r1, d) {
+        out.push(r0);
+        return;
+    }
+    let mid = r0 + (r1 - r0) / 2;
+    leaf_starts(r0, mid, d, out);
+    leaf_starts(mid, r1, d, out);
+}
+
+/// The leaves' sums (in order) merged as the tree merges them.
+fn merge_leaves(r0: usize, r1: usize, d: usize, sums: &mut impl Iterator<Item = Sums>) -> Option<Sums> {
+    if is_leaf(r0, r1, d) {
+        return sums.next();
+    }
+    let mid = r0 + (r1 - r0) / 2;
+    let a = merge_leaves(r0, mid, d, sums)?;
+    let b = merge_leaves(mid, r1, d, sums)?;
+    Some(Sums::merged(a, b))
 }
 
 /// The leaf of a [`Group`]: the columns kernel on its rows, as
@@ -505,8 +586,12 @@ fn prefetch_columns<T>(cols: &[&[T]], r: usize) {
 }
 
 /// The columns kernel: `columns[j]` is feature `j`'s samples, `w` one
-/// weight per sample; each feature's chain runs in sample order, [`TILE`]
-/// features side by side.
+/// weight per sample, cut into leaves at `cuts` (`cuts[k]..cuts[k + 1]` are
+/// leaf `k`'s rows, summed into `accs[k]`: `cuts` runs from 0 to the rows,
+/// one more than `accs`); each feature's chain runs in sample order within
+/// a leaf, [`TILE`] features side by side. The leaves are walked inside
+/// each group of features, so a column is read front to back across them
+/// (see [`SPAN`]).
 #[inline(always)]
 // Indices say which sample of which column a tile holds more plainly than
 // zipped iterators over the transpose.
@@ -515,124 +600,139 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     columns: &[&[T]],
     valid: &[Option<Validity<'_>>],
     w: &[W],
-    acc: &mut Acc,
+    cuts: &[usize],
+    accs: &mut [Acc],
 ) {
     let pf = per_feature(WEIGHTED, IGNORE);
     let rows = columns.first().map_or(0, |c| c.len());
+    assert!(cuts.len() == accs.len() + 1 && cuts.first() == Some(&0) && cuts.last() == Some(&rows));
+    assert!(cuts.windows(2).all(|c| c[0] <= c[1]));
+    let leaves = || cuts.windows(2).map(|c| (c[0], c[1]));
     let nan_ok = |v: f64| !(IGNORE && v.is_nan());
     let wt = |r: usize| if WEIGHTED { w[r].widen() } else { 1.0 };
     let unit = Unit::new::<FMA>();
     // Checked here, not implied by `FMA`: the body is a safe function.
     let avx = FMA && avx_f64::<T>();
     // `f64` columns without bitmaps on AVX2: the whole tiles of
-    // [`STRIPS`] strips at once by the intrinsics kernel, their last
+    // [`STRIPS`] strips at once by the intrinsics kernel, each leaf's last
     // `rows % TILE` samples and the other columns below. `striped` columns
-    // (and the shared weight chain, if any) have their first `tiled` rows
-    // summed.
+    // (and the shared weight chain, if any) have the first `tiled(a, b)`
+    // rows of leaf `a..b` summed.
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-    let (mut striped, mut tiled) = (0, 0);
+    let mut striped = 0;
     #[cfg(target_arch = "x86_64")]
     if avx && valid.iter().all(Option::is_none) {
+        const WIDTH: usize = TILE * STRIPS;
         // SAFETY: `T` is `f64` (`avx_f64`), so the slices are the same type.
         let cols = unsafe { &*(std::ptr::from_ref::<[&[T]]>(columns) as *const [&[f64]]) };
         let staged = match cols.first() {
-            Some(c) if WEIGHTED && cols.len() >= TILE * STRIPS => staged_weights(&w[..rows], c.as_ptr()),
+            Some(c) if WEIGHTED && cols.len() >= WIDTH => staged_weights(&w[..rows], c.as_ptr()),
             _ => Staged::default(),
         };
         // Checked here as `avx` is: the body is a safe function.
         let avx512 = AVX512 && simd::has_avx512();
-        for (g, group) in cols.chunks_exact(TILE * STRIPS).enumerate() {
+        for (g, group) in cols.chunks_exact(WIDTH).enumerate() {
             // The first group carries the shared weight chain, if any.
-            let (j0, w, first) = (g * TILE * STRIPS, staged.get(), g == 0);
-            // SAFETY: the CPU has AVX2 and FMA (`avx_f64`), and AVX-512F/VL
-            // where `avx512` (checked just above); `acc` is `Acc::new`'s,
-            // whose sums start at +0.
-            unsafe {
-                match (avx512, first && acc.shared.is_some()) {
-                    (true, true) => simd::column_strips::<WEIGHTED, IGNORE, true, true>(group, j0, w, acc),
-                    (true, false) => simd::column_strips::<WEIGHTED, IGNORE, true, false>(group, j0, w, acc),
-                    (false, true) => simd::column_strips::<WEIGHTED, IGNORE, false, true>(group, j0, w, acc),
-                    (false, false) => simd::column_strips::<WEIGHTED, IGNORE, false, false>(group, j0, w, acc),
-                }
-            };
-        }
-        striped = columns.len() / (TILE * STRIPS) * (TILE * STRIPS);
-        if striped > 0 {
-            tiled = rows / TILE * TILE;
-        }
-    }
-    for (g, group) in columns.chunks(TILE).enumerate() {
-        let (j0, n) = (g * TILE, group.len());
-        if j0 < striped && tiled == rows {
-            continue;
-        }
-        // A column's nulls (a validity bitmap; none: every row valid) are
-        // skipped as missing values are.
-        let bitmaps: [Option<Validity<'_>>; TILE] = std::array::from_fn(|k| valid.get(j0 + k).copied().flatten());
-        let masked = bitmaps.iter().any(Option::is_some);
-        let keep = |k: usize, r: usize, v: f64| {
-            nan_ok(v) && (!masked || bitmaps[k].is_none_or(|b| b.is_valid(r) == Some(true)))
-        };
-        let mut h = [0.0; TILE];
-        let mut l = [0.0; TILE];
-        let mut wh = [0.0; TILE];
-        let mut wl = [0.0; TILE];
-        h[..n].copy_from_slice(&acc.hi[j0..j0 + n]);
-        l[..n].copy_from_slice(&acc.lo[j0..j0 + n]);
-        if pf {
-            wh[..n].copy_from_slice(&acc.w_hi[j0..j0 + n]);
-            wl[..n].copy_from_slice(&acc.w_lo[j0..j0 + n]);
-        }
-        let mut r = if j0 < striped { tiled } else { 0 };
-        if n == TILE {
-            let cols: [&[T]; TILE] = std::array::from_fn(|k| &group[k][..rows]);
-            // One loop per way of reading a tile (a run-time choice in
-            // the loop cost W10F's kernel a tenth).
-            macro_rules! walk {
-                ($tile:expr) => {
-                    while r + TILE <= rows {
-                        prefetch_columns(&cols, r);
-                        // `t[i][k]`: sample `r + i` of feature `j0 + k`.
-                        let t = $tile;
-                        for i in 0..TILE {
-                            let wr = wt(r + i);
-                            for k in 0..TILE {
-                                let v = t[i][k];
-                                let kept = keep(k, r + i, v);
-                                step::<WEIGHTED, IGNORE, FMA>(
-                                    &mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit,
-                                );
-                            }
-                        }
-                        r += TILE;
+            let (j0, first) = (g * WIDTH, g == 0);
+            for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
+                let part: [&[f64]; WIDTH] = std::array::from_fn(|k| &group[k][a..b]);
+                let w = staged.get().get(a..b).unwrap_or_default();
+                // SAFETY: the CPU has AVX2 and FMA (`avx_f64`), and
+                // AVX-512F/VL where `avx512` (checked just above); `acc` is
+                // `Acc::new`'s, whose sums start at +0.
+                unsafe {
+                    match (avx512, first && acc.shared.is_some()) {
+                        (true, true) => simd::column_strips::<WEIGHTED, IGNORE, true, true>(&part, j0, w, acc),
+                        (true, false) => simd::column_strips::<WEIGHTED, IGNORE, true, false>(&part, j0, w, acc),
+                        (false, true) => simd::column_strips::<WEIGHTED, IGNORE, false, true>(&part, j0, w, acc),
+                        (false, false) => simd::column_strips::<WEIGHTED, IGNORE, false, false>(&part, j0, w, acc),
                     }
                 };
             }
-            if avx {
-                // SAFETY: the CPU has AVX2 and `T` is `f64` (`avx_f64`).
-                walk!(unsafe { tile_avx(&cols, r) });
-            } else {
-                walk!(tile(&cols, r));
-            }
         }
-        for r in r..rows {
-            let wr = wt(r);
-            for k in 0..n {
-                let v = group[k][r].widen();
-                let kept = keep(k, r, v);
-                step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit);
+        striped = columns.len() / WIDTH * WIDTH;
+    }
+    let tiled = |a: usize, b: usize| if striped > 0 { (b - a) / TILE * TILE } else { 0 };
+    for (g, group) in columns.chunks(TILE).enumerate() {
+        let (j0, n) = (g * TILE, group.len());
+        for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
+            let (rows, tiled) = (b - a, tiled(a, b));
+            if j0 < striped && tiled == rows {
+                continue;
             }
-        }
-        acc.hi[j0..j0 + n].copy_from_slice(&h[..n]);
-        acc.lo[j0..j0 + n].copy_from_slice(&l[..n]);
-        if pf {
-            acc.w_hi[j0..j0 + n].copy_from_slice(&wh[..n]);
-            acc.w_lo[j0..j0 + n].copy_from_slice(&wl[..n]);
+            let group: [&[T]; TILE] = std::array::from_fn(|k| group.get(k).map_or(&[][..], |c| &c[a..b]));
+            let wt = |r: usize| wt(a + r);
+            // A column's nulls (a validity bitmap; none: every row valid)
+            // are skipped as missing values are.
+            let bitmaps: [Option<Validity<'_>>; TILE] =
+                std::array::from_fn(|k| valid.get(j0 + k).copied().flatten().map(|v| v.shifted(a)));
+            let masked = bitmaps.iter().any(Option::is_some);
+            let keep = |k: usize, r: usize, v: f64| {
+                nan_ok(v) && (!masked || bitmaps[k].is_none_or(|b| b.is_valid(r) == Some(true)))
+            };
+            let mut h = [0.0; TILE];
+            let mut l = [0.0; TILE];
+            let mut wh = [0.0; TILE];
+            let mut wl = [0.0; TILE];
+            h[..n].copy_from_slice(&acc.hi[j0..j0 + n]);
+            l[..n].copy_from_slice(&acc.lo[j0..j0 + n]);
+            if pf {
+                wh[..n].copy_from_slice(&acc.w_hi[j0..j0 + n]);
+                wl[..n].copy_from_slice(&acc.w_lo[j0..j0 + n]);
+            }
+            let mut r = if j0 < striped { tiled } else { 0 };
+            if n == TILE {
+                let cols = &group;
+                // One loop per way of reading a tile (a run-time choice in
+                // the loop cost W10F's kernel a tenth).
+                macro_rules! walk {
+                    ($tile:expr) => {
+                        while r + TILE <= rows {
+                            prefetch_columns(cols, r);
+                            // `t[i][k]`: sample `r + i` of feature `j0 + k`.
+                            let t = $tile;
+                            for i in 0..TILE {
+                                let wr = wt(r + i);
+                                for k in 0..TILE {
+                                    let v = t[i][k];
+                                    let kept = keep(k, r + i, v);
+                                    step::<WEIGHTED, IGNORE, FMA>(
+                                        &mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit,
+                                    );
+                                }
+                            }
+                            r += TILE;
+                        }
+                    };
+                }
+                if avx {
+                    // SAFETY: the CPU has AVX2 and `T` is `f64` (`avx_f64`).
+                    walk!(unsafe { tile_avx(cols, r) });
+                } else {
+                    walk!(tile(cols, r));
+                }
+            }
+            for r in r..rows {
+                let wr = wt(r);
+                for k in 0..n {
+                    let v = group[k][r].widen();
+                    let kept = keep(k, r, v);
+                    step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit);
+                }
+            }
+            acc.hi[j0..j0 + n].copy_from_slice(&h[..n]);
+            acc.lo[j0..j0 + n].copy_from_slice(&l[..n]);
+            if pf {
+                acc.w_hi[j0..j0 + n].copy_from_slice(&wh[..n]);
+                acc.w_lo[j0..j0 + n].copy_from_slice(&wl[..n]);
+            }
         }
     }
-    if let Some(shared) = acc.shared.as_mut() {
-        for r in tiled..rows {
-            chain(shared, wt(r));
+    for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
+        if let Some(shared) = acc.shared.as_mut() {
+            for r in a + tiled(a, b)..b {
+                chain(shared, wt(r));
+            }
         }
     }
 }
@@ -760,7 +860,8 @@ fn columns_dispatch<T: Input, W: Input>(
     valid: &[Option<Validity<'_>>],
     w: Option<&[W]>,
     ignore: bool,
-    acc: &mut Acc,
+    cuts: &[usize],
+    accs: &mut [Acc],
 ) {
     let weights = w.unwrap_or(&[]);
     pick!(
@@ -768,7 +869,7 @@ fn columns_dispatch<T: Input, W: Input>(
         columns,
         w.is_some(),
         ignore,
-        (columns, valid, weights, acc)
+        (columns, valid, weights, cuts, accs)
     )
 }
 
@@ -789,7 +890,15 @@ pub(super) fn column_range_sums<T: Input>(
         .map(|j| validity.get(j).copied().flatten().map(|v| v.shifted(r0)))
         .collect();
     let mut acc = Acc::new(d, false);
-    columns_dispatch::<T, T>(&rows, &valid, None, policy == NanPolicy::Ignore, &mut acc);
+    let cuts = [0, r1 - r0];
+    columns_dispatch::<T, T>(
+        &rows,
+        &valid,
+        None,
+        policy == NanPolicy::Ignore,
+        &cuts,
+        std::slice::from_mut(&mut acc),
+    );
     acc.into_sums(d)
 }
 
@@ -1102,7 +1211,11 @@ mod simd {
         };
     }
     versions!(rows, rows_body, (x: &[T], w: &[W], acc: &mut Lanes<'_>));
-    versions!(columns, columns_body, (columns: &[&[T]], valid: &[Option<Validity<'_>>], w: &[W], acc: &mut Acc));
+    versions!(
+        columns,
+        columns_body,
+        (columns: &[&[T]], valid: &[Option<Validity<'_>>], w: &[W], cuts: &[usize], accs: &mut [Acc])
+    );
 }
 
 #[cfg(test)]
@@ -1186,7 +1299,14 @@ mod tests {
                                     )
                                 }
                                 (None, false) => {
-                                    by_flags!([columns_body], weighted, ig, (&cols, &[], ws, &mut acc), false, false)
+                                    by_flags!(
+                                        [columns_body],
+                                        weighted,
+                                        ig,
+                                        (&cols, &[], ws, &[0, n], std::slice::from_mut(&mut acc)),
+                                        false,
+                                        false
+                                    )
                                 }
                                 #[cfg(target_arch = "x86_64")]
                                 // SAFETY: called only where the CPU has AVX2 and FMA.
@@ -1196,7 +1316,12 @@ mod tests {
                                 #[cfg(target_arch = "x86_64")]
                                 // SAFETY: as above.
                                 (None, true) => unsafe {
-                                    by_flags!([simd::columns::avx2], weighted, ig, (&cols, &[], ws, &mut acc))
+                                    by_flags!(
+                                        [simd::columns::avx2],
+                                        weighted,
+                                        ig,
+                                        (&cols, &[], ws, &[0, n], std::slice::from_mut(&mut acc))
+                                    )
                                 },
                                 #[cfg(not(target_arch = "x86_64"))]
                                 (_, true) => unreachable!("AVX2 bodies run on x86-64 only"),
@@ -1209,6 +1334,66 @@ mod tests {
                             assert_eq!(run(true), want, "AVX2 body, n {n}, d {d}, fortran {fortran}");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// One call of the columns kernel over several leaves (`cuts`, empty
+    /// and one-row leaves among them) gives each leaf the per-lane loop's
+    /// sums over its rows alone, bit for bit: the baseline body, the
+    /// dispatched one and the AVX2 + FMA build.
+    #[test]
+    fn a_call_over_leaves_is_each_leafs_bits() {
+        type T = f64;
+        type W = f64;
+        for (n, d) in [(203, 8), (101, 19), (64, 32), (21, 4)] {
+            let x = data(n, d, true);
+            let finite = x.mapv(|v| if v.is_nan() { 0.25 } else { v });
+            let w = ndarray::Array1::from_shape_fn(n, |i| [0.0, 0.5, 3.0, 1e-3, 7.25][i % 5]);
+            let cuts = [0, 5, 6, 6, n / 2, n / 2 + 3, n];
+            for (weighted, ig) in [(true, false), (true, true), (false, true)] {
+                let x = if ig { &x } else { &finite };
+                let cols: Vec<&[f64]> = (0..d).filter_map(|j| x.column(j).to_slice()).collect();
+                let ws = if weighted { w.as_slice().unwrap() } else { &[] };
+                let policy = if ig { NanPolicy::Ignore } else { NanPolicy::Reject };
+                let want: Vec<Sums> = cuts
+                    .windows(2)
+                    .map(|c| {
+                        let xl = x.slice(ndarray::s![c[0]..c[1], ..]).into_dyn();
+                        let wl = w.slice(ndarray::s![c[0]..c[1]]).into_dyn();
+                        general::per_lane(&xl, weighted.then_some(&wl), policy, &[])
+                    })
+                    .collect();
+                let new_accs = || -> Vec<Acc> { (1..cuts.len()).map(|_| Acc::new(d, weighted && !ig)).collect() };
+                let sums = |accs: Vec<Acc>| accs.into_iter().map(|a| a.into_sums(d)).collect::<Vec<_>>();
+                let mut accs = new_accs();
+                by_flags!(
+                    [columns_body],
+                    weighted,
+                    ig,
+                    (&cols, &[], ws, &cuts, &mut accs),
+                    false,
+                    false
+                );
+                assert_eq!(
+                    sums(accs),
+                    want,
+                    "baseline body, {n}×{d}, weighted {weighted}, ignore {ig}"
+                );
+                let mut accs = new_accs();
+                columns_dispatch::<T, W>(&cols, &[], weighted.then_some(ws), ig, &cuts, &mut accs);
+                assert_eq!(
+                    sums(accs),
+                    want,
+                    "dispatched body, {n}×{d}, weighted {weighted}, ignore {ig}"
+                );
+                #[cfg(target_arch = "x86_64")]
+                if simd::has_avx2_fma() {
+                    let mut accs = new_accs();
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    unsafe { by_flags!([simd::columns::avx2], weighted, ig, (&cols, &[], ws, &cuts, &mut accs)) };
+                    assert_eq!(sums(accs), want, "AVX2 body, {n}×{d}, weighted {weighted}, ignore {ig}");
                 }
             }
         }
