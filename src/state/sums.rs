@@ -74,7 +74,15 @@ impl Sums {
     pub(crate) fn merge(&mut self, other: &Self) -> Result<(), usize> {
         let mut overflow = None;
         for j in 0..self.sum.len() {
-            let (s, k) = add_scaled(self.sum[j], self.scale[j], other.sum[j], other.scale[j]);
+            // `add_scaled`'s first step where neither sum is scaled and
+            // their sum stays finite (nearly always), without the call.
+            let unscaled = (self.scale[j] == 0 && other.scale[j] == 0)
+                .then(|| self.sum[j].add(other.sum[j]))
+                .filter(Dd::is_finite);
+            let (s, k) = match unscaled {
+                Some(s) => (s, 0),
+                None => add_scaled(self.sum[j], self.scale[j], other.sum[j], other.scale[j]),
+            };
             self.sum[j] = s;
             self.scale[j] = k;
             self.weight[j] = self.weight[j].add(other.weight[j]);
