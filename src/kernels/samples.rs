@@ -159,12 +159,14 @@ fn feature_groups<T: Input, W: Input>(
 /// tree's, so the bits do not depend on it). Leaf by leaf, each column
 /// was read 4 KiB at a time (a leaf of W10F/W11F is 512 rows), switching
 /// between the group's 32 columns; a span of 2¹⁸ reads 32 KiB of each
-/// column front to back, and stages the weights once (`staged_weights`'
-/// copy was 3–5% of W11F's profile). Roofline W10F/W11F-only runs on the
-/// AMD EPYC (Zen 4) VM, nine alternations of leaf by leaf and spans of
-/// 2¹⁸: W11F 14.5–23.8 (median 20.0) → 16.5–26.6 (23.1) GB/s, ratios to
-/// the read limit median 0.66 → 0.80; W10F 23.4–27.8 (24.6) → 18.9–29.3
-/// (25.0) GB/s, median 0.85 → 0.91. Spans of 2²⁰, three alternations,
+/// column front to back (of W10F/W11F's 2²¹ rows), with one call, one
+/// `staged_weights` buffer and one set of allocations per span instead of
+/// per leaf (the weights copied are the same bytes). Roofline
+/// W10F/W11F-only runs on the AMD EPYC (Zen 4) VM, nine alternations of
+/// leaf by leaf and spans of 2¹⁸: W11F 14.5–23.8 (median 20.0) → 16.5–26.6
+/// (23.1) GB/s, ratios to the read limit median 0.66 → 0.80; W10F 23.4–27.8
+/// (24.6) → 18.9–29.3 (25.0) GB/s, within the drift (ratio medians 0.85 →
+/// 0.91 against limits that moved too). Spans of 2²⁰, three alternations,
 /// were no better (W11F 0.83 / 0.70 / 0.70).
 const SPAN: usize = 1 << 18;
 
@@ -548,10 +550,11 @@ const TILE: usize = 4;
 const STRIPS: usize = 2;
 
 /// How far ahead the columns kernel asks for each column's lines (into L2,
-/// as [`prefetch_ahead`]): three quarters of a leaf of W10F/W11F, whose
-/// leaves read 512 rows, 4 KiB, of each column — too little for the
-/// hardware prefetchers to follow from one leaf to the next, so the next
-/// leaf's first lines are asked for while a leaf ends.
+/// as [`prefetch_ahead`]). Chosen while the kernel still ran leaf by leaf
+/// (512 rows, 4 KiB, of each column, then the next group of columns): three
+/// quarters of a leaf, so that the next leaf's first lines were asked for
+/// while a leaf ended. Since [`SPAN`] a column's leaves are read one after
+/// the other; the distance was not measured again for that.
 ///
 /// Not a whole number of pages, as `prefetch_ahead`'s 8 KiB is: the L1
 /// picks a line's set by its address modulo 4 KiB, and with a power-of-two
@@ -590,8 +593,10 @@ fn prefetch_columns<T>(cols: &[&[T]], r: usize) {
 /// leaf `k`'s rows, summed into `accs[k]`: `cuts` runs from 0 to the rows,
 /// one more than `accs`); each feature's chain runs in sample order within
 /// a leaf, [`TILE`] features side by side. The leaves are walked inside
-/// each group of features, so a column is read front to back across them
-/// (see [`SPAN`]).
+/// each group of features, so the intrinsics strips read a column front to
+/// back across them (see [`SPAN`]); a leaf's last `rows % TILE` samples of
+/// those columns are added afterwards, leaf by leaf, with the columns
+/// the strips do not take.
 #[inline(always)]
 // Indices say which sample of which column a tile holds more plainly than
 // zipped iterators over the transpose.
@@ -636,7 +641,7 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             let (j0, first) = (g * WIDTH, g == 0);
             for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
                 let part: [&[f64]; WIDTH] = std::array::from_fn(|k| &group[k][a..b]);
-                let w = staged.get().get(a..b).unwrap_or_default();
+                let w = if WEIGHTED { &staged.get()[a..b] } else { &[][..] };
                 // SAFETY: the CPU has AVX2 and FMA (`avx_f64`), and
                 // AVX-512F/VL where `avx512` (checked just above); `acc` is
                 // `Acc::new`'s, whose sums start at +0.
@@ -737,8 +742,9 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     }
 }
 
-/// A leaf's weights as `f64`s, half a page of addresses away from its
-/// columns' (see [`staged_weights`]).
+/// The weights of one call of the columns kernel (a leaf, or a span of
+/// leaves) as `f64`s, half a page of addresses away from its columns' (see
+/// [`staged_weights`]).
 #[cfg(target_arch = "x86_64")]
 #[derive(Default)]
 struct Staged {
@@ -1337,6 +1343,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `leaf_starts` cuts a group's rows where `tree` with [`LEAF`] and
+    /// `Group::halve` do, for row counts and feature counts around a leaf's
+    /// and a span's sizes (one-row leaves included).
+    #[test]
+    fn leaf_starts_are_the_trees_leaves() {
+        for d in [1, 3, 33, 64, 100, 40_000] {
+            for rows in [1, 2, 3, 511, 512, 513, 1000, 4097, 10_007] {
+                let x = Array2::<f64>::zeros((rows, 1).f());
+                let group = Group::<f64, f64> {
+                    x: x.view(),
+                    w: None,
+                    d,
+                };
+                let concat = |mut a: Vec<usize>, b: Vec<usize>| {
+                    a.extend(b);
+                    a
+                };
+                let want = tree(group, LEAF, &|g: Group<'_, f64, f64>| vec![g.x.nrows()], &concat);
+                let mut cuts = Vec::new();
+                leaf_starts(0, rows, d, &mut cuts);
+                cuts.push(rows);
+                let got: Vec<usize> = cuts.windows(2).map(|c| c[1] - c[0]).collect();
+                assert_eq!(got, want, "{rows} rows of {d} features");
+            }
+        }
+    }
+
+    /// `span_sums` takes a span of several leaves of uneven sizes (it gives
+    /// sums, not `None`) and gives the leaf-by-leaf tree's bits, for `f64`
+    /// columns (the intrinsics strips and the tiles), `f32` and `u8` ones
+    /// (widened by the tiles), weighted or skipping NaN.
+    #[test]
+    fn spans_are_the_leaf_by_leaf_trees_bits() {
+        fn check<T: Input>(x: &Array2<T>, w: &ndarray::Array1<f64>, ignore: bool, what: &str) {
+            // The group: the first 32 of 40 features, cut as the batch is
+            // (3001 rows of 40: leaves of 750 and 751 rows).
+            let d = x.ncols();
+            let x = x.slice(ndarray::s![.., ..32]);
+            let policy = if ignore { NanPolicy::Ignore } else { NanPolicy::Reject };
+            for weighted in [true, false] {
+                if !weighted && !ignore {
+                    continue;
+                }
+                let group = || Group {
+                    x: x.view(),
+                    w: weighted.then(|| w.view()),
+                    d,
+                };
+                let want = tree(group(), LEAF, &group_leaf(policy), &Sums::merged);
+                let got = span_sums(&group(), policy).expect("a span of contiguous columns");
+                assert_eq!(got, want, "{what}, weighted {weighted}, {policy:?}");
+            }
+        }
+        let (n, d) = (3001, 40);
+        let x = data(n, d, true);
+        let finite = x.mapv(|v| if v.is_nan() { 0.25 } else { v });
+        let w = ndarray::Array1::from_shape_fn(n, |i| [0.0, 0.5, 3.0, 1e-3, 7.25][i % 5]);
+        check(&x, &w, true, "f64 with NaN");
+        check(&finite, &w, false, "f64");
+        let f32s = Array2::from_shape_fn((n, d).f(), |(i, j)| x[(i, j)] as f32);
+        check(&f32s, &w, true, "f32 with NaN");
+        let bytes = Array2::from_shape_fn((n, d).f(), |(i, j)| (i * 7 + j * 13) as u8);
+        check(&bytes, &w, false, "u8");
     }
 
     /// One call of the columns kernel over several leaves (`cuts`, empty
