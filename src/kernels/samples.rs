@@ -618,11 +618,82 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     let unit = Unit::new::<FMA>();
     // Checked here, not implied by `FMA`: the body is a safe function.
     let avx = FMA && avx_f64::<T>();
+    // Rows `from..` of leaf `a..b` of `group` (at most `TILE` columns,
+    // features `j0..`) into `acc`: whole tiles, then sample by sample.
+    let rest = |j0: usize, group: &[&[T]], (a, b): (usize, usize), acc: &mut Acc, from: usize| {
+        let (rows, n) = (b - a, group.len());
+        let group: [&[T]; TILE] = std::array::from_fn(|k| group.get(k).map_or(&[][..], |c| &c[a..b]));
+        let wt = |r: usize| wt(a + r);
+        // A column's nulls (a validity bitmap; none: every row valid)
+        // are skipped as missing values are.
+        let bitmaps: [Option<Validity<'_>>; TILE] =
+            std::array::from_fn(|k| valid.get(j0 + k).copied().flatten().map(|v| v.shifted(a)));
+        let masked = bitmaps.iter().any(Option::is_some);
+        let keep = |k: usize, r: usize, v: f64| {
+            nan_ok(v) && (!masked || bitmaps[k].is_none_or(|b| b.is_valid(r) == Some(true)))
+        };
+        let mut h = [0.0; TILE];
+        let mut l = [0.0; TILE];
+        let mut wh = [0.0; TILE];
+        let mut wl = [0.0; TILE];
+        h[..n].copy_from_slice(&acc.hi[j0..j0 + n]);
+        l[..n].copy_from_slice(&acc.lo[j0..j0 + n]);
+        if pf {
+            wh[..n].copy_from_slice(&acc.w_hi[j0..j0 + n]);
+            wl[..n].copy_from_slice(&acc.w_lo[j0..j0 + n]);
+        }
+        let mut r = from;
+        if n == TILE {
+            let cols = &group;
+            // One loop per way of reading a tile (a run-time choice in
+            // the loop cost W10F's kernel a tenth).
+            macro_rules! walk {
+                ($tile:expr) => {
+                    while r + TILE <= rows {
+                        prefetch_columns(cols, r);
+                        // `t[i][k]`: sample `r + i` of feature `j0 + k`.
+                        let t = $tile;
+                        for i in 0..TILE {
+                            let wr = wt(r + i);
+                            for k in 0..TILE {
+                                let v = t[i][k];
+                                let kept = keep(k, r + i, v);
+                                step::<WEIGHTED, IGNORE, FMA>(
+                                    &mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit,
+                                );
+                            }
+                        }
+                        r += TILE;
+                    }
+                };
+            }
+            if avx {
+                // SAFETY: the CPU has AVX2 and `T` is `f64` (`avx_f64`).
+                walk!(unsafe { tile_avx(cols, r) });
+            } else {
+                walk!(tile(cols, r));
+            }
+        }
+        for r in r..rows {
+            let wr = wt(r);
+            for k in 0..n {
+                let v = group[k][r].widen();
+                let kept = keep(k, r, v);
+                step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit);
+            }
+        }
+        acc.hi[j0..j0 + n].copy_from_slice(&h[..n]);
+        acc.lo[j0..j0 + n].copy_from_slice(&l[..n]);
+        if pf {
+            acc.w_hi[j0..j0 + n].copy_from_slice(&wh[..n]);
+            acc.w_lo[j0..j0 + n].copy_from_slice(&wl[..n]);
+        }
+    };
     // `f64` columns without bitmaps on AVX2: the whole tiles of
-    // [`STRIPS`] strips at once by the intrinsics kernel, each leaf's last
-    // `rows % TILE` samples and the other columns below. `striped` columns
-    // (and the shared weight chain, if any) have the first `tiled(a, b)`
-    // rows of leaf `a..b` summed.
+    // [`STRIPS`] strips at once by the intrinsics kernel, then each leaf's
+    // last `rows % TILE` samples of them; the other columns below. The
+    // shared weight chain (if any) has the first `tiled(a, b)` rows of leaf
+    // `a..b` summed by the strips.
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut striped = 0;
     #[cfg(target_arch = "x86_64")]
@@ -653,84 +724,23 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
                         (false, false) => simd::column_strips::<WEIGHTED, IGNORE, false, false>(&part, j0, w, acc),
                     }
                 };
+                // The leaf's last samples of these columns while their
+                // lines are at hand: after the whole span's strips (1 MiB
+                // of a group of W10F's 32 columns) they may have left L2.
+                let done = (b - a) / TILE * TILE;
+                if done < b - a {
+                    for (k, four) in columns[j0..j0 + WIDTH].chunks(TILE).enumerate() {
+                        rest(j0 + k * TILE, four, (a, b), acc, done);
+                    }
+                }
             }
         }
         striped = columns.len() / WIDTH * WIDTH;
     }
     let tiled = |a: usize, b: usize| if striped > 0 { (b - a) / TILE * TILE } else { 0 };
-    for (g, group) in columns.chunks(TILE).enumerate() {
-        let (j0, n) = (g * TILE, group.len());
-        for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
-            let (rows, tiled) = (b - a, tiled(a, b));
-            if j0 < striped && tiled == rows {
-                continue;
-            }
-            let group: [&[T]; TILE] = std::array::from_fn(|k| group.get(k).map_or(&[][..], |c| &c[a..b]));
-            let wt = |r: usize| wt(a + r);
-            // A column's nulls (a validity bitmap; none: every row valid)
-            // are skipped as missing values are.
-            let bitmaps: [Option<Validity<'_>>; TILE] =
-                std::array::from_fn(|k| valid.get(j0 + k).copied().flatten().map(|v| v.shifted(a)));
-            let masked = bitmaps.iter().any(Option::is_some);
-            let keep = |k: usize, r: usize, v: f64| {
-                nan_ok(v) && (!masked || bitmaps[k].is_none_or(|b| b.is_valid(r) == Some(true)))
-            };
-            let mut h = [0.0; TILE];
-            let mut l = [0.0; TILE];
-            let mut wh = [0.0; TILE];
-            let mut wl = [0.0; TILE];
-            h[..n].copy_from_slice(&acc.hi[j0..j0 + n]);
-            l[..n].copy_from_slice(&acc.lo[j0..j0 + n]);
-            if pf {
-                wh[..n].copy_from_slice(&acc.w_hi[j0..j0 + n]);
-                wl[..n].copy_from_slice(&acc.w_lo[j0..j0 + n]);
-            }
-            let mut r = if j0 < striped { tiled } else { 0 };
-            if n == TILE {
-                let cols = &group;
-                // One loop per way of reading a tile (a run-time choice in
-                // the loop cost W10F's kernel a tenth).
-                macro_rules! walk {
-                    ($tile:expr) => {
-                        while r + TILE <= rows {
-                            prefetch_columns(cols, r);
-                            // `t[i][k]`: sample `r + i` of feature `j0 + k`.
-                            let t = $tile;
-                            for i in 0..TILE {
-                                let wr = wt(r + i);
-                                for k in 0..TILE {
-                                    let v = t[i][k];
-                                    let kept = keep(k, r + i, v);
-                                    step::<WEIGHTED, IGNORE, FMA>(
-                                        &mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit,
-                                    );
-                                }
-                            }
-                            r += TILE;
-                        }
-                    };
-                }
-                if avx {
-                    // SAFETY: the CPU has AVX2 and `T` is `f64` (`avx_f64`).
-                    walk!(unsafe { tile_avx(cols, r) });
-                } else {
-                    walk!(tile(cols, r));
-                }
-            }
-            for r in r..rows {
-                let wr = wt(r);
-                for k in 0..n {
-                    let v = group[k][r].widen();
-                    let kept = keep(k, r, v);
-                    step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit);
-                }
-            }
-            acc.hi[j0..j0 + n].copy_from_slice(&h[..n]);
-            acc.lo[j0..j0 + n].copy_from_slice(&l[..n]);
-            if pf {
-                acc.w_hi[j0..j0 + n].copy_from_slice(&wh[..n]);
-                acc.w_lo[j0..j0 + n].copy_from_slice(&wl[..n]);
-            }
+    for (g, group) in columns[striped..].chunks(TILE).enumerate() {
+        for (leaf, acc) in leaves().zip(accs.iter_mut()) {
+            rest(striped + g * TILE, group, leaf, acc, 0);
         }
     }
     for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
