@@ -598,9 +598,6 @@ fn prefetch_columns<T>(cols: &[&[T]], r: usize) {
 /// those columns are added afterwards, leaf by leaf, with the columns
 /// the strips do not take.
 #[inline(always)]
-// Indices say which sample of which column a tile holds more plainly than
-// zipped iterators over the transpose.
-#[allow(clippy::needless_range_loop)]
 fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, const FMA: bool, const AVX512: bool>(
     columns: &[&[T]],
     valid: &[Option<Validity<'_>>],
@@ -608,87 +605,13 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     cuts: &[usize],
     accs: &mut [Acc],
 ) {
-    let pf = per_feature(WEIGHTED, IGNORE);
     let rows = columns.first().map_or(0, |c| c.len());
     assert!(cuts.len() == accs.len() + 1 && cuts.first() == Some(&0) && cuts.last() == Some(&rows));
     assert!(cuts.windows(2).all(|c| c[0] <= c[1]));
     let leaves = || cuts.windows(2).map(|c| (c[0], c[1]));
-    let nan_ok = |v: f64| !(IGNORE && v.is_nan());
     let wt = |r: usize| if WEIGHTED { w[r].widen() } else { 1.0 };
-    let unit = Unit::new::<FMA>();
     // Checked here, not implied by `FMA`: the body is a safe function.
     let avx = FMA && avx_f64::<T>();
-    // Rows `from..` of leaf `a..b` of `group` (at most `TILE` columns,
-    // features `j0..`) into `acc`: whole tiles, then sample by sample.
-    let rest = |j0: usize, group: &[&[T]], (a, b): (usize, usize), acc: &mut Acc, from: usize| {
-        let (rows, n) = (b - a, group.len());
-        let group: [&[T]; TILE] = std::array::from_fn(|k| group.get(k).map_or(&[][..], |c| &c[a..b]));
-        let wt = |r: usize| wt(a + r);
-        // A column's nulls (a validity bitmap; none: every row valid)
-        // are skipped as missing values are.
-        let bitmaps: [Option<Validity<'_>>; TILE] =
-            std::array::from_fn(|k| valid.get(j0 + k).copied().flatten().map(|v| v.shifted(a)));
-        let masked = bitmaps.iter().any(Option::is_some);
-        let keep = |k: usize, r: usize, v: f64| {
-            nan_ok(v) && (!masked || bitmaps[k].is_none_or(|b| b.is_valid(r) == Some(true)))
-        };
-        let mut h = [0.0; TILE];
-        let mut l = [0.0; TILE];
-        let mut wh = [0.0; TILE];
-        let mut wl = [0.0; TILE];
-        h[..n].copy_from_slice(&acc.hi[j0..j0 + n]);
-        l[..n].copy_from_slice(&acc.lo[j0..j0 + n]);
-        if pf {
-            wh[..n].copy_from_slice(&acc.w_hi[j0..j0 + n]);
-            wl[..n].copy_from_slice(&acc.w_lo[j0..j0 + n]);
-        }
-        let mut r = from;
-        if n == TILE {
-            let cols = &group;
-            // One loop per way of reading a tile (a run-time choice in
-            // the loop cost W10F's kernel a tenth).
-            macro_rules! walk {
-                ($tile:expr) => {
-                    while r + TILE <= rows {
-                        prefetch_columns(cols, r);
-                        // `t[i][k]`: sample `r + i` of feature `j0 + k`.
-                        let t = $tile;
-                        for i in 0..TILE {
-                            let wr = wt(r + i);
-                            for k in 0..TILE {
-                                let v = t[i][k];
-                                let kept = keep(k, r + i, v);
-                                step::<WEIGHTED, IGNORE, FMA>(
-                                    &mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit,
-                                );
-                            }
-                        }
-                        r += TILE;
-                    }
-                };
-            }
-            if avx {
-                // SAFETY: the CPU has AVX2 and `T` is `f64` (`avx_f64`).
-                walk!(unsafe { tile_avx(cols, r) });
-            } else {
-                walk!(tile(cols, r));
-            }
-        }
-        for r in r..rows {
-            let wr = wt(r);
-            for k in 0..n {
-                let v = group[k][r].widen();
-                let kept = keep(k, r, v);
-                step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit);
-            }
-        }
-        acc.hi[j0..j0 + n].copy_from_slice(&h[..n]);
-        acc.lo[j0..j0 + n].copy_from_slice(&l[..n]);
-        if pf {
-            acc.w_hi[j0..j0 + n].copy_from_slice(&wh[..n]);
-            acc.w_lo[j0..j0 + n].copy_from_slice(&wl[..n]);
-        }
-    };
     // `f64` columns without bitmaps on AVX2: the whole tiles of
     // [`STRIPS`] strips at once by the intrinsics kernel, then each leaf's
     // last `rows % TILE` samples of them; the other columns below. The
@@ -712,16 +635,16 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             let (j0, first) = (g * WIDTH, g == 0);
             for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
                 let part: [&[f64]; WIDTH] = std::array::from_fn(|k| &group[k][a..b]);
-                let w = if WEIGHTED { &staged.get()[a..b] } else { &[][..] };
+                let ws = if WEIGHTED { &staged.get()[a..b] } else { &[][..] };
                 // SAFETY: the CPU has AVX2 and FMA (`avx_f64`), and
                 // AVX-512F/VL where `avx512` (checked just above); `acc` is
                 // `Acc::new`'s, whose sums start at +0.
                 unsafe {
                     match (avx512, first && acc.shared.is_some()) {
-                        (true, true) => simd::column_strips::<WEIGHTED, IGNORE, true, true>(&part, j0, w, acc),
-                        (true, false) => simd::column_strips::<WEIGHTED, IGNORE, true, false>(&part, j0, w, acc),
-                        (false, true) => simd::column_strips::<WEIGHTED, IGNORE, false, true>(&part, j0, w, acc),
-                        (false, false) => simd::column_strips::<WEIGHTED, IGNORE, false, false>(&part, j0, w, acc),
+                        (true, true) => simd::column_strips::<WEIGHTED, IGNORE, true, true>(&part, j0, ws, acc),
+                        (true, false) => simd::column_strips::<WEIGHTED, IGNORE, true, false>(&part, j0, ws, acc),
+                        (false, true) => simd::column_strips::<WEIGHTED, IGNORE, false, true>(&part, j0, ws, acc),
+                        (false, false) => simd::column_strips::<WEIGHTED, IGNORE, false, false>(&part, j0, ws, acc),
                     }
                 };
                 // The leaf's last samples of these columns while their
@@ -730,7 +653,7 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
                 let done = (b - a) / TILE * TILE;
                 if done < b - a {
                     for (k, four) in columns[j0..j0 + WIDTH].chunks(TILE).enumerate() {
-                        rest(j0 + k * TILE, four, (a, b), acc, done);
+                        leaf_rest::<T, W, WEIGHTED, IGNORE, FMA>(valid, w, avx, j0 + k * TILE, four, (a, b), acc, done);
                     }
                 }
             }
@@ -740,7 +663,7 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     let tiled = |a: usize, b: usize| if striped > 0 { (b - a) / TILE * TILE } else { 0 };
     for (g, group) in columns[striped..].chunks(TILE).enumerate() {
         for (leaf, acc) in leaves().zip(accs.iter_mut()) {
-            rest(striped + g * TILE, group, leaf, acc, 0);
+            leaf_rest::<T, W, WEIGHTED, IGNORE, FMA>(valid, w, avx, striped + g * TILE, group, leaf, acc, 0);
         }
     }
     for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
@@ -752,6 +675,99 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     }
 }
 
+/// Rows `from..` of leaf `a..b` of `group` (at most [`TILE`] columns,
+/// features `j0..`) into `acc`, for [`columns_body`]: whole tiles, then
+/// sample by sample. A function, not a closure, so that it is inlined into
+/// the body and compiled with its instruction set: as a closure it was a
+/// function of its own, built for the baseline, whose `mul_add` was a call
+/// to software `fma` (Arrow columns with bitmaps under `Ignore`, 2²¹ × 64
+/// `f64`: 2.9–3.4 → 1.3 GB/s in commit ba7f4e9, until this).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+// Indices say which sample of which column a tile holds more plainly than
+// zipped iterators over the transpose.
+#[allow(clippy::needless_range_loop)]
+fn leaf_rest<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, const FMA: bool>(
+    valid: &[Option<Validity<'_>>],
+    w: &[W],
+    avx: bool,
+    j0: usize,
+    group: &[&[T]],
+    (a, b): (usize, usize),
+    acc: &mut Acc,
+    from: usize,
+) {
+    let pf = per_feature(WEIGHTED, IGNORE);
+    let nan_ok = |v: f64| !(IGNORE && v.is_nan());
+    let wt = |r: usize| if WEIGHTED { w[r].widen() } else { 1.0 };
+    let unit = Unit::new::<FMA>();
+    let (rows, n) = (b - a, group.len());
+    let group: [&[T]; TILE] = std::array::from_fn(|k| group.get(k).map_or(&[][..], |c| &c[a..b]));
+    let wt = |r: usize| wt(a + r);
+    // A column's nulls (a validity bitmap; none: every row valid)
+    // are skipped as missing values are.
+    let bitmaps: [Option<Validity<'_>>; TILE] =
+        std::array::from_fn(|k| valid.get(j0 + k).copied().flatten().map(|v| v.shifted(a)));
+    let masked = bitmaps.iter().any(Option::is_some);
+    let keep =
+        |k: usize, r: usize, v: f64| nan_ok(v) && (!masked || bitmaps[k].is_none_or(|b| b.is_valid(r) == Some(true)));
+    let mut h = [0.0; TILE];
+    let mut l = [0.0; TILE];
+    let mut wh = [0.0; TILE];
+    let mut wl = [0.0; TILE];
+    h[..n].copy_from_slice(&acc.hi[j0..j0 + n]);
+    l[..n].copy_from_slice(&acc.lo[j0..j0 + n]);
+    if pf {
+        wh[..n].copy_from_slice(&acc.w_hi[j0..j0 + n]);
+        wl[..n].copy_from_slice(&acc.w_lo[j0..j0 + n]);
+    }
+    let mut r = from;
+    if n == TILE {
+        let cols = &group;
+        // One loop per way of reading a tile (a run-time choice in
+        // the loop cost W10F's kernel a tenth).
+        macro_rules! walk {
+            ($tile:expr) => {
+                while r + TILE <= rows {
+                    prefetch_columns(cols, r);
+                    // `t[i][k]`: sample `r + i` of feature `j0 + k`.
+                    let t = $tile;
+                    for i in 0..TILE {
+                        let wr = wt(r + i);
+                        for k in 0..TILE {
+                            let v = t[i][k];
+                            let kept = keep(k, r + i, v);
+                            step::<WEIGHTED, IGNORE, FMA>(
+                                &mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit,
+                            );
+                        }
+                    }
+                    r += TILE;
+                }
+            };
+        }
+        if avx {
+            // SAFETY: the CPU has AVX2 and `T` is `f64` (`avx_f64`).
+            walk!(unsafe { tile_avx(cols, r) });
+        } else {
+            walk!(tile(cols, r));
+        }
+    }
+    for r in r..rows {
+        let wr = wt(r);
+        for k in 0..n {
+            let v = group[k][r].widen();
+            let kept = keep(k, r, v);
+            step::<WEIGHTED, IGNORE, FMA>(&mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit);
+        }
+    }
+    acc.hi[j0..j0 + n].copy_from_slice(&h[..n]);
+    acc.lo[j0..j0 + n].copy_from_slice(&l[..n]);
+    if pf {
+        acc.w_hi[j0..j0 + n].copy_from_slice(&wh[..n]);
+        acc.w_lo[j0..j0 + n].copy_from_slice(&wl[..n]);
+    }
+}
 /// The weights of one call of the columns kernel (a leaf, or a span of
 /// leaves) as `f64`s, half a page of addresses away from its columns' (see
 /// [`staged_weights`]).

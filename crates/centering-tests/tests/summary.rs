@@ -37,6 +37,45 @@ fn bits_of(c: &Centering<f64>) -> Option<Vec<u64>> {
     c.mean().map(|m| m.iter().map(|v| v.to_bits()).collect())
 }
 
+/// Columns with nulls under Ignore (every third column without a bitmap),
+/// large enough for many leaves of the columns kernel (several leaves per
+/// node the pool does not split) and for the parallel tree, as the array
+/// with NaN at the nulls: the same summary, bit for bit; and without any
+/// bitmap (the `f64` strips, eight columns at a time), as the array.
+#[test]
+fn columns_with_nulls_across_many_leaves_are_the_arrays_bits() {
+    let (n, d) = (70_001, 11);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let x = Array2::from_shape_fn((n, d), |(_, j)| 1e6 * j as f64 + next() - 0.5);
+    let valid: Vec<Vec<bool>> = (0..d)
+        .map(|j| (0..n).map(|_| j % 3 == 0 || next() >= 0.1).collect())
+        .collect();
+    let cols: Vec<Vec<f64>> = (0..d).map(|j| x.column(j).to_vec()).collect();
+    let col_refs: Vec<&[f64]> = cols.iter().map(|c| &c[..]).collect();
+    let maps: Vec<Vec<u8>> = valid.iter().map(|v| bitmap(v, 5)).collect();
+    let validity: Vec<Option<Validity<'_>>> = maps
+        .iter()
+        .enumerate()
+        .map(|(j, m)| (j % 3 != 0).then(|| Validity::new(m, 5)))
+        .collect();
+    let with_nan = Array2::from_shape_fn((n, d), |(i, j)| if valid[j][i] { x[[i, j]] } else { f64::NAN });
+    let s = BatchSummary::from_columns(&col_refs, &validity, NanPolicy::Ignore).unwrap();
+    assert_eq!(s, BatchSummary::from_array(&with_nan, NanPolicy::Ignore).unwrap());
+    assert_eq!(
+        s,
+        BatchSummary::from_array(&fortran(&with_nan), NanPolicy::Ignore).unwrap()
+    );
+    // Without any bitmap: every column through the strips.
+    let s = BatchSummary::from_columns(&col_refs, &[], NanPolicy::Ignore).unwrap();
+    assert_eq!(s, BatchSummary::from_array(&x, NanPolicy::Ignore).unwrap());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
