@@ -77,6 +77,18 @@ impl<'a> Validity<'a> {
         self.bits.get(bit / 8).map(|b| b >> (bit % 8) & 1 == 1)
     }
 
+    /// Whether rows `i..i + 4` hold a value, as bits 0–3 (bit `k`: row
+    /// `i + k`), rows beyond the bitmap null: four [`is_valid`](Self::is_valid)
+    /// at once.
+    pub(crate) fn four(&self, i: usize) -> u8 {
+        let Some(bit) = self.offset.checked_add(i) else {
+            return 0;
+        };
+        let byte = |k: usize| u16::from(self.bits.get(k).copied().unwrap_or(0));
+        let word = byte(bit / 8) | byte(bit / 8 + 1) << 8;
+        (word >> (bit % 8)) as u8 & 0xF
+    }
+
     /// The bitmap of the rows from `by` on.
     pub(crate) fn shifted(&self, by: usize) -> Self {
         Validity {
@@ -285,6 +297,23 @@ fn wide_int_range<T: Input>(columns: &[&[T]], validity: &[Option<Validity<'_>>],
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `four(i)` is `is_valid(i + k)` for `k` in 0..4 as bits, rows beyond
+    /// the bitmap (and offsets past `usize`) null, at every bit offset.
+    #[test]
+    fn four_rows_are_four_is_valid() {
+        let bits = [0b1011_0110u8, 0b0100_1101, 0b1111_0001];
+        for offset in [0usize, 1, 3, 7, 8, 13, usize::MAX - 2] {
+            let v = Validity::new(&bits, offset);
+            for i in 0..30usize {
+                let want = (0..4).fold(0u8, |m, k| {
+                    let valid = i.checked_add(k).is_some_and(|r| v.is_valid(r) == Some(true));
+                    m | u8::from(valid) << k
+                });
+                assert_eq!(v.four(i), want, "offset {offset}, row {i}");
+            }
+        }
+    }
 
     /// The vectorised range sums (no scale) are the per-value loop's bits
     /// (zero scales run that loop with the same arithmetic): with and

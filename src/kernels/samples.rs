@@ -732,11 +732,18 @@ fn leaf_rest<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, const
                     prefetch_columns(cols, r);
                     // `t[i][k]`: sample `r + i` of feature `j0 + k`.
                     let t = $tile;
+                    // Bit `i` of `valid[k]`: sample `r + i` of column `k`
+                    // holds a value (four bits per column read at once).
+                    let valid: [u8; TILE] = if masked {
+                        std::array::from_fn(|k| bitmaps[k].map_or(0xF, |b| b.four(r)))
+                    } else {
+                        [0xF; TILE]
+                    };
                     for i in 0..TILE {
                         let wr = wt(r + i);
                         for k in 0..TILE {
                             let v = t[i][k];
-                            let kept = keep(k, r + i, v);
+                            let kept = nan_ok(v) && valid[k] >> i & 1 == 1;
                             step::<WEIGHTED, IGNORE, FMA>(
                                 &mut h[k], &mut l[k], &mut wh[k], &mut wl[k], v, wr, kept, unit,
                             );
