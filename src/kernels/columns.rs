@@ -79,7 +79,8 @@ impl<'a> Validity<'a> {
 
     /// Whether rows `i..i + 4` hold a value, as bits 0–3 (bit `k`: row
     /// `i + k`), rows beyond the bitmap null: four [`is_valid`](Self::is_valid)
-    /// at once.
+    /// at once (for bitmaps shorter than `usize::MAX / 8 − 1` bytes, so
+    /// every bitmap the callers check against their rows).
     pub(crate) fn four(&self, i: usize) -> u8 {
         let Some(bit) = self.offset.checked_add(i) else {
             return 0;
