@@ -170,23 +170,18 @@ fn feature_groups<T: Input, W: Input>(
 /// were no better (W11F 0.83 / 0.70 / 0.70).
 const SPAN: usize = 1 << 18;
 
-/// A node of a [`Group`]'s tree of at most [`SPAN`] elements: its leaves'
-/// sums by one call of the columns kernel, which reads each column across
-/// all of them, then merged as the tree merges them.
+/// A node of a [`Group`]'s tree of at most [`SPAN`] elements (one leaf or
+/// several): its leaves' sums by one call of the columns kernel, which
+/// reads each column across all of them, then merged as the tree merges
+/// them; where that kernel cannot take the node, its tree leaf by leaf.
 fn group_span<'a, T: Input, W: Input>(policy: NanPolicy) -> impl Fn(Group<'a, T, W>) -> Sums + Sync {
     let leaf = group_leaf(policy);
-    move |g: Group<'a, T, W>| {
-        if g.size() > LEAF
-            && let Some(sums) = span_sums(&g, policy)
-        {
-            return sums;
-        }
-        tree(g, LEAF, &leaf, &Sums::merged)
-    }
+    move |g: Group<'a, T, W>| span_sums(&g, policy).unwrap_or_else(|| tree(g, LEAF, &leaf, &Sums::merged))
 }
 
-/// [`group_span`]'s sums by the columns kernel, or `None` where
-/// [`group_leaf`] would not take it.
+/// [`group_span`]'s sums by the columns kernel, or `None` where it cannot
+/// take them: 64-bit integers (split in two `f64`s per value), weights that
+/// are not one run, columns that are not contiguous.
 fn span_sums<T: Input, W: Input>(g: &Group<'_, T, W>, policy: NanPolicy) -> Option<Sums> {
     let ws = g.w.as_ref().map(|w| w.as_slice());
     if !T::EXACT || matches!(ws, Some(None)) {
@@ -234,19 +229,10 @@ fn merge_leaves(r0: usize, r1: usize, d: usize, sums: &mut impl Iterator<Item = 
     Some(Sums::merged(a, b))
 }
 
-/// The leaf of a [`Group`]: the columns kernel on its rows, as
-/// [`leaf_sums`] runs it on a column-major leaf, from the 2-D view (through
-/// `IxDyn` the column views cost W11F's fit about 5%).
+/// The leaf of a [`Group`] that [`span_sums`] did not take, as the general
+/// tree sums a leaf.
 fn group_leaf<'a, T: Input, W: Input>(policy: NanPolicy) -> impl Fn(Group<'a, T, W>) -> Sums + Sync {
     move |g: Group<'a, T, W>| {
-        let ws = g.w.as_ref().map(|w| w.as_slice());
-        if T::EXACT
-            && g.x.nrows() > 0
-            && !matches!(ws, Some(None))
-            && let Some(sums) = columns_leaf(&g.x, ws.flatten(), policy == NanPolicy::Ignore)
-        {
-            return sums;
-        }
         let x = g.x.into_dyn();
         let w = g.w.map(|w| w.into_dyn());
         leaf_sums(&x, w.as_ref(), policy).unwrap_or_else(|| general::per_lane(&x, w.as_ref(), policy, &[]))
