@@ -90,6 +90,19 @@ impl<'a> Validity<'a> {
         (word >> (bit % 8)) as u8 & 0xF
     }
 
+    /// Whether rows `i..i + 16` hold a value, as bits 0–15 (bit `k`: row
+    /// `i + k`), rows beyond the bitmap null: [`four`](Self::four) for
+    /// sixteen rows (under the same limit).
+    pub(crate) fn sixteen(&self, i: usize) -> u16 {
+        let Some(bit) = self.offset.checked_add(i) else {
+            return 0;
+        };
+        let byte = |k: usize| u32::from(self.bits.get(k).copied().unwrap_or(0));
+        let at = bit / 8;
+        let word = byte(at) | byte(at + 1) << 8 | byte(at + 2) << 16;
+        (word >> (bit % 8)) as u16
+    }
+
     /// The bitmap of the rows from `by` on.
     pub(crate) fn shifted(&self, by: usize) -> Self {
         Validity {
@@ -312,6 +325,21 @@ mod tests {
                     m | u8::from(valid) << k
                 });
                 assert_eq!(v.four(i), want, "offset {offset}, row {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn sixteen_rows_are_sixteen_is_valid() {
+        let bits = [0b1011_0110u8, 0b0100_1101, 0b1111_0001, 0b0010_1110, 0b1001_0111];
+        for offset in [0usize, 1, 3, 7, 8, 13, 22, usize::MAX - 2] {
+            let v = Validity::new(&bits, offset);
+            for i in 0..45usize {
+                let want = (0..16).fold(0u16, |m, k| {
+                    let valid = i.checked_add(k).is_some_and(|r| v.is_valid(r) == Some(true));
+                    m | u16::from(valid) << k
+                });
+                assert_eq!(v.sixteen(i), want, "offset {offset}, row {i}");
             }
         }
     }

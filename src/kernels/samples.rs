@@ -598,7 +598,8 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     let wt = |r: usize| if WEIGHTED { w[r].widen() } else { 1.0 };
     // Checked here, not implied by `FMA`: the body is a safe function.
     let avx = FMA && avx_f64::<T>();
-    // `f64` columns without bitmaps on AVX2: the whole tiles of
+    // `f64` columns on AVX2, without bitmaps or, unweighted under
+    // `Ignore` (the only calls that pass them), with: the whole tiles of
     // [`STRIPS`] strips at once by the intrinsics kernel, then each leaf's
     // last `rows % TILE` samples of them; the other columns below. The
     // shared weight chain (if any) has the first `tiled(a, b)` rows of leaf
@@ -606,7 +607,7 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut striped = 0;
     #[cfg(target_arch = "x86_64")]
-    if avx && valid.iter().all(Option::is_none) {
+    if avx && ((IGNORE && !WEIGHTED) || valid.iter().all(Option::is_none)) {
         const WIDTH: usize = TILE * STRIPS;
         // SAFETY: `T` is `f64` (`avx_f64`), so the slices are the same type.
         let cols = unsafe { &*(std::ptr::from_ref::<[&[T]]>(columns) as *const [&[f64]]) };
@@ -622,16 +623,36 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
                 let part: [&[f64]; WIDTH] = std::array::from_fn(|k| &group[k][a..b]);
                 let ws = if WEIGHTED { &staged.get()[a..b] } else { &[][..] };
+                // The leaf's rows of the columns' bitmaps (unweighted, under
+                // `Ignore`: checked above), if any.
+                let bits: [Option<Validity<'_>>; WIDTH] =
+                    std::array::from_fn(|k| valid.get(j0 + k).copied().flatten().map(|v| v.shifted(a)));
+                let masked = bits.iter().any(Option::is_some);
+                let track = first && acc.shared.is_some();
                 // SAFETY: the CPU has AVX2 and FMA (`avx_f64`), and
                 // AVX-512F/VL where `avx512` (checked just above); features
                 // `j0..j0 + WIDTH` of `acc` are as `Acc::new` made them (+0):
                 // only earlier groups' features have been added to.
                 unsafe {
-                    match (avx512, first && acc.shared.is_some()) {
-                        (true, true) => simd::column_strips::<WEIGHTED, IGNORE, true, true>(&part, j0, ws, acc),
-                        (true, false) => simd::column_strips::<WEIGHTED, IGNORE, true, false>(&part, j0, ws, acc),
-                        (false, true) => simd::column_strips::<WEIGHTED, IGNORE, false, true>(&part, j0, ws, acc),
-                        (false, false) => simd::column_strips::<WEIGHTED, IGNORE, false, false>(&part, j0, ws, acc),
+                    match (avx512, track, masked) {
+                        (true, true, _) => {
+                            simd::column_strips::<WEIGHTED, IGNORE, true, true, false>(&part, &bits, j0, ws, acc)
+                        }
+                        (true, false, false) => {
+                            simd::column_strips::<WEIGHTED, IGNORE, true, false, false>(&part, &bits, j0, ws, acc)
+                        }
+                        (true, false, true) => {
+                            simd::column_strips::<WEIGHTED, IGNORE, true, false, true>(&part, &bits, j0, ws, acc)
+                        }
+                        (false, true, _) => {
+                            simd::column_strips::<WEIGHTED, IGNORE, false, true, false>(&part, &bits, j0, ws, acc)
+                        }
+                        (false, false, false) => {
+                            simd::column_strips::<WEIGHTED, IGNORE, false, false, false>(&part, &bits, j0, ws, acc)
+                        }
+                        (false, false, true) => {
+                            simd::column_strips::<WEIGHTED, IGNORE, false, false, true>(&part, &bits, j0, ws, acc)
+                        }
                     }
                 };
                 // The leaf's last samples of these columns while their
@@ -946,7 +967,7 @@ pub(super) fn column_range_sums<T: Input>(
 #[cfg(target_arch = "x86_64")]
 mod simd {
 
-    use super::{Acc, Dd};
+    use super::{Acc, Dd, Validity};
     pub(super) use crate::kernels::contiguous::{has_avx2 as has_avx2_fma, has_avx512};
 
     /// The 4×4 tile of `f64`s at `cols` (four values each), transposed:
@@ -979,6 +1000,19 @@ mod simd {
     /// → 20.4–20.7 GB/s; from memory on two threads, six alternations, no
     /// difference: medians 20.8–24.9 and 21.1–24.4).
     ///
+    /// With `MASKED` (unweighted, under `Ignore`), `bits[k]` is column `k`'s
+    /// validity bitmap from the call's first sample on, if it has one: a
+    /// null is skipped as a NaN is, its lane masked out of the TwoSum and
+    /// the count, so the bits are those of the per-value loop, which tests
+    /// each value's bit. The bitmaps are read sixteen rows at a time
+    /// (`Validity::sixteen`) and cut into a tile's four rows in registers.
+    /// `BatchSummary::from_columns` of 2²¹ × 64 `f64` with a bitmap per
+    /// column under `Ignore` (Arrow columns with nulls: DataFusion's
+    /// `center_fit`, Parquet), AMD EPYC Zen 4, two threads, three
+    /// alternations against the per-value loop with `Validity::four`:
+    /// medians 16.3–16.5 → 24.7–28.1 GB/s (the same columns without bitmaps
+    /// 26–33); one thread, 4096 rows: 11.3–17.4 → 23.4–24.7.
+    ///
     /// # Safety
     ///
     /// The CPU has AVX2 and FMA, and with `AVX512` AVX-512F/VL: unweighted
@@ -996,17 +1030,20 @@ mod simd {
         const IGNORE: bool,
         const AVX512: bool,
         const TRACK: bool,
+        const MASKED: bool,
     >(
         group: &[&[f64]],
+        bits: &[Option<Validity<'_>>],
         j0: usize,
         w: &[f64],
         acc: &mut Acc,
     ) {
         use std::arch::x86_64::{
-            __m256d, _CMP_ORD_Q, _mm256_add_pd, _mm256_and_pd, _mm256_broadcast_sd, _mm256_castpd_si256,
-            _mm256_castsi256_pd, _mm256_cmp_pd, _mm256_cmp_pd_mask, _mm256_fmsub_pd, _mm256_loadu_pd,
-            _mm256_mask_sub_epi64, _mm256_mul_pd, _mm256_or_pd, _mm256_set1_epi64x, _mm256_set1_pd, _mm256_setzero_pd,
-            _mm256_setzero_si256, _mm256_storeu_pd, _mm256_sub_epi64, _mm256_sub_pd,
+            __m256d, _CMP_ORD_Q, _mm256_add_pd, _mm256_and_pd, _mm256_and_si256, _mm256_broadcast_sd,
+            _mm256_castpd_si256, _mm256_castsi256_pd, _mm256_cmp_pd, _mm256_cmp_pd_mask, _mm256_cmpeq_epi64,
+            _mm256_fmsub_pd, _mm256_loadu_pd, _mm256_mask_sub_epi64, _mm256_mul_pd, _mm256_or_pd, _mm256_set1_epi64x,
+            _mm256_set1_pd, _mm256_setr_epi64x, _mm256_setzero_pd, _mm256_setzero_si256, _mm256_storeu_pd,
+            _mm256_sub_epi64, _mm256_sub_pd, _mm256_test_epi64_mask,
         };
         const S: usize = super::STRIPS;
         const T: usize = super::TILE;
@@ -1016,6 +1053,7 @@ mod simd {
         assert!(j0 + S * T <= acc.hi.len() && acc.lo.len() == acc.hi.len());
         assert!(!pf || (j0 + S * T <= acc.w_hi.len() && acc.w_lo.len() == acc.w_hi.len()));
         assert!(!WEIGHTED || w.len() >= rows);
+        assert!(!MASKED || (IGNORE && !WEIGHTED && bits.len() == S * T));
         // SAFETY (every load and store of this block): `acc`'s vectors hold
         // features `j0..j0 + S·T` (asserted above), each column `rows`
         // values and a tile reads four from `r + 4 ≤ rows`; weighted, `w`
@@ -1042,11 +1080,40 @@ mod simd {
             let all = _mm256_set1_epi64x(-1);
             let track = TRACK && acc.shared.is_some();
             let mut shared = acc.shared.unwrap_or_else(Dd::zero);
+            // Lane `k` of `row_bit[i]` is bit `16k + i`, the bit of
+            // `present` (below) that says whether sample `r + i` of the
+            // strip's column `k` holds a value.
+            // (Loops, not `array::from_fn`: an intrinsic called in a closure
+            // was left a call, the closure having no target features.)
+            let mut row_bit = [all; T];
+            for (i, b) in row_bit.iter_mut().enumerate() {
+                *b = _mm256_setr_epi64x(1 << i, 1 << (16 + i), 1 << (32 + i), 1 << (48 + i));
+            }
+            // Each strip's columns' validity of samples `r..r + 16` (at a
+            // multiple of 16), column `k`'s at bit `16k`.
+            let mut sixteen = [0u64; S];
             let mut r = 0;
             while r + T <= rows {
                 super::prefetch_columns(group, r);
                 let tiles: [[__m256d; T]; S] =
                     std::array::from_fn(|s| transpose4v(std::array::from_fn(|k| group[s * T + k].as_ptr().add(r))));
+                // A strip's four columns' validity of samples `r..r + 4`,
+                // column `k`'s four bits at bit `16k`, in every lane: cut
+                // from `sixteen`, read every 16 samples.
+                let mut present = [all; S];
+                if MASKED {
+                    if r % 16 == 0 {
+                        for (s, p) in sixteen.iter_mut().enumerate() {
+                            *p = 0;
+                            for k in 0..T {
+                                *p |= u64::from(bits[s * T + k].map_or(0xFFFF, |b| b.sixteen(r))) << (16 * k);
+                            }
+                        }
+                    }
+                    for (p, six) in present.iter_mut().zip(&sixteen) {
+                        *p = _mm256_set1_epi64x((six >> (r % 16) & 0x000F_000F_000F_000F) as i64);
+                    }
+                }
                 for i in 0..T {
                     if track {
                         super::chain(&mut shared, if WEIGHTED { w[r + i] } else { 1.0 });
@@ -1062,7 +1129,10 @@ mod simd {
                         if AVX512 && IGNORE && !WEIGHTED {
                             // SAFETY: with `AVX512` the CPU has AVX-512F/VL
                             // (this function's contract).
-                            let k = _mm256_cmp_pd_mask::<_CMP_ORD_Q>(tiles[s][i], tiles[s][i]);
+                            let mut k = _mm256_cmp_pd_mask::<_CMP_ORD_Q>(tiles[s][i], tiles[s][i]);
+                            if MASKED {
+                                k &= _mm256_test_epi64_mask(present[s], row_bit[i]);
+                            }
                             (hi[s], lo[s]) = skip_nan_two_sum(hi[s], lo[s], tiles[s][i], k, unit);
                             counts[s] = _mm256_mask_sub_epi64(counts[s], k, counts[s], all);
                             continue;
@@ -1071,8 +1141,13 @@ mod simd {
                         let mut wt = wr;
                         let mut kept = all;
                         if IGNORE {
-                            // `step`'s skip: NaN → +0 with weight +0.
-                            let keep = _mm256_cmp_pd::<_CMP_ORD_Q>(v, v);
+                            // `step`'s skip: NaN (or a null) → +0 with
+                            // weight +0.
+                            let mut keep = _mm256_cmp_pd::<_CMP_ORD_Q>(v, v);
+                            if MASKED {
+                                let bit = _mm256_and_si256(present[s], row_bit[i]);
+                                keep = _mm256_and_pd(keep, _mm256_castsi256_pd(_mm256_cmpeq_epi64(bit, row_bit[i])));
+                            }
                             v = _mm256_and_pd(v, keep);
                             if WEIGHTED {
                                 wt = _mm256_and_pd(wt, keep);
@@ -1495,6 +1570,79 @@ mod tests {
                     // SAFETY: the CPU has AVX2 and FMA, checked just above.
                     unsafe { by_flags!([simd::columns::avx2], weighted, ig, (&cols, &[], ws, &cuts, &mut accs)) };
                     assert_eq!(sums(accs), want, "AVX2 body, {n}×{d}, weighted {weighted}, ignore {ig}");
+                }
+            }
+        }
+    }
+
+    /// Columns with validity bitmaps (a null skipped as a NaN under
+    /// `Ignore` is, under either policy) through the masked strips: the
+    /// baseline body's bits (its per-leaf loop reads the bitmaps value by
+    /// value), dispatched and in the AVX2 build; bitmaps on some columns
+    /// only, at two offsets, with and without NaN, across leaves whose
+    /// lengths are not multiples of the strips' sixteen-row bitmap reads.
+    #[test]
+    fn masked_strips_are_the_per_value_bits() {
+        type T = f64;
+        type W = f64;
+        for (n, d) in [(203, 8), (101, 19), (64, 32), (300, 17)] {
+            let x = data(n, d, true);
+            let finite = x.mapv(|v| if v.is_nan() { 0.25 } else { v });
+            let cuts = [0, 5, 6, 6, n / 2, n / 2 + 3, n];
+            // About one null in four.
+            let mut z = 0x2545_F491_4F6C_DD1Du64;
+            let maps: Vec<Vec<u8>> = (0..d)
+                .map(|_| {
+                    (0..n / 8 + 3)
+                        .map(|_| {
+                            z ^= z << 13;
+                            z ^= z >> 7;
+                            z ^= z << 17;
+                            (z as u8) | (z >> 8) as u8
+                        })
+                        .collect()
+                })
+                .collect();
+            for offset in [0, 5] {
+                let valid: Vec<Option<Validity<'_>>> = maps
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| (j % 3 != 2).then(|| Validity::new(m, offset)))
+                    .collect();
+                // Nulls reach the kernel under `Ignore` only (a null under
+                // `Reject` is an error); with and without NaN.
+                for x in [&x, &finite] {
+                    let ig = true;
+                    let cols: Vec<&[f64]> = (0..d).filter_map(|j| x.column(j).to_slice()).collect();
+                    let new_accs = || -> Vec<Acc> { (1..cuts.len()).map(|_| Acc::new(d, false)).collect() };
+                    let sums = |accs: Vec<Acc>| accs.into_iter().map(|a| a.into_sums(d)).collect::<Vec<_>>();
+                    let mut accs = new_accs();
+                    by_flags!(
+                        [columns_body],
+                        false,
+                        ig,
+                        (&cols, &valid, &[], &cuts, &mut accs),
+                        false,
+                        false
+                    );
+                    let want = sums(accs);
+                    let counted: f64 = want.iter().flat_map(|s| &s.weight).map(|w| w.hi).sum();
+                    let present = (n * d) as f64;
+                    assert!(
+                        counted < 0.9 * present && counted > 0.5 * present,
+                        "{counted} of {present}"
+                    );
+                    let mut accs = new_accs();
+                    columns_dispatch::<T, W>(&cols, &valid, None, ig, &cuts, &mut accs);
+                    let case = format!("{n}×{d}, offset {offset}, NaN {}", x.iter().any(|v| v.is_nan()));
+                    assert_eq!(sums(accs), want, "dispatched body, {case}");
+                    #[cfg(target_arch = "x86_64")]
+                    if simd::has_avx2_fma() {
+                        let mut accs = new_accs();
+                        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                        unsafe { by_flags!([simd::columns::avx2], false, ig, (&cols, &valid, &[], &cuts, &mut accs)) };
+                        assert_eq!(sums(accs), want, "AVX2 body, {case}");
+                    }
                 }
             }
         }
