@@ -1,29 +1,32 @@
-//! No path of the crate calls the C library's software `fma` / `fmaf`.
+//! What the optimised build compiles the kernels to: no call of the C
+//! library's software `fma` / `fmaf`, no intrinsic left out of line.
 //!
 //! `f64::mul_add` compiles to one instruction only where the code is built
 //! with the `fma` target feature; elsewhere (the x86-64 baseline of a
 //! default build) it is a call to `fma`, a routine that costs tens of
-//! nanoseconds per value. The kernels get the feature by being inlined
-//! into the `#[target_feature]` functions the dispatch picks; a closure or
-//! a function that is not `#[inline(always)]` is compiled on its own,
-//! without the feature, and is inlined back only if the compiler chooses
-//! to. Session 16's `leaf_rest`, a closure then, was not: a call to `fma`
-//! per value (nullable Arrow columns at a third of their speed), with the
-//! same bits, so no other test saw it.
+//! nanoseconds per value. Intrinsics are `#[target_feature]` functions,
+//! inlined only into code built with their features. The kernels get the
+//! features by being inlined into the `#[target_feature]` functions the
+//! dispatch picks; a closure or a function that is not `#[inline(always)]`
+//! is compiled on its own, without them, and is inlined back only if the
+//! compiler chooses to. Session 16's `leaf_rest`, a closure then, was not:
+//! a call to `fma` per value (nullable Arrow columns at a third of their
+//! speed), with the same bits, so no other test saw it.
 //!
 //! This binary defines `fma` and `fmaf` itself: the linker binds the
 //! crate's calls to these, which count the calls and compute the fused
 //! operation. One test drives every public operation — every layout the
 //! kernels tell apart, every mode, policy and input type — and names those
-//! that called either, with the first call's callers. It covers the
+//! that called either, with the first call's callers; it covers the
 //! kernels this CPU dispatches to (AVX-512 or AVX2, and the portable code
-//! around them).
+//! around them). Another looks for intrinsics in the executable's symbol
+//! table.
 //!
 //! Optimised builds only: unoptimised, nothing is inlined that need not be,
-//! not even std's `mul_add`, so every `mul_add` calls `fma`. CI runs it in
-//! the benches' build (`cargo test --profile bench -p centering-bench
-//! --test no_software_fma`, reusing the roofline's compiled crates); in
-//! the README's (debug) test command it compiles to nothing.
+//! not even std's `mul_add` or the intrinsics. CI runs it in the benches'
+//! build (`cargo test --profile bench -p centering-bench --test codegen`,
+//! reusing the roofline's compiled crates); in the README's (debug) test
+//! command it compiles to nothing.
 #![cfg(all(target_arch = "x86_64", target_os = "linux", not(debug_assertions)))]
 
 use std::sync::Mutex;
@@ -227,6 +230,33 @@ fn no_operation_calls_software_fma() {
     integer_and_half_inputs(&mut found);
     merges_and_summaries(&mut found);
     assert!(found.is_empty(), "software fma called by:\n{}", found.join("\n"));
+}
+
+/// No x86 intrinsic is a function of its own in this binary. Intrinsics
+/// are `#[target_feature]` functions, inlined only into code built with
+/// their features; called from a closure (an `array::from_fn` in a kernel)
+/// they stay calls, one per use, where the kernel meant one instruction
+/// (the bitmap masks of the columns kernel, while being written: their
+/// `_mm256_set1_epi64x` a call per tile, a fifth of the kernel's time). An
+/// intrinsic left out of line has a symbol, with `core_arch` in its
+/// mangled name, in the executable's symbol table; std's CPU detection's
+/// `_xgetbv` is one by design.
+#[test]
+fn every_intrinsic_is_inlined() {
+    let exe = std::fs::read("/proc/self/exe").expect("this test's executable");
+    let needle = b"9core_arch3x86";
+    let mut found = std::collections::BTreeSet::new();
+    let mut at = 0;
+    while let Some(k) = exe[at..].windows(needle.len()).position(|w| w == needle) {
+        let hit = at + k;
+        // The whole NUL-terminated name around the hit.
+        let start = exe[..hit].iter().rposition(|&b| b == 0).map_or(0, |p| p + 1);
+        let end = exe[hit..].iter().position(|&b| b == 0).map_or(exe.len(), |p| hit + p);
+        found.insert(String::from_utf8_lossy(&exe[start..end]).into_owned());
+        at = end;
+    }
+    found.retain(|name| !name.contains("xgetbv"));
+    assert!(found.is_empty(), "intrinsics compiled out of line: {found:?}");
 }
 
 /// The integer and half-precision inputs, transforms of them, masks.
