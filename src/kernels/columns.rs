@@ -13,7 +13,7 @@
 //!   rows (a leaf when `rows·d ≤ LEAF`), each feature's values added in row
 //!   order by [`general::push_one`]'s arithmetic within a leaf (run by the
 //!   vectorised columns kernel of `samples.rs`, four features at a time —
-//!   eight for `f64` columns without bitmaps on AVX2),
+//!   eight for `f64` columns on AVX2, bitmaps read as lane masks),
 //!   leaves merged in the tree's order — which is what fitting the array
 //!   with NaN at the nulls under `Ignore` computes, for any layout of the
 //!   array;
@@ -92,7 +92,7 @@ impl<'a> Validity<'a> {
 
     /// Whether rows `i..i + 16` hold a value, as bits 0–15 (bit `k`: row
     /// `i + k`), rows beyond the bitmap null: [`four`](Self::four) for
-    /// sixteen rows (under the same limit).
+    /// sixteen rows (for bitmaps shorter than `usize::MAX / 8 − 2` bytes).
     pub(crate) fn sixteen(&self, i: usize) -> u16 {
         let Some(bit) = self.offset.checked_add(i) else {
             return 0;
@@ -372,8 +372,8 @@ mod tests {
                 .map(|_| (0..n.div_ceil(8) + 1).map(|_| next() as u8).collect())
                 .collect();
             let columns: Vec<&[f64]> = data.iter().map(Vec::as_slice).collect();
-            // Offsets 0 and 3 with a bitmap on every other column; `None`:
-            // no bitmap at all (the `f64` strips kernel's case).
+            // Offsets 0 and 3 with a bitmap on every other column (the
+            // strips, masked, for `d ≥ 8`); `None`: no bitmap at all.
             for offset in [Some(0usize), Some(3), None] {
                 let validity: Vec<Option<Validity<'_>>> = (0..d)
                     .map(|j| offset.filter(|_| j % 2 == 0).map(|o| Validity::new(&bits[j], o)))

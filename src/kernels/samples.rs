@@ -557,7 +557,9 @@ const STRIPS: usize = 2;
 /// columns kernel had taken `prefetch_ahead`'s 8 KiB, six alternations of
 /// W10F/W11F-only runs with 3 and 8 KiB: W11F 22.2–27.4 vs 24.3–27.6
 /// GB/s (medians 23.3 vs 24.8, within the drift), W10F 27.0–32.0 vs
-/// 17.4–29.6; kept 3 KiB for Zen 3.
+/// 17.4–29.6; kept 3 KiB for Zen 3. The columns' validity bitmaps (one
+/// bit per sample, read by the masked strips) are not prefetched: a
+/// sixty-fourth of the columns' bytes, they were not measured apart.
 const COLUMN_PREFETCH: usize = 3072;
 
 // Off the columns' set and off the staged weights' (half a page away).
@@ -698,8 +700,10 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
 /// the body and compiled with its instruction set: as a closure it was a
 /// function of its own, built for the baseline, whose `mul_add` was a call
 /// to software `fma` (Arrow columns with bitmaps under `Ignore`, 2²¹ × 64
-/// `f64`, two threads on the AMD EPYC Zen 4 VM: 4.0 GB/s before the
-/// closure, 1.4–1.5 with it, 3.5–3.7 as this function).
+/// `f64`, which then ran here, two threads on the AMD EPYC Zen 4 VM: 4.0
+/// GB/s before the closure, 1.4–1.5 with it, 3.5–3.7 as this function;
+/// `tests/codegen.rs` in the bench crate now checks that no operation
+/// calls software `fma`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 // Indices say which sample of which column a tile holds more plainly than
@@ -1054,6 +1058,8 @@ mod simd {
         assert!(!pf || (j0 + S * T <= acc.w_hi.len() && acc.w_lo.len() == acc.w_hi.len()));
         assert!(!WEIGHTED || w.len() >= rows);
         assert!(!MASKED || (IGNORE && !WEIGHTED && bits.len() == S * T));
+        // Without `MASKED` a null would be summed as a value.
+        assert!(MASKED || bits.iter().all(Option::is_none));
         // SAFETY (every load and store of this block): `acc`'s vectors hold
         // features `j0..j0 + S·T` (asserted above), each column `rows`
         // values and a tile reads four from `r + 4 ≤ rows`; weighted, `w`
@@ -1083,8 +1089,10 @@ mod simd {
             // Lane `k` of `row_bit[i]` is bit `16k + i`, the bit of
             // `present` (below) that says whether sample `r + i` of the
             // strip's column `k` holds a value.
-            // (Loops, not `array::from_fn`: an intrinsic called in a closure
-            // was left a call, the closure having no target features.)
+            // (Loops, not `array::from_fn`: an intrinsic called in such a
+            // closure was left a call, the closure having no target
+            // features; `tests/codegen.rs` in the bench crate checks for
+            // intrinsics out of line.)
             let mut row_bit = [all; T];
             for (i, b) in row_bit.iter_mut().enumerate() {
                 *b = _mm256_setr_epi64x(1 << i, 1 << (16 + i), 1 << (32 + i), 1 << (48 + i));
@@ -1575,8 +1583,9 @@ mod tests {
         }
     }
 
-    /// Columns with validity bitmaps (a null skipped as a NaN under
-    /// `Ignore` is, under either policy) through the masked strips: the
+    /// Columns with validity bitmaps under `Ignore` (the only policy that
+    /// passes nulls to the kernel: a null is skipped as a NaN is) through
+    /// the masked strips: the
     /// baseline body's bits (its per-leaf loop reads the bitmaps value by
     /// value), dispatched and in the AVX2 build; bitmaps on some columns
     /// only, at two offsets, with and without NaN, across leaves whose

@@ -57,8 +57,8 @@ pub extern "C" fn fmaf(a: f32, b: f32, c: f32) -> f32 {
     (f64::from(a) * f64::from(b) + f64::from(c)) as f32
 }
 
-/// Counts a call; the first since [`check`] cleared [`FIRST`] leaves
-/// its callers there.
+/// Counts a call; the first since [`check`] reset [`CALLS`] leaves its
+/// callers in [`FIRST`].
 fn counted() {
     if CALLS.fetch_add(1, Ordering::Relaxed) == 0 {
         let trace = std::backtrace::Backtrace::force_capture().to_string();
@@ -238,25 +238,32 @@ fn no_operation_calls_software_fma() {
 /// they stay calls, one per use, where the kernel meant one instruction
 /// (the bitmap masks of the columns kernel, while being written: their
 /// `_mm256_set1_epi64x` a call per tile, a fifth of the kernel's time). An
-/// intrinsic left out of line has a symbol, with `core_arch` in its
-/// mangled name, in the executable's symbol table; std's CPU detection's
-/// `_xgetbv` is one by design.
+/// intrinsic left out of line is a function symbol with `core_arch` in its
+/// mangled name in the executable's symbol table; std's CPU detection's
+/// `_xgetbv` is one by design. The crate's own kernels must be there too:
+/// a stripped executable would otherwise pass with nothing checked.
 #[test]
 fn every_intrinsic_is_inlined() {
+    use object::{Object, ObjectSymbol, SymbolKind};
     let exe = std::fs::read("/proc/self/exe").expect("this test's executable");
-    let needle = b"9core_arch3x86";
-    let mut found = std::collections::BTreeSet::new();
-    let mut at = 0;
-    while let Some(k) = exe[at..].windows(needle.len()).position(|w| w == needle) {
-        let hit = at + k;
-        // The whole NUL-terminated name around the hit.
-        let start = exe[..hit].iter().rposition(|&b| b == 0).map_or(0, |p| p + 1);
-        let end = exe[hit..].iter().position(|&b| b == 0).map_or(exe.len(), |p| hit + p);
-        found.insert(String::from_utf8_lossy(&exe[start..end]).into_owned());
-        at = end;
-    }
-    found.retain(|name| !name.contains("xgetbv"));
-    assert!(found.is_empty(), "intrinsics compiled out of line: {found:?}");
+    let elf = object::read::elf::ElfFile64::<object::Endianness>::parse(&*exe).expect("an ELF executable");
+    let functions: Vec<&str> = elf
+        .symbols()
+        .filter(|s| s.kind() == SymbolKind::Text)
+        .filter_map(|s| s.name().ok())
+        .collect();
+    assert!(
+        functions.iter().any(|f| f.contains("9centering7kernels")),
+        "no function of the crate's kernels in the symbol table (stripped?)"
+    );
+    let out_of_line: Vec<&&str> = functions
+        .iter()
+        .filter(|f| f.contains("9core_arch") && !f.contains("xgetbv"))
+        .collect();
+    assert!(
+        out_of_line.is_empty(),
+        "intrinsics compiled out of line: {out_of_line:?}"
+    );
 }
 
 /// The integer and half-precision inputs, transforms of them, masks.
@@ -326,13 +333,25 @@ fn merges_and_summaries(found: &mut Vec<String>) {
     let cols: Vec<Vec<f64>> = (0..11).map(|j| values(5000, j % 3 == 0).collect()).collect();
     let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
     let bitmaps: Vec<Vec<u8>> = (0..11)
-        .map(|j| (0..625).map(|i| (i * 37 + j * 11) as u8 | 0x81).collect())
+        .map(|j| (0..630).map(|i| (i * 37 + j * 11) as u8 | 0x81).collect())
         .collect();
     let valid: Vec<Option<Validity<'_>>> = bitmaps
         .iter()
         .enumerate()
         .map(|(j, b)| (j % 2 == 0).then(|| Validity::new(b, 0)))
         .collect();
+    let cols32: Vec<Vec<f32>> = cols.iter().map(|c| c.iter().map(|&v| v as f32).collect()).collect();
+    let refs32: Vec<&[f32]> = cols32.iter().map(Vec::as_slice).collect();
+    let ints: Vec<Vec<i16>> = (0..11)
+        .map(|j| (0..5000).map(|i| (i * 7 + j) as i16 - 999).collect())
+        .collect();
+    let refs16: Vec<&[i16]> = ints.iter().map(Vec::as_slice).collect();
+    check(found, "summaries of nullable f32 and i16 columns".into(), || {
+        BatchSummary::from_columns(&refs32, &valid, NanPolicy::Ignore).expect("summarises");
+        BatchSummary::from_columns(&refs16, &valid, NanPolicy::Ignore).expect("summarises");
+        let offset: Vec<Option<Validity<'_>>> = bitmaps.iter().map(|b| Some(Validity::new(b, 3))).collect();
+        BatchSummary::from_columns(&refs[..], &offset, NanPolicy::Ignore).expect("summarises");
+    });
     check(found, "summaries of nullable columns".into(), || {
         let s = BatchSummary::from_columns(&refs, &valid, NanPolicy::Ignore).expect("summarises");
         let mut m = Centering::<f64>::builder()
