@@ -1585,11 +1585,11 @@ mod tests {
 
     /// Columns with validity bitmaps under `Ignore` (the only policy that
     /// passes nulls to the kernel: a null is skipped as a NaN is) through
-    /// the masked strips: the
-    /// baseline body's bits (its per-leaf loop reads the bitmaps value by
-    /// value), dispatched and in the AVX2 build; bitmaps on some columns
-    /// only, at two offsets, with and without NaN, across leaves whose
-    /// lengths are not multiples of the strips' sixteen-row bitmap reads.
+    /// the masked strips: the baseline body's bits (its per-leaf loop
+    /// reads the bitmaps value by value), dispatched and in the AVX2
+    /// build; bitmaps on some columns only, at two offsets, with and
+    /// without NaN, across leaves whose lengths are not multiples of the
+    /// strips' sixteen-row bitmap reads.
     #[test]
     fn masked_strips_are_the_per_value_bits() {
         type T = f64;
