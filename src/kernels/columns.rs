@@ -13,7 +13,7 @@
 //!   rows (a leaf when `rows·d ≤ LEAF`), each feature's values added in row
 //!   order by [`general::push_one`]'s arithmetic within a leaf (run by the
 //!   vectorised columns kernel of `samples.rs`, four features at a time —
-//!   eight for `f64` columns on AVX2, bitmaps read as lane masks),
+//!   eight for `f64` and `f32` columns on AVX2, bitmaps read as lane masks),
 //!   leaves merged in the tree's order — which is what fitting the array
 //!   with NaN at the nulls under `Ignore` computes, for any layout of the
 //!   array;

@@ -169,7 +169,7 @@ pub(crate) fn tier() -> String {
             "ordinary stores (large _into outputs)"
         };
         let columns = if simd::has_avx2() {
-            "avx2+fma two strips (column-major weighted/NaN f64)"
+            "avx2+fma two strips (column-major weighted/NaN f64, f32)"
         } else {
             "one strip (column-major weighted/NaN)"
         };

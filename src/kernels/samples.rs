@@ -600,84 +600,27 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     let wt = |r: usize| if WEIGHTED { w[r].widen() } else { 1.0 };
     // Checked here, not implied by `FMA`: the body is a safe function.
     let avx = FMA && avx_f64::<T>();
-    // `f64` columns on AVX2, without bitmaps or, unweighted under
+    // `f64` and `f32` columns on AVX2, without bitmaps or, unweighted under
     // `Ignore` (the only calls that pass them), with: the whole tiles of
     // [`STRIPS`] strips at once by the intrinsics kernel, then each leaf's
-    // last `rows % TILE` samples of them; the other columns below. The
-    // shared weight chain (if any) has the first `tiled(a, b)` rows of leaf
-    // `a..b` summed by the strips.
+    // last `rows % TILE` samples of them ([`strip_groups`]); the other
+    // columns below. The shared weight chain (if any) has the first
+    // `tiled(a, b)` rows of leaf `a..b` summed by the strips.
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut striped = 0;
     #[cfg(target_arch = "x86_64")]
-    if avx && ((IGNORE && !WEIGHTED) || valid.iter().all(Option::is_none)) {
-        const WIDTH: usize = TILE * STRIPS;
-        // SAFETY: `T` is `f64` (`avx_f64`), so the slices are the same type.
-        let cols = unsafe { &*(std::ptr::from_ref::<[&[T]]>(columns) as *const [&[f64]]) };
-        let staged = match cols.first() {
-            Some(c) if WEIGHTED && cols.len() >= WIDTH => staged_weights(&w[..rows], c.as_ptr()),
-            _ => Staged::default(),
-        };
-        // Checked here as `avx` is: the body is a safe function.
-        let avx512 = AVX512 && simd::has_avx512();
-        for (g, group) in cols.chunks_exact(WIDTH).enumerate() {
-            // The first group carries the shared weight chain, if any.
-            let (j0, first) = (g * WIDTH, g == 0);
-            for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
-                let part: [&[f64]; WIDTH] = std::array::from_fn(|k| &group[k][a..b]);
-                let ws = if WEIGHTED { &staged.get()[a..b] } else { &[][..] };
-                // The leaf's rows of the columns' bitmaps (unweighted, under
-                // `Ignore`: checked above), if any.
-                let bits: [Option<Validity<'_>>; WIDTH] =
-                    std::array::from_fn(|k| valid.get(j0 + k).copied().flatten().map(|v| v.shifted(a)));
-                let masked = bits.iter().any(Option::is_some);
-                let track = first && acc.shared.is_some();
-                // SAFETY: the CPU has AVX2 and FMA (`avx_f64`), and
-                // AVX-512F/VL where `avx512` (checked just above); features
-                // `j0..j0 + WIDTH` of `acc` are as `Acc::new` made them (+0):
-                // only earlier groups' features have been added to.
-                unsafe {
-                    match (avx512, track, masked) {
-                        (true, true, _) => {
-                            simd::column_strips::<WEIGHTED, IGNORE, true, true, false>(&part, &bits, j0, ws, acc)
-                        }
-                        (true, false, false) => {
-                            simd::column_strips::<WEIGHTED, IGNORE, true, false, false>(&part, &bits, j0, ws, acc)
-                        }
-                        (true, false, true) => {
-                            simd::column_strips::<WEIGHTED, IGNORE, true, false, true>(&part, &bits, j0, ws, acc)
-                        }
-                        (false, true, _) => {
-                            simd::column_strips::<WEIGHTED, IGNORE, false, true, false>(&part, &bits, j0, ws, acc)
-                        }
-                        (false, false, false) => {
-                            simd::column_strips::<WEIGHTED, IGNORE, false, false, false>(&part, &bits, j0, ws, acc)
-                        }
-                        (false, false, true) => {
-                            simd::column_strips::<WEIGHTED, IGNORE, false, false, true>(&part, &bits, j0, ws, acc)
-                        }
-                    }
-                };
-                // The leaf's last samples of these columns while their
-                // lines are at hand: after the whole span's strips (1 MiB
-                // of a group of W10F's 32 columns) they may have left L2.
-                let done = (b - a) / TILE * TILE;
-                if done < b - a {
-                    for (k, cols4) in columns[j0..j0 + WIDTH].chunks(TILE).enumerate() {
-                        leaf_rest::<T, W, WEIGHTED, IGNORE, FMA>(
-                            valid,
-                            w,
-                            avx,
-                            j0 + k * TILE,
-                            cols4,
-                            (a, b),
-                            acc,
-                            done,
-                        );
-                    }
-                }
-            }
+    if (IGNORE && !WEIGHTED) || valid.iter().all(Option::is_none) {
+        if avx {
+            // SAFETY: `T` is `f64` (`avx_f64`), so the slices are the same type.
+            let cols = unsafe { &*(std::ptr::from_ref::<[&[T]]>(columns) as *const [&[f64]]) };
+            striped =
+                strip_groups::<T, f64, W, WEIGHTED, IGNORE, FMA, AVX512>(columns, cols, valid, w, cuts, accs, avx);
+        } else if FMA && avx_f32::<T>() {
+            // SAFETY: `T` is `f32` (`avx_f32`), so the slices are the same type.
+            let cols = unsafe { &*(std::ptr::from_ref::<[&[T]]>(columns) as *const [&[f32]]) };
+            striped =
+                strip_groups::<T, f32, W, WEIGHTED, IGNORE, FMA, AVX512>(columns, cols, valid, w, cuts, accs, avx);
         }
-        striped = columns.len() / WIDTH * WIDTH;
     }
     let tiled = |a: usize, b: usize| if striped > 0 { (b - a) / TILE * TILE } else { 0 };
     for (g, group) in columns[striped..].chunks(TILE).enumerate() {
@@ -692,6 +635,103 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
             }
         }
     }
+}
+
+/// The strips of [`columns_body`]: its columns as `E` (`T`, `f64` or
+/// `f32`: `cols` is `columns` retyped; `f32` columns, widened as they are
+/// loaded, read twice as fast as through the per-value loop: W10F / W11F
+/// shapes as `f32`, AMD EPYC Zen 4, two threads, three alternations,
+/// medians 10.5–10.7 → 20.8–21.7 and 11.5–11.6 → 18.0–18.7 GB/s), every
+/// whole group of
+/// [`TILE`]` · `[`STRIPS`] columns by the intrinsics kernel, leaf by leaf,
+/// each leaf's last `rows % TILE` samples of them right after; returns
+/// how many columns it took. `avx` is `columns_body`'s (`T` is `f64`).
+///
+/// Takes nothing (returns 0) unless the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn strip_groups<
+    T: Input,
+    E: simd::Four,
+    W: Input,
+    const WEIGHTED: bool,
+    const IGNORE: bool,
+    const FMA: bool,
+    const AVX512: bool,
+>(
+    columns: &[&[T]],
+    cols: &[&[E]],
+    valid: &[Option<Validity<'_>>],
+    w: &[W],
+    cuts: &[usize],
+    accs: &mut [Acc],
+    avx: bool,
+) -> usize {
+    const WIDTH: usize = TILE * STRIPS;
+    // Checked here, as `columns_body` does: this is a safe function.
+    if !simd::has_avx2_fma() {
+        return 0;
+    }
+    let rows = columns.first().map_or(0, |c| c.len());
+    let leaves = || cuts.windows(2).map(|c| (c[0], c[1]));
+    // (`f32` columns advance 4 bytes a row to the weights' 8: half a page
+    // apart at the first row only. Not measured apart.)
+    let staged = match cols.first() {
+        Some(c) if WEIGHTED && cols.len() >= WIDTH => staged_weights(&w[..rows], c.as_ptr().cast::<f64>()),
+        _ => Staged::default(),
+    };
+    // Checked here as `avx` is: the body is a safe function.
+    let avx512 = AVX512 && simd::has_avx512();
+    for (g, group) in cols.chunks_exact(WIDTH).enumerate() {
+        // The first group carries the shared weight chain, if any.
+        let (j0, first) = (g * WIDTH, g == 0);
+        for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
+            let part: [&[E]; WIDTH] = std::array::from_fn(|k| &group[k][a..b]);
+            let ws = if WEIGHTED { &staged.get()[a..b] } else { &[][..] };
+            // The leaf's rows of the columns' bitmaps (unweighted, under
+            // `Ignore`: checked above), if any.
+            let bits: [Option<Validity<'_>>; WIDTH] =
+                std::array::from_fn(|k| valid.get(j0 + k).copied().flatten().map(|v| v.shifted(a)));
+            let masked = bits.iter().any(Option::is_some);
+            let track = first && acc.shared.is_some();
+            // (`MASKED` only without the weight chain: bitmaps come with
+            // unweighted calls, which have no chain.)
+            macro_rules! strips {
+                ($(($avx:literal, $track:literal, $masked:pat) => $m:literal),*) => {
+                    match (avx512, track, masked) {
+                        $(($avx, $track, $masked) => {
+                            simd::column_strips::<WEIGHTED, IGNORE, $avx, $track, $m, _>(&part, &bits, j0, ws, acc)
+                        })*
+                    }
+                };
+            }
+            // SAFETY: the CPU has AVX2 and FMA (checked above), and
+            // AVX-512F/VL where `avx512` (checked just above); features
+            // `j0..j0 + WIDTH` of `acc` are as `Acc::new` made them (+0):
+            // only earlier groups' features have been added to.
+            unsafe {
+                strips!(
+                    (true, true, _) => false,
+                    (true, false, false) => false,
+                    (true, false, true) => true,
+                    (false, true, _) => false,
+                    (false, false, false) => false,
+                    (false, false, true) => true
+                )
+            };
+            // The leaf's last samples of these columns while their
+            // lines are at hand: after the whole span's strips (1 MiB
+            // of a group of W10F's 32 columns) they may have left L2.
+            let done = (b - a) / TILE * TILE;
+            if done < b - a {
+                for (k, cols4) in columns[j0..j0 + WIDTH].chunks(TILE).enumerate() {
+                    leaf_rest::<T, W, WEIGHTED, IGNORE, FMA>(valid, w, avx, j0 + k * TILE, cols4, (a, b), acc, done);
+                }
+            }
+        }
+    }
+    columns.len() / WIDTH * WIDTH
 }
 
 /// Rows `from..` of leaf `a..b` of `group` (at most [`TILE`] columns,
@@ -848,6 +888,17 @@ fn avx_f64<T: 'static>() -> bool {
     false
 }
 
+/// Whether the strips may take `T`'s columns as `f32`: `T` is `f32` and
+/// the CPU has AVX2 and FMA.
+fn avx_f32<T: 'static>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && simd::has_avx2_fma()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Samples `r..r + TILE` of the `TILE` columns `cols`, widened, sample by
 /// sample: `t[i][k]` is `cols[k][r + i]`.
 #[inline(always)]
@@ -990,7 +1041,8 @@ mod simd {
     }
 
     /// Features `j0..j0 + TILE·STRIPS` of the columns kernel, `group` their
-    /// `f64` columns: [`STRIPS`](super::STRIPS) four-feature vectors stepped
+    /// columns (`f64`, or `f32` widened as they are loaded: [`Four`]):
+    /// [`STRIPS`](super::STRIPS) four-feature vectors stepped
     /// side by side, four samples per transposed tile, by `super::step`'s
     /// arithmetic written as intrinsics (the compiler's vectorisation of two
     /// strips of `step` split them into halves and spilled), the first
@@ -1035,19 +1087,20 @@ mod simd {
         const AVX512: bool,
         const TRACK: bool,
         const MASKED: bool,
+        E: Four,
     >(
-        group: &[&[f64]],
+        group: &[&[E]],
         bits: &[Option<Validity<'_>>],
         j0: usize,
         w: &[f64],
         acc: &mut Acc,
     ) {
         use std::arch::x86_64::{
-            __m256d, _CMP_ORD_Q, _mm256_add_pd, _mm256_and_pd, _mm256_and_si256, _mm256_broadcast_sd,
-            _mm256_castpd_si256, _mm256_castsi256_pd, _mm256_cmp_pd, _mm256_cmp_pd_mask, _mm256_cmpeq_epi64,
-            _mm256_fmsub_pd, _mm256_loadu_pd, _mm256_mask_sub_epi64, _mm256_mul_pd, _mm256_or_pd, _mm256_set1_epi64x,
-            _mm256_set1_pd, _mm256_setr_epi64x, _mm256_setzero_pd, _mm256_setzero_si256, _mm256_storeu_pd,
-            _mm256_sub_epi64, _mm256_sub_pd, _mm256_test_epi64_mask,
+            _CMP_ORD_Q, _mm256_add_pd, _mm256_and_pd, _mm256_and_si256, _mm256_broadcast_sd, _mm256_castpd_si256,
+            _mm256_castsi256_pd, _mm256_cmp_pd, _mm256_cmp_pd_mask, _mm256_cmpeq_epi64, _mm256_fmsub_pd,
+            _mm256_loadu_pd, _mm256_mask_sub_epi64, _mm256_mul_pd, _mm256_or_pd, _mm256_set1_epi64x, _mm256_set1_pd,
+            _mm256_setr_epi64x, _mm256_setzero_pd, _mm256_setzero_si256, _mm256_storeu_pd, _mm256_sub_epi64,
+            _mm256_sub_pd, _mm256_test_epi64_mask,
         };
         const S: usize = super::STRIPS;
         const T: usize = super::TILE;
@@ -1066,14 +1119,20 @@ mod simd {
         // holds at least `rows` (asserted above), of which a tile reads
         // `r..r + 4`.
         unsafe {
-            let load = |v: &[f64], s: usize| _mm256_loadu_pd(v.as_ptr().add(j0 + s * T));
-            let mut hi: [__m256d; S] = std::array::from_fn(|s| load(&acc.hi, s));
-            let mut lo: [__m256d; S] = std::array::from_fn(|s| load(&acc.lo, s));
+            // No closures around intrinsics in this function (see `tiles`
+            // below): loops.
+            let mut hi = [_mm256_setzero_pd(); S];
+            let mut lo = [_mm256_setzero_pd(); S];
             let mut w_hi = [_mm256_setzero_pd(); S];
             let mut w_lo = [_mm256_setzero_pd(); S];
-            if pf {
-                w_hi = std::array::from_fn(|s| load(&acc.w_hi, s));
-                w_lo = std::array::from_fn(|s| load(&acc.w_lo, s));
+            for s in 0..S {
+                let at = j0 + s * T;
+                hi[s] = _mm256_loadu_pd(acc.hi.as_ptr().add(at));
+                lo[s] = _mm256_loadu_pd(acc.lo.as_ptr().add(at));
+                if pf {
+                    w_hi[s] = _mm256_loadu_pd(acc.w_hi.as_ptr().add(at));
+                    w_lo[s] = _mm256_loadu_pd(acc.w_lo.as_ptr().add(at));
+                }
             }
             // `a·1 + b` by FMA is `a + b` bit for bit (`super::Unit`); the
             // `1` opaque so that the compiler keeps the FMA.
@@ -1103,8 +1162,18 @@ mod simd {
             let mut r = 0;
             while r + T <= rows {
                 super::prefetch_columns(group, r);
-                let tiles: [[__m256d; T]; S] =
-                    std::array::from_fn(|s| transpose4v(std::array::from_fn(|k| group[s * T + k].as_ptr().add(r))));
+                // Loops, not `array::from_fn`: `four` and the transpose are
+                // inlined only into code built with AVX, which a closure is
+                // not (with closures both were calls: `f32` columns at half
+                // the speed of the per-value loop).
+                let mut tiles = [[_mm256_setzero_pd(); T]; S];
+                for (s, tile) in tiles.iter_mut().enumerate() {
+                    let mut c = [_mm256_setzero_pd(); T];
+                    for (k, v) in c.iter_mut().enumerate() {
+                        *v = E::four(group[s * T + k].as_ptr().add(r));
+                    }
+                    *tile = transpose4r(c);
+                }
                 // A strip's four columns' validity of samples `r..r + 4`,
                 // column `k`'s four bits at bit `16k`, in every lane: cut
                 // from `sixteen`, read every 16 samples.
@@ -1195,13 +1264,13 @@ mod simd {
                     w_hi[s] = _mm256_add_pd(w_hi[s], n);
                 }
             }
-            let store = |v: &mut [f64], s: usize, x: __m256d| _mm256_storeu_pd(v.as_mut_ptr().add(j0 + s * T), x);
             for s in 0..S {
-                store(&mut acc.hi, s, hi[s]);
-                store(&mut acc.lo, s, lo[s]);
+                let at = j0 + s * T;
+                _mm256_storeu_pd(acc.hi.as_mut_ptr().add(at), hi[s]);
+                _mm256_storeu_pd(acc.lo.as_mut_ptr().add(at), lo[s]);
                 if pf {
-                    store(&mut acc.w_hi, s, w_hi[s]);
-                    store(&mut acc.w_lo, s, w_lo[s]);
+                    _mm256_storeu_pd(acc.w_hi.as_mut_ptr().add(at), w_hi[s]);
+                    _mm256_storeu_pd(acc.w_lo.as_mut_ptr().add(at), w_lo[s]);
                 }
             }
             if track {
@@ -1281,6 +1350,39 @@ mod simd {
         }
     }
 
+    /// A column element the strips read: four at a time, widened to `f64`
+    /// (exactly, as `Input::widen` does).
+    pub(super) trait Four: Copy + 'static {
+        /// The four values at `p`, as `f64`s.
+        ///
+        /// # Safety
+        ///
+        /// The CPU has AVX; `p` points to four readable values.
+        unsafe fn four(p: *const Self) -> std::arch::x86_64::__m256d;
+    }
+
+    impl Four for f64 {
+        // Built with AVX, as an intrinsic is: inlined into the kernels
+        // (which are), its loads inlined into it.
+        #[inline]
+        #[target_feature(enable = "avx")]
+        unsafe fn four(p: *const f64) -> std::arch::x86_64::__m256d {
+            // SAFETY: the caller's contract (an unaligned load).
+            unsafe { std::arch::x86_64::_mm256_loadu_pd(p) }
+        }
+    }
+
+    impl Four for f32 {
+        // Built with AVX, as an intrinsic is: inlined into the kernels
+        // (which are), its loads inlined into it.
+        #[inline]
+        #[target_feature(enable = "avx")]
+        unsafe fn four(p: *const f32) -> std::arch::x86_64::__m256d {
+            // SAFETY: the caller's contract (an unaligned load of 16 bytes).
+            unsafe { std::arch::x86_64::_mm256_cvtps_pd(std::arch::x86_64::_mm_loadu_ps(p)) }
+        }
+    }
+
     /// [`transpose4`] as vectors: four unpacks and four lane permutes.
     ///
     /// # Safety
@@ -1289,16 +1391,23 @@ mod simd {
     #[inline]
     #[target_feature(enable = "avx")]
     unsafe fn transpose4v(cols: [*const f64; 4]) -> [std::arch::x86_64::__m256d; 4] {
-        use std::arch::x86_64::{_mm256_loadu_pd, _mm256_permute2f128_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd};
         // SAFETY: readable by the caller's contract (unaligned loads).
-        let (c0, c1, c2, c3) = unsafe {
-            (
-                _mm256_loadu_pd(cols[0]),
-                _mm256_loadu_pd(cols[1]),
-                _mm256_loadu_pd(cols[2]),
-                _mm256_loadu_pd(cols[3]),
-            )
-        };
+        unsafe {
+            transpose4r([
+                f64::four(cols[0]),
+                f64::four(cols[1]),
+                f64::four(cols[2]),
+                f64::four(cols[3]),
+            ])
+        }
+    }
+
+    /// Four vectors of four samples of one column each, transposed: vector
+    /// `i` holds sample `i` of each.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn transpose4r([c0, c1, c2, c3]: [std::arch::x86_64::__m256d; 4]) -> [std::arch::x86_64::__m256d; 4] {
+        use std::arch::x86_64::{_mm256_permute2f128_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd};
         // [a0 b0 a2 b2], [a1 b1 a3 b3], [c0 d0 c2 d2], [c1 d1 c3 d3].
         let (u0, u1) = (_mm256_unpacklo_pd(c0, c1), _mm256_unpackhi_pd(c0, c1));
         let (u2, u3) = (_mm256_unpacklo_pd(c2, c3), _mm256_unpackhi_pd(c2, c3));
@@ -1652,6 +1761,71 @@ mod tests {
                         unsafe { by_flags!([simd::columns::avx2], false, ig, (&cols, &valid, &[], &cuts, &mut accs)) };
                         assert_eq!(sums(accs), want, "AVX2 body, {case}");
                     }
+                }
+            }
+        }
+    }
+
+    /// `f32` columns through the strips (widened as they are loaded):
+    /// weighted, NaN-skipping, weighted and NaN-skipping, and with validity
+    /// bitmaps, across leaves — the baseline body's bits (which widens value
+    /// by value), dispatched and in the AVX2 build.
+    #[test]
+    fn f32_columns_through_the_strips_are_the_per_value_bits() {
+        type T = f32;
+        type W = f32;
+        for (n, d) in [(203, 8), (101, 19), (64, 32)] {
+            let x = data(n, d, true).mapv(|v| v as f32);
+            let finite = x.mapv(|v| if v.is_nan() { 0.25 } else { v });
+            let w = ndarray::Array1::from_shape_fn(n, |i| [0.0f32, 0.5, 3.0, 1e-3, 7.25][i % 5]);
+            let cuts = [0, 5, 6, 6, n / 2, n / 2 + 3, n];
+            let maps: Vec<Vec<u8>> = (0..d)
+                .map(|j| (0..n / 8 + 3).map(|i| (i * 37 + j * 11) as u8 | 0x42).collect())
+                .collect();
+            let bitmaps: Vec<Option<Validity<'_>>> = maps
+                .iter()
+                .enumerate()
+                .map(|(j, m)| (j % 3 != 1).then(|| Validity::new(m, 2)))
+                .collect();
+            for (weighted, ig, masked) in [
+                (true, false, false),
+                (true, true, false),
+                (false, true, false),
+                (false, true, true),
+            ] {
+                let x = if ig { &x } else { &finite };
+                let cols: Vec<&[f32]> = (0..d).filter_map(|j| x.column(j).to_slice()).collect();
+                let ws: &[f32] = if weighted { w.as_slice().unwrap() } else { &[] };
+                let valid: &[Option<Validity<'_>>] = if masked { &bitmaps } else { &[] };
+                let new_accs = || -> Vec<Acc> { (1..cuts.len()).map(|_| Acc::new(d, weighted && !ig)).collect() };
+                let sums = |accs: Vec<Acc>| accs.into_iter().map(|a| a.into_sums(d)).collect::<Vec<_>>();
+                let mut accs = new_accs();
+                by_flags!(
+                    [columns_body],
+                    weighted,
+                    ig,
+                    (&cols, valid, ws, &cuts, &mut accs),
+                    false,
+                    false
+                );
+                let want = sums(accs);
+                let case = format!("{n}×{d}, weighted {weighted}, ignore {ig}, bitmaps {masked}");
+                let mut accs = new_accs();
+                columns_dispatch::<T, W>(&cols, valid, weighted.then_some(ws), ig, &cuts, &mut accs);
+                assert_eq!(sums(accs), want, "dispatched body, {case}");
+                #[cfg(target_arch = "x86_64")]
+                if simd::has_avx2_fma() {
+                    let mut accs = new_accs();
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    unsafe {
+                        by_flags!(
+                            [simd::columns::avx2],
+                            weighted,
+                            ig,
+                            (&cols, valid, ws, &cuts, &mut accs)
+                        )
+                    };
+                    assert_eq!(sums(accs), want, "AVX2 body, {case}");
                 }
             }
         }
