@@ -512,8 +512,8 @@ const GROUP: usize = 32;
 
 /// Features, and samples, per tile of the columns kernel: four samples of
 /// four features, loaded as four runs of one column each and stepped as
-/// four samples of a four-feature vector (a transpose the compiler does
-/// in registers).
+/// four samples of a four-feature vector (a transpose in registers:
+/// `tile_avx`, and the strips' `transpose4r`).
 const TILE: usize = 4;
 
 /// Strips of [`TILE`] features the intrinsics columns kernel walks side by
@@ -645,7 +645,8 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
 /// whole group of
 /// [`TILE`]` · `[`STRIPS`] columns by the intrinsics kernel, leaf by leaf,
 /// each leaf's last `rows % TILE` samples of them right after; returns
-/// how many columns it took. `avx` is `columns_body`'s (`T` is `f64`).
+/// how many columns it took. `avx` is `columns_body`'s: `T` is `f64` (for
+/// `f32` it is false, and the tails' `leaf_rest` reads them with `tile`).
 ///
 /// Takes nothing (returns 0) unless the CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
@@ -681,7 +682,7 @@ fn strip_groups<
         Some(c) if WEIGHTED && cols.len() >= WIDTH => staged_weights(&w[..rows], c.as_ptr().cast::<f64>()),
         _ => Staged::default(),
     };
-    // Checked here as `avx` is: the body is a safe function.
+    // Checked here too: this is a safe function.
     let avx512 = AVX512 && simd::has_avx512();
     for (g, group) in cols.chunks_exact(WIDTH).enumerate() {
         // The first group carries the shared weight chain, if any.
@@ -865,7 +866,9 @@ impl Staged {
 /// memory, AMD EPYC (Zen 4), two threads, six alternations: median 22.1 →
 /// 24.0 GB/s (weights moved by 2 KiB in the caller's buffer instead: 21.3–
 /// 21.8 → 23.1–25.9); one thread in L2 (1024 rows, the weights allocated
-/// apart from the columns, off their set): 19.3 → 19.8.
+/// apart from the columns, off their set): 19.3 → 19.8. (`f64` columns:
+/// an `f32` column's rows advance half as fast as the weights', so only
+/// its first row sits half a page away.)
 #[cfg(target_arch = "x86_64")]
 fn staged_weights<W: Input>(w: &[W], column: *const f64) -> Staged {
     const PAGE: usize = 4096;
@@ -890,13 +893,9 @@ fn avx_f64<T: 'static>() -> bool {
 
 /// Whether the strips may take `T`'s columns as `f32`: `T` is `f32` and
 /// the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
 fn avx_f32<T: 'static>() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && simd::has_avx2_fma()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && simd::has_avx2_fma()
 }
 
 /// Samples `r..r + TILE` of the `TILE` columns `cols`, widened, sample by
@@ -1775,7 +1774,15 @@ mod tests {
         type T = f32;
         type W = f32;
         for (n, d) in [(203, 8), (101, 19), (64, 32)] {
-            let x = data(n, d, true).mapv(|v| v as f32);
+            // With subnormal `f32`s and −0 among them.
+            let mut x = data(n, d, true).mapv(|v| v as f32);
+            for (i, v) in x.iter_mut().enumerate().filter(|(i, _)| i % 13 == 5) {
+                *v = if i % 2 == 0 {
+                    -0.0
+                } else {
+                    f32::from_bits(0x0000_1234 + i as u32)
+                };
+            }
             let finite = x.mapv(|v| if v.is_nan() { 0.25 } else { v });
             let w = ndarray::Array1::from_shape_fn(n, |i| [0.0f32, 0.5, 3.0, 1e-3, 7.25][i % 5]);
             let cuts = [0, 5, 6, 6, n / 2, n / 2 + 3, n];
@@ -1792,9 +1799,10 @@ mod tests {
                 (true, true, false),
                 (false, true, false),
                 (false, true, true),
+                (false, false, false),
             ] {
                 let x = if ig { &x } else { &finite };
-                let cols: Vec<&[f32]> = (0..d).filter_map(|j| x.column(j).to_slice()).collect();
+                let cols: Vec<&[f32]> = (0..d).map(|j| x.column(j).to_slice().expect("Fortran order")).collect();
                 let ws: &[f32] = if weighted { w.as_slice().unwrap() } else { &[] };
                 let valid: &[Option<Validity<'_>>] = if masked { &bitmaps } else { &[] };
                 let new_accs = || -> Vec<Acc> { (1..cuts.len()).map(|_| Acc::new(d, weighted && !ig)).collect() };
@@ -1827,6 +1835,16 @@ mod tests {
                     };
                     assert_eq!(sums(accs), want, "AVX2 body, {case}");
                 }
+            }
+            // The strips take them (not the per-value loop on all paths).
+            #[cfg(target_arch = "x86_64")]
+            if simd::has_avx2_fma() {
+                assert!(avx_f32::<T>() && !avx_f64::<T>());
+                let cols: Vec<&[f32]> = (0..d).map(|j| x.column(j).to_slice().expect("Fortran order")).collect();
+                let mut accs: Vec<Acc> = (1..cuts.len()).map(|_| Acc::new(d, false)).collect();
+                let taken =
+                    strip_groups::<T, f32, W, false, true, true, true>(&cols, &cols, &[], &[], &cuts, &mut accs, false);
+                assert_eq!(taken, d / 8 * 8, "{n}×{d}");
             }
         }
     }
