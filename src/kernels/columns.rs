@@ -312,34 +312,23 @@ fn wide_int_range<T: Input>(columns: &[&[T]], validity: &[Option<Validity<'_>>],
 mod tests {
     use super::*;
 
-    /// `four(i)` is `is_valid(i + k)` for `k` in 0..4 as bits, rows beyond
-    /// the bitmap (and offsets past `usize`) null, at every bit offset.
+    /// `four(i)` and `sixteen(i)` are `is_valid(i + k)` for `k` in 0..4 and
+    /// 0..16 as bits, rows beyond the bitmap (and offsets past `usize`)
+    /// null, at every bit offset.
     #[test]
-    fn four_rows_are_four_is_valid() {
-        let bits = [0b1011_0110u8, 0b0100_1101, 0b1111_0001];
-        for offset in [0usize, 1, 3, 7, 8, 13, usize::MAX - 2] {
-            let v = Validity::new(&bits, offset);
-            for i in 0..30usize {
-                let want = (0..4).fold(0u8, |m, k| {
-                    let valid = i.checked_add(k).is_some_and(|r| v.is_valid(r) == Some(true));
-                    m | u8::from(valid) << k
-                });
-                assert_eq!(v.four(i), want, "offset {offset}, row {i}");
-            }
-        }
-    }
-
-    #[test]
-    fn sixteen_rows_are_sixteen_is_valid() {
+    fn four_and_sixteen_rows_are_is_valid() {
         let bits = [0b1011_0110u8, 0b0100_1101, 0b1111_0001, 0b0010_1110, 0b1001_0111];
         for offset in [0usize, 1, 3, 7, 8, 13, 22, usize::MAX - 2] {
             let v = Validity::new(&bits, offset);
-            for i in 0..45usize {
-                let want = (0..16).fold(0u16, |m, k| {
+            let want = |i: usize, rows: usize| {
+                (0..rows).fold(0u16, |m, k| {
                     let valid = i.checked_add(k).is_some_and(|r| v.is_valid(r) == Some(true));
                     m | u16::from(valid) << k
-                });
-                assert_eq!(v.sixteen(i), want, "offset {offset}, row {i}");
+                })
+            };
+            for i in 0..45usize {
+                assert_eq!(u16::from(v.four(i)), want(i, 4), "four, offset {offset}, row {i}");
+                assert_eq!(v.sixteen(i), want(i, 16), "sixteen, offset {offset}, row {i}");
             }
         }
     }

@@ -1631,6 +1631,45 @@ mod tests {
         check(&bytes, &w, false, "u8");
     }
 
+    /// One call of the columns kernel over `cuts`' leaves by every body:
+    /// the baseline (which reads value by value: the reference), the
+    /// dispatched one and the AVX2 + FMA build where the CPU has it;
+    /// asserts that they agree bit for bit and returns the baseline's sums,
+    /// leaf by leaf.
+    fn columns_bodies_agree<T: Input, W: Input>(
+        cols: &[&[T]],
+        valid: &[Option<Validity<'_>>],
+        ws: &[W],
+        (weighted, ig): (bool, bool),
+        cuts: &[usize],
+        case: &str,
+    ) -> Vec<Sums> {
+        let d = cols.len();
+        let new_accs = || -> Vec<Acc> { (1..cuts.len()).map(|_| Acc::new(d, weighted && !ig)).collect() };
+        let sums = |accs: Vec<Acc>| accs.into_iter().map(|a| a.into_sums(d)).collect::<Vec<_>>();
+        let mut accs = new_accs();
+        by_flags!(
+            [columns_body],
+            weighted,
+            ig,
+            (cols, valid, ws, cuts, &mut accs),
+            false,
+            false
+        );
+        let want = sums(accs);
+        let mut accs = new_accs();
+        columns_dispatch::<T, W>(cols, valid, weighted.then_some(ws), ig, cuts, &mut accs);
+        assert_eq!(sums(accs), want, "dispatched body, {case}");
+        #[cfg(target_arch = "x86_64")]
+        if simd::has_avx2_fma() {
+            let mut accs = new_accs();
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            unsafe { by_flags!([simd::columns::avx2], weighted, ig, (cols, valid, ws, cuts, &mut accs)) };
+            assert_eq!(sums(accs), want, "AVX2 body, {case}");
+        }
+        want
+    }
+
     /// One call of the columns kernel over several leaves (`cuts`, empty
     /// and one-row leaves among them) gives each leaf the per-lane loop's
     /// sums over its rows alone, bit for bit: the baseline body, the
@@ -1657,36 +1696,9 @@ mod tests {
                         general::per_lane(&xl, weighted.then_some(&wl), policy, &[])
                     })
                     .collect();
-                let new_accs = || -> Vec<Acc> { (1..cuts.len()).map(|_| Acc::new(d, weighted && !ig)).collect() };
-                let sums = |accs: Vec<Acc>| accs.into_iter().map(|a| a.into_sums(d)).collect::<Vec<_>>();
-                let mut accs = new_accs();
-                by_flags!(
-                    [columns_body],
-                    weighted,
-                    ig,
-                    (&cols, &[], ws, &cuts, &mut accs),
-                    false,
-                    false
-                );
-                assert_eq!(
-                    sums(accs),
-                    want,
-                    "baseline body, {n}×{d}, weighted {weighted}, ignore {ig}"
-                );
-                let mut accs = new_accs();
-                columns_dispatch::<T, W>(&cols, &[], weighted.then_some(ws), ig, &cuts, &mut accs);
-                assert_eq!(
-                    sums(accs),
-                    want,
-                    "dispatched body, {n}×{d}, weighted {weighted}, ignore {ig}"
-                );
-                #[cfg(target_arch = "x86_64")]
-                if simd::has_avx2_fma() {
-                    let mut accs = new_accs();
-                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                    unsafe { by_flags!([simd::columns::avx2], weighted, ig, (&cols, &[], ws, &cuts, &mut accs)) };
-                    assert_eq!(sums(accs), want, "AVX2 body, {n}×{d}, weighted {weighted}, ignore {ig}");
-                }
+                let case = format!("{n}×{d}, weighted {weighted}, ignore {ig}");
+                let got = columns_bodies_agree::<T, W>(&cols, &[], ws, (weighted, ig), &cuts, &case);
+                assert_eq!(got, want, "baseline body, {case}");
             }
         }
     }
@@ -1731,35 +1743,14 @@ mod tests {
                 for x in [&x, &finite] {
                     let ig = true;
                     let cols: Vec<&[f64]> = (0..d).filter_map(|j| x.column(j).to_slice()).collect();
-                    let new_accs = || -> Vec<Acc> { (1..cuts.len()).map(|_| Acc::new(d, false)).collect() };
-                    let sums = |accs: Vec<Acc>| accs.into_iter().map(|a| a.into_sums(d)).collect::<Vec<_>>();
-                    let mut accs = new_accs();
-                    by_flags!(
-                        [columns_body],
-                        false,
-                        ig,
-                        (&cols, &valid, &[], &cuts, &mut accs),
-                        false,
-                        false
-                    );
-                    let want = sums(accs);
+                    let case = format!("{n}×{d}, offset {offset}, NaN {}", x.iter().any(|v| v.is_nan()));
+                    let want = columns_bodies_agree::<T, W>(&cols, &valid, &[], (false, ig), &cuts, &case);
                     let counted: f64 = want.iter().flat_map(|s| &s.weight).map(|w| w.hi).sum();
                     let present = (n * d) as f64;
                     assert!(
                         counted < 0.9 * present && counted > 0.5 * present,
                         "{counted} of {present}"
                     );
-                    let mut accs = new_accs();
-                    columns_dispatch::<T, W>(&cols, &valid, None, ig, &cuts, &mut accs);
-                    let case = format!("{n}×{d}, offset {offset}, NaN {}", x.iter().any(|v| v.is_nan()));
-                    assert_eq!(sums(accs), want, "dispatched body, {case}");
-                    #[cfg(target_arch = "x86_64")]
-                    if simd::has_avx2_fma() {
-                        let mut accs = new_accs();
-                        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                        unsafe { by_flags!([simd::columns::avx2], false, ig, (&cols, &valid, &[], &cuts, &mut accs)) };
-                        assert_eq!(sums(accs), want, "AVX2 body, {case}");
-                    }
                 }
             }
         }
@@ -1805,36 +1796,8 @@ mod tests {
                 let cols: Vec<&[f32]> = (0..d).map(|j| x.column(j).to_slice().expect("Fortran order")).collect();
                 let ws: &[f32] = if weighted { w.as_slice().unwrap() } else { &[] };
                 let valid: &[Option<Validity<'_>>] = if masked { &bitmaps } else { &[] };
-                let new_accs = || -> Vec<Acc> { (1..cuts.len()).map(|_| Acc::new(d, weighted && !ig)).collect() };
-                let sums = |accs: Vec<Acc>| accs.into_iter().map(|a| a.into_sums(d)).collect::<Vec<_>>();
-                let mut accs = new_accs();
-                by_flags!(
-                    [columns_body],
-                    weighted,
-                    ig,
-                    (&cols, valid, ws, &cuts, &mut accs),
-                    false,
-                    false
-                );
-                let want = sums(accs);
                 let case = format!("{n}×{d}, weighted {weighted}, ignore {ig}, bitmaps {masked}");
-                let mut accs = new_accs();
-                columns_dispatch::<T, W>(&cols, valid, weighted.then_some(ws), ig, &cuts, &mut accs);
-                assert_eq!(sums(accs), want, "dispatched body, {case}");
-                #[cfg(target_arch = "x86_64")]
-                if simd::has_avx2_fma() {
-                    let mut accs = new_accs();
-                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                    unsafe {
-                        by_flags!(
-                            [simd::columns::avx2],
-                            weighted,
-                            ig,
-                            (&cols, valid, ws, &cuts, &mut accs)
-                        )
-                    };
-                    assert_eq!(sums(accs), want, "AVX2 body, {case}");
-                }
+                columns_bodies_agree::<T, W>(&cols, valid, ws, (weighted, ig), &cuts, &case);
             }
             // The strips take them (not the per-value loop on all paths).
             #[cfg(target_arch = "x86_64")]
