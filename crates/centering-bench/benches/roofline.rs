@@ -7,10 +7,12 @@
 //! cargo bench -p centering-bench --bench roofline                          # full sizes (1 GiB inputs), 5–10 minutes
 //! CENTERING_BENCH_QUICK=1 cargo bench -p centering-bench --bench roofline  # sizes ÷ 64, fewer rounds: a smoke check
 //! CENTERING_BENCH_ONLY=W9,W12 cargo bench -p centering-bench --bench roofline  # just these workloads
+//! CENTERING_BENCH_ROUNDS=9 cargo bench -p centering-bench --bench roofline     # timed rounds per operation (5; quick: 3)
 //! ```
 //!
 //! Prints a Markdown table and writes the rows as a JSON list to
-//! `$CARGO_TARGET_DIR/roofline.json` (by default `target/roofline.json`).
+//! `$CARGO_TARGET_DIR/roofline.json` (by default `target/roofline.json`),
+//! each with every contender's time in every timed round (`round_ms`).
 //!
 //! # What is compared with what
 //!
@@ -202,7 +204,8 @@ struct Config {
     quick: bool,
     /// What the workloads' sample counts are divided by.
     scale: usize,
-    /// Timed rounds per operation (after one warm-up round).
+    /// Timed rounds per operation (after one warm-up round): 5 in full
+    /// mode, 3 in quick mode, or `CENTERING_BENCH_ROUNDS`.
     rounds: usize,
     /// `CENTERING_BENCH_ONLY=W9,W12`: just these workloads (W7 runs with W1).
     only: Option<Vec<String>>,
@@ -214,20 +217,15 @@ impl Config {
         let only = std::env::var("CENTERING_BENCH_ONLY")
             .ok()
             .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
-        if quick {
-            Config {
-                quick,
-                scale: 64,
-                rounds: 3,
-                only,
-            }
-        } else {
-            Config {
-                quick,
-                scale: 1,
-                rounds: 5,
-                only,
-            }
+        let rounds = std::env::var("CENTERING_BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|&r: &usize| r > 0);
+        Config {
+            quick,
+            scale: if quick { 64 } else { 1 },
+            rounds: rounds.unwrap_or(if quick { 3 } else { 5 }),
+            only,
         }
     }
 }
@@ -706,10 +704,31 @@ impl<'a, C> Contender<'a, C> {
 /// module docs, "Method").
 const IN_A_ROW: usize = 2;
 
+/// What [`race`] measured: each contender's median time and every timed
+/// round's, in the contenders' order.
+struct Race {
+    medians: Vec<Duration>,
+    rounds: Vec<Vec<Duration>>,
+}
+
+impl Race {
+    /// Every contender's timed rounds in ms, in the order they ran, by name:
+    /// `round_ms` in `target/roofline.json`, to tell a steady row from one
+    /// whose median fell in a slow spell of the machine.
+    fn round_ms<C>(&self, contenders: &[Contender<'_, C>]) -> Value {
+        let ms = |t: &Duration| t.as_secs_f64() * 1e3;
+        contenders
+            .iter()
+            .zip(&self.rounds)
+            .map(|(c, t)| (c.name.clone(), json!(t.iter().map(ms).collect::<Vec<_>>())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
 /// Runs every contender [`IN_A_ROW`] times per round, one warm-up round then
-/// `cfg.rounds` timed ones, rotating the order; returns each contender's
-/// median time.
-fn race<C>(cfg: &Config, case: &mut C, contenders: &mut [Contender<'_, C>]) -> Vec<Duration> {
+/// `cfg.rounds` timed ones, rotating the order.
+fn race<C>(cfg: &Config, case: &mut C, contenders: &mut [Contender<'_, C>]) -> Race {
     let n = contenders.len();
     let mut times = vec![Vec::with_capacity(cfg.rounds); n];
     for round in 0..=cfg.rounds {
@@ -724,7 +743,10 @@ fn race<C>(cfg: &Config, case: &mut C, contenders: &mut [Contender<'_, C>]) -> V
             }
         }
     }
-    times.into_iter().map(median).collect()
+    Race {
+        medians: times.iter().cloned().map(median).collect(),
+        rounds: times,
+    }
 }
 
 /// The GB/s of every contender of `role` (by name), from the medians.
@@ -1022,11 +1044,14 @@ where
         {
             contenders.extend(chunked(chunk));
         }
-        let medians = race(cfg, &mut case, &mut contenders);
-        let of = |role| by_role(&contenders, &medians, role, bytes);
+        let race = race(cfg, &mut case, &mut contenders);
+        let medians = &race.medians;
+        let of = |role| by_role(&contenders, medians, role, bytes);
         let limit = of(Role::Limit);
         let crate_gbps = of(Role::Crate)[0].1;
-        out.push(row(op, crate_gbps, limit.clone(), of(Role::Ndarray)[0].1));
+        let mut r = row(op, crate_gbps, limit.clone(), of(Role::Ndarray)[0].1);
+        r.extra.insert("round_ms".into(), race.round_ms(&contenders));
+        out.push(r);
         if let Some((w7_id, chunk)) = w7.filter(|_| op == "fit") {
             let w7_gbps = of(Role::ChunkedCrate)[0].1;
             let mut r = row(op, w7_gbps, limit, of(Role::ChunkedNdarray)[0].1);
@@ -1035,6 +1060,7 @@ where
             r.extra.insert("chunk_rows".into(), json!(chunk));
             r.extra.insert("w1_fit_gbps".into(), json!(crate_gbps));
             r.extra.insert("ratio_to_w1_fit".into(), json!(w7_gbps / crate_gbps));
+            r.extra.insert("round_ms".into(), race.round_ms(&contenders));
             out.push(r);
         }
     }
@@ -1061,8 +1087,8 @@ fn w8_fit_transform(cfg: &Config, x: ndarray::Array2<f64>, rows: &[Row]) -> Row 
             })
         }),
     ];
-    let medians = race(cfg, &mut case, &mut contenders);
-    let (crate_t, nd_t) = (medians[0], medians[1]);
+    let race = race(cfg, &mut case, &mut contenders);
+    let (crate_t, nd_t) = (race.medians[0], race.medians[1]);
 
     // The same calls from inside a 2-thread pool (`install`): they must work
     // there too, and cost the same.
@@ -1104,6 +1130,7 @@ fn w8_fit_transform(cfg: &Config, x: ndarray::Array2<f64>, rows: &[Row]) -> Row 
     let name = format!("{read_name} + {copy_name}");
     let us = |t: Duration| t.as_secs_f64() * 1e6;
     let mut extra = serde_json::Map::new();
+    extra.insert("round_ms".into(), race.round_ms(&contenders));
     extra.insert("crate_us".into(), json!(us(crate_t)));
     extra.insert("ndarray_us".into(), json!(us(nd_t)));
     extra.insert(
@@ -1505,7 +1532,8 @@ mod narrow {
                     }));
                 }
             }
-            let medians = race(cfg, &mut case, &mut contenders);
+            let race = race(cfg, &mut case, &mut contenders);
+            let medians = race.medians.clone();
             let time_of = |name: &str| {
                 contenders
                     .iter()
@@ -1552,7 +1580,9 @@ mod narrow {
                 limit_variants: variants,
                 ndarray_gbps: gbps(bytes, nd_t),
                 note: String::new(),
-                extra: serde_json::Map::new(),
+                extra: [("round_ms".to_string(), race.round_ms(&contenders))]
+                    .into_iter()
+                    .collect(),
             });
         }
         eprintln!("{id} done in {:.1} s", start.elapsed().as_secs_f64());
@@ -1672,11 +1702,12 @@ mod missing {
                 Kind::Weights => c.w.dot(&c.x) / c.w.sum(),
             })
         }));
-        let medians = race(cfg, &mut case, &mut contenders);
-        let of = |role| by_role(&contenders, &medians, role, bytes);
+        let race = race(cfg, &mut case, &mut contenders);
+        let of = |role| by_role(&contenders, &race.medians, role, bytes);
         let limit = of(Role::Limit);
         let best = fastest(&limit);
         let mut extra = serde_json::Map::new();
+        extra.insert("round_ms".into(), race.round_ms(&contenders));
         extra.insert(
             "read_elements".into(),
             json!(if kind == Kind::Weights { "x and w" } else { "x" }),
