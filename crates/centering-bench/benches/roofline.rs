@@ -7,7 +7,7 @@
 //! cargo bench -p centering-bench --bench roofline                          # full sizes (1 GiB inputs), 5–10 minutes
 //! CENTERING_BENCH_QUICK=1 cargo bench -p centering-bench --bench roofline  # sizes ÷ 64, fewer rounds: a smoke check
 //! CENTERING_BENCH_ONLY=W9,W12 cargo bench -p centering-bench --bench roofline  # just these workloads
-//! CENTERING_BENCH_ROUNDS=9 cargo bench -p centering-bench --bench roofline     # timed rounds per operation (5; quick: 3)
+//! CENTERING_BENCH_ROUNDS=9 cargo bench -p centering-bench --bench roofline     # timed rounds per operation (7; quick: 3)
 //! ```
 //!
 //! Prints a Markdown table and writes the rows as a JSON list to
@@ -85,6 +85,19 @@
 //! them, and keeps every fresh allocation close in time to the previous
 //! free: on these virtual machines memory left idle for a few seconds is
 //! handed back to the host and is much slower to touch again.
+//!
+//! The *ratio* to the limit pairs the rounds: in each round, the fastest
+//! limit variant's time (by median) over the crate's time, and the median
+//! of those per-round ratios. A slow spell of the machine that spans two or
+//! three rounds slows both sides of those rounds' ratios; the ratio of the
+//! two medians (also reported) can take the crate's median from inside the
+//! spell and the limit's from outside it. Seen on an AMD EPYC (Zen 4) VM in
+//! a full run of five rounds: W12's fit read 13, 19, 18, 11, 19 ms where
+//! the limit read 13, 18, 16, 10, 13 ms — medians' ratio 0.75, per-round
+//! 0.91. Pairing does not help against a lone slow call (a `transform`
+//! whose fresh pages the host is slow to back: 104–144 ms in three rounds,
+//! 250–259 in two): there the median of more rounds does, hence seven in
+//! a full run. Every round's times are in `roofline.json` (`round_ms`).
 //!
 //! In its turn, a contender runs twice in a row and only the second call is
 //! timed. Fresh memory is fast or slow depending on what was freed just
@@ -204,7 +217,7 @@ struct Config {
     quick: bool,
     /// What the workloads' sample counts are divided by.
     scale: usize,
-    /// Timed rounds per operation (after one warm-up round): 5 in full
+    /// Timed rounds per operation (after one warm-up round): 7 in full
     /// mode, 3 in quick mode, or `CENTERING_BENCH_ROUNDS`.
     rounds: usize,
     /// `CENTERING_BENCH_ONLY=W9,W12`: just these workloads (W7 runs with W1).
@@ -224,7 +237,7 @@ impl Config {
         Config {
             quick,
             scale: if quick { 64 } else { 1 },
-            rounds: rounds.unwrap_or(if quick { 3 } else { 5 }),
+            rounds: rounds.unwrap_or(if quick { 3 } else { 7 }),
             only,
         }
     }
@@ -724,6 +737,63 @@ impl Race {
             .collect::<serde_json::Map<_, _>>()
             .into()
     }
+
+    /// Contender `of`'s speed as a ratio to `limit`'s (the contenders whose
+    /// times add up to the limit, as W9's read and fill do), round by round
+    /// — the limit's time in a round over `of`'s in the same round — and
+    /// the median of those ratios: a slow spell of the machine that spans a
+    /// round or two slows both sides of its ratios, where it can move one
+    /// side's median and not the other's.
+    fn paired(&self, of: usize, limit: &[usize]) -> f64 {
+        let mut ratios: Vec<f64> = (0..self.rounds[of].len())
+            .map(|r| {
+                let l: Duration = limit.iter().map(|&i| self.rounds[i][r]).sum();
+                l.as_secs_f64() / self.rounds[of][r].as_secs_f64()
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let m = ratios.len() / 2;
+        if ratios.len() % 2 == 1 {
+            ratios[m]
+        } else {
+            (ratios[m - 1] + ratios[m]) / 2.0
+        }
+    }
+
+    /// The index of the contender named `name`.
+    fn index<C>(contenders: &[Contender<'_, C>], name: &str) -> usize {
+        contenders
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no contender {name}"))
+    }
+
+    /// The index of the first contender of `role`.
+    fn role<C>(contenders: &[Contender<'_, C>], role: Role) -> usize {
+        contenders
+            .iter()
+            .position(|c| c.role == role)
+            .unwrap_or_else(|| panic!("no contender of role {role:?}"))
+    }
+
+    /// The paired ratios of the crate (role `crate_role`) and of ndarray
+    /// (`ndarray_role`) to the limit named `limit` (names joined by ` + `
+    /// add up, as [`Row::limit`]'s do).
+    fn pairs<C>(&self, contenders: &[Contender<'_, C>], crate_role: Role, ndarray_role: Role, limit: &str) -> Paired {
+        let limit: Vec<usize> = limit.split(" + ").map(|n| Race::index(contenders, n)).collect();
+        Paired {
+            crate_ratio: self.paired(Race::role(contenders, crate_role), &limit),
+            ndarray_ratio: self.paired(Race::role(contenders, ndarray_role), &limit),
+        }
+    }
+}
+
+/// A row's ratios to its limit as medians of per-round ratios
+/// ([`Race::paired`]).
+#[derive(Clone, Copy)]
+struct Paired {
+    crate_ratio: f64,
+    ndarray_ratio: f64,
 }
 
 /// Runs every contender [`IN_A_ROW`] times per round, one warm-up round then
@@ -961,6 +1031,9 @@ struct Row {
     /// Every limit variant measured: name and GB/s.
     limit_variants: Vec<(String, f64)>,
     ndarray_gbps: f64,
+    /// The ratios round by round, where the limit ran in the same rounds
+    /// (all rows but W8's `fit+transform`, whose limit adds up two races').
+    paired: Option<Paired>,
     /// Free-form, for the table.
     note: String,
     /// Extra JSON fields.
@@ -968,11 +1041,24 @@ struct Row {
 }
 
 impl Row {
+    /// The ratio to the limit: paired round by round where it can be
+    /// ([`Race::paired`]), else the medians' ratio.
     fn ratio(&self) -> Option<f64> {
-        self.limit.as_ref().map(|(l, _)| self.gbps / l)
+        self.paired.map(|p| p.crate_ratio).or_else(|| self.medians_ratio())
     }
 
     fn ndarray_ratio(&self) -> Option<f64> {
+        self.paired
+            .map(|p| p.ndarray_ratio)
+            .or_else(|| self.ndarray_medians_ratio())
+    }
+
+    /// The crate's median GB/s over the limit's.
+    fn medians_ratio(&self) -> Option<f64> {
+        self.limit.as_ref().map(|(l, _)| self.gbps / l)
+    }
+
+    fn ndarray_medians_ratio(&self) -> Option<f64> {
         self.limit.as_ref().map(|(l, _)| self.ndarray_gbps / l)
     }
 
@@ -990,8 +1076,11 @@ impl Row {
             "limit_variant": self.limit.as_ref().map(|(_, n)| n.clone()),
             "limit_variants": self.limit_variants.iter().map(|(n, g)| (n.clone(), json!(g))).collect::<serde_json::Map<_, _>>(),
             "ratio": self.ratio(),
+            "ratio_method": if self.paired.is_some() { "median of per-round ratios" } else { "ratio of medians" },
+            "ratio_of_medians": self.medians_ratio(),
             "ndarray_gbps": self.ndarray_gbps,
             "ndarray_ratio": self.ndarray_ratio(),
+            "ndarray_ratio_of_medians": self.ndarray_medians_ratio(),
             "vs_ndarray": self.gbps / self.ndarray_gbps,
             "quick": cfg.quick,
             "rounds": cfg.rounds,
@@ -1031,6 +1120,7 @@ where
             limit: best,
             limit_variants: limit,
             ndarray_gbps,
+            paired: None,
             note: String::new(),
             extra: serde_json::Map::new(),
         }
@@ -1050,16 +1140,26 @@ where
         let limit = of(Role::Limit);
         let crate_gbps = of(Role::Crate)[0].1;
         let mut r = row(op, crate_gbps, limit.clone(), of(Role::Ndarray)[0].1);
+        let limit_name = r.limit.as_ref().map(|(_, n)| n.clone()).expect("every op has a limit");
+        r.paired = Some(race.pairs(&contenders, Role::Crate, Role::Ndarray, &limit_name));
         r.extra.insert("round_ms".into(), race.round_ms(&contenders));
         out.push(r);
         if let Some((w7_id, chunk)) = w7.filter(|_| op == "fit") {
             let w7_gbps = of(Role::ChunkedCrate)[0].1;
             let mut r = row(op, w7_gbps, limit, of(Role::ChunkedNdarray)[0].1);
+            r.paired = Some(race.pairs(&contenders, Role::ChunkedCrate, Role::ChunkedNdarray, &limit_name));
+            // W7 against W1's fit, round by round as the ratios to the limit.
+            let to_w1 = race.paired(
+                Race::role(&contenders, Role::ChunkedCrate),
+                &[Race::role(&contenders, Role::Crate)],
+            );
             r.workload = w7_id;
-            r.note = format!("{:.2}× {id} fit", w7_gbps / crate_gbps);
+            r.note = format!("{to_w1:.2}× {id} fit");
             r.extra.insert("chunk_rows".into(), json!(chunk));
             r.extra.insert("w1_fit_gbps".into(), json!(crate_gbps));
-            r.extra.insert("ratio_to_w1_fit".into(), json!(w7_gbps / crate_gbps));
+            r.extra.insert("ratio_to_w1_fit".into(), json!(to_w1));
+            r.extra
+                .insert("ratio_to_w1_fit_of_medians".into(), json!(w7_gbps / crate_gbps));
             r.extra.insert("round_ms".into(), race.round_ms(&contenders));
             out.push(r);
         }
@@ -1134,9 +1234,12 @@ fn w8_fit_transform(cfg: &Config, x: ndarray::Array2<f64>, rows: &[Row]) -> Row 
     extra.insert("crate_us".into(), json!(us(crate_t)));
     extra.insert("ndarray_us".into(), json!(us(nd_t)));
     extra.insert(
-        "speedup_vs_ndarray".into(),
+        "speedup_vs_ndarray_of_medians".into(),
         json!(nd_t.as_secs_f64() / crate_t.as_secs_f64()),
     );
+    // Round by round, as the other rows' ratios.
+    let speedup = race.paired(0, &[1]);
+    extra.insert("speedup_vs_ndarray".into(), json!(speedup));
     extra.insert("in_2_thread_pool_us".into(), json!(us(in_pool)));
     extra.insert("calls_counted".into(), json!(calls));
     extra.insert("calling_thread_waits".into(), json!(blocks));
@@ -1144,11 +1247,10 @@ fn w8_fit_transform(cfg: &Config, x: ndarray::Array2<f64>, rows: &[Row]) -> Row 
     extra.insert("pool_touched".into(), json!(blocks.map(|b| b > 0)));
     let waits = |w: Option<u64>| w.map_or("?".to_string(), |w| w.to_string());
     let note = format!(
-        "crate {:.2} µs vs ndarray {:.2} µs per call ({:.2}×); in a 2-thread pool {:.2} µs; \
+        "crate {:.2} µs vs ndarray {:.2} µs per call ({speedup:.2}×); in a 2-thread pool {:.2} µs; \
          caller waited {} times in {calls} calls (control, a 2-thread join: {})",
         us(crate_t),
         us(nd_t),
-        nd_t.as_secs_f64() / crate_t.as_secs_f64(),
         us(in_pool),
         waits(blocks),
         waits(control),
@@ -1164,6 +1266,7 @@ fn w8_fit_transform(cfg: &Config, x: ndarray::Array2<f64>, rows: &[Row]) -> Row 
         limit: Some((limit, name.clone())),
         limit_variants: vec![(name, limit)],
         ndarray_gbps: gbps(bytes, nd_t),
+        paired: None,
         note,
         extra,
     }
@@ -1221,8 +1324,9 @@ fn print_header(cfg: &Config) {
     );
     println!("crate kernels on this CPU: {}", centering::__kernel_tier());
     println!(
-        "mode: {} (sizes ÷ {}), {} timed rounds + 1 warm-up, medians; GB/s = input bytes (N·D·size_of F) / time, \
-         1 GB = 1e9 B, for crate, limit and ndarray alike\n",
+        "mode: {} (sizes ÷ {}), {} timed rounds + 1 warm-up; GB/s = input bytes (N·D·size_of F) / median time, \
+         1 GB = 1e9 B, for crate, limit and ndarray alike; ratio = the median over rounds of the limit's time \
+         in a round over the crate's in that round (ratio of medians: of the GB/s columns)\n",
         if cfg.quick { "QUICK" } else { "full" },
         cfg.scale,
         cfg.rounds
@@ -1254,9 +1358,9 @@ fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let opt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}"));
     s.push_str(
-        "| workload | op | dtype | shape | crate GB/s | limit GB/s (variant) | ratio | ndarray GB/s | ndarray ratio | notes |\n",
+        "| workload | op | dtype | shape | crate GB/s | limit GB/s (variant) | ratio | ratio of medians | ndarray GB/s | ndarray ratio | notes |\n",
     );
-    s.push_str("|---|---|---|---|---:|---|---:|---:|---:|---|\n");
+    s.push_str("|---|---|---|---|---:|---|---:|---:|---:|---:|---|\n");
     for r in rows {
         let shape = r.shape.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
         let order = if r.fortran { " F" } else { "" };
@@ -1266,12 +1370,13 @@ fn table(rows: &[Row]) -> String {
             .map_or("—".to_string(), |(g, n)| format!("{g:.1} ({n})"));
         writeln!(
             s,
-            "| {} | {} | {} | {shape}{order} | {:.2} | {limit} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {shape}{order} | {:.2} | {limit} | {} | {} | {:.2} | {} | {} |",
             r.workload,
             r.op,
             r.dtype,
             r.gbps,
             opt(r.ratio()),
+            opt(r.medians_ratio()),
             r.ndarray_gbps,
             opt(r.ndarray_ratio()),
             r.note
@@ -1576,6 +1681,7 @@ mod narrow {
                 fortran: false,
                 bytes,
                 gbps: gbps(bytes, crate_t),
+                paired: Some(race.pairs(&contenders, Role::Crate, Role::Ndarray, &limit_name)),
                 limit: Some((gbps(bytes, limit_t), limit_name)),
                 limit_variants: variants,
                 ndarray_gbps: gbps(bytes, nd_t),
@@ -1720,6 +1826,9 @@ mod missing {
             fortran,
             bytes,
             gbps: of(Role::Crate)[0].1,
+            paired: best
+                .as_ref()
+                .map(|(_, name)| race.pairs(&contenders, Role::Crate, Role::Ndarray, name)),
             limit: best,
             limit_variants: limit,
             ndarray_gbps: of(Role::Ndarray)[0].1,
