@@ -86,18 +86,21 @@
 //! free: on these virtual machines memory left idle for a few seconds is
 //! handed back to the host and is much slower to touch again.
 //!
-//! The *ratio* to the limit pairs the rounds: in each round, the fastest
-//! limit variant's time (by median) over the crate's time, and the median
-//! of those per-round ratios. A slow spell of the machine that spans two or
-//! three rounds slows both sides of those rounds' ratios; the ratio of the
-//! two medians (also reported) can take the crate's median from inside the
-//! spell and the limit's from outside it. Seen on an AMD EPYC (Zen 4) VM in
-//! a full run of five rounds: W12's fit read 13, 19, 18, 11, 19 ms where
-//! the limit read 13, 18, 16, 10, 13 ms — medians' ratio 0.75, per-round
-//! 0.91. Pairing does not help against a lone slow call (a `transform`
-//! whose fresh pages the host is slow to back: 104–144 ms in three rounds,
-//! 250–259 in two): there the median of more rounds does, hence seven in
-//! a full run. Every round's times are in `roofline.json` (`round_ms`).
+//! The *ratio* to the limit is the crate's median GB/s over the fastest
+//! limit variant's. Next to it, the *per-round ratio* pairs the rounds:
+//! in each round, that limit variant's time over the crate's, and the
+//! median of those ratios. Neither is the better one on these VMs, where
+//! memory throughput changes within a second: a slow spell that spans two
+//! or three rounds of both sides cancels in the per-round ratio (an AMD
+//! EPYC Zen 4 VM, a five-round run: W12's fit read 13, 19, 18, 11, 19 ms
+//! where the limit read 13, 18, 16, 10, 13 ms — ratio 0.75, per-round
+//! 0.91), but a fast spell of the limit's alone does not (W10's read limit
+//! at 22–23 ms in three rounds of seven and 31–35 in the others, the crate
+//! at 30–36 throughout: ratio 0.93, per-round 0.81); and neither helps
+//! against lone slow calls (a `transform` whose fresh pages the host is
+//! slow to back: 102–105 ms in three rounds, 172–404 in four), which the
+//! median of more rounds does, hence seven in a full run. Every round's
+//! times are in `roofline.json` (`round_ms`).
 //!
 //! In its turn, a contender runs twice in a row and only the second call is
 //! timed. Fresh memory is fast or slow depending on what was freed just
@@ -1041,25 +1044,19 @@ struct Row {
 }
 
 impl Row {
-    /// The ratio to the limit: paired round by round where it can be
-    /// ([`Race::paired`]), else the medians' ratio.
+    /// The ratio to the limit: the crate's median GB/s over the limit's.
     fn ratio(&self) -> Option<f64> {
-        self.paired.map(|p| p.crate_ratio).or_else(|| self.medians_ratio())
-    }
-
-    fn ndarray_ratio(&self) -> Option<f64> {
-        self.paired
-            .map(|p| p.ndarray_ratio)
-            .or_else(|| self.ndarray_medians_ratio())
-    }
-
-    /// The crate's median GB/s over the limit's.
-    fn medians_ratio(&self) -> Option<f64> {
         self.limit.as_ref().map(|(l, _)| self.gbps / l)
     }
 
-    fn ndarray_medians_ratio(&self) -> Option<f64> {
+    fn ndarray_ratio(&self) -> Option<f64> {
         self.limit.as_ref().map(|(l, _)| self.ndarray_gbps / l)
+    }
+
+    /// The ratio paired round by round ([`Race::paired`]), where the limit
+    /// ran in the same rounds.
+    fn per_round_ratio(&self) -> Option<f64> {
+        self.paired.map(|p| p.crate_ratio)
     }
 
     fn to_json(&self, cfg: &Config) -> Value {
@@ -1076,11 +1073,10 @@ impl Row {
             "limit_variant": self.limit.as_ref().map(|(_, n)| n.clone()),
             "limit_variants": self.limit_variants.iter().map(|(n, g)| (n.clone(), json!(g))).collect::<serde_json::Map<_, _>>(),
             "ratio": self.ratio(),
-            "ratio_method": if self.paired.is_some() { "median of per-round ratios" } else { "ratio of medians" },
-            "ratio_of_medians": self.medians_ratio(),
+            "per_round_ratio": self.per_round_ratio(),
             "ndarray_gbps": self.ndarray_gbps,
             "ndarray_ratio": self.ndarray_ratio(),
-            "ndarray_ratio_of_medians": self.ndarray_medians_ratio(),
+            "ndarray_per_round_ratio": self.paired.map(|p| p.ndarray_ratio),
             "vs_ndarray": self.gbps / self.ndarray_gbps,
             "quick": cfg.quick,
             "rounds": cfg.rounds,
@@ -1148,18 +1144,17 @@ where
             let w7_gbps = of(Role::ChunkedCrate)[0].1;
             let mut r = row(op, w7_gbps, limit, of(Role::ChunkedNdarray)[0].1);
             r.paired = Some(race.pairs(&contenders, Role::ChunkedCrate, Role::ChunkedNdarray, &limit_name));
-            // W7 against W1's fit, round by round as the ratios to the limit.
+            // W7 against W1's fit, also round by round.
             let to_w1 = race.paired(
                 Race::role(&contenders, Role::ChunkedCrate),
                 &[Race::role(&contenders, Role::Crate)],
             );
             r.workload = w7_id;
-            r.note = format!("{to_w1:.2}× {id} fit");
+            r.note = format!("{:.2}× {id} fit", w7_gbps / crate_gbps);
             r.extra.insert("chunk_rows".into(), json!(chunk));
             r.extra.insert("w1_fit_gbps".into(), json!(crate_gbps));
-            r.extra.insert("ratio_to_w1_fit".into(), json!(to_w1));
-            r.extra
-                .insert("ratio_to_w1_fit_of_medians".into(), json!(w7_gbps / crate_gbps));
+            r.extra.insert("ratio_to_w1_fit".into(), json!(w7_gbps / crate_gbps));
+            r.extra.insert("per_round_ratio_to_w1_fit".into(), json!(to_w1));
             r.extra.insert("round_ms".into(), race.round_ms(&contenders));
             out.push(r);
         }
@@ -1233,13 +1228,10 @@ fn w8_fit_transform(cfg: &Config, x: ndarray::Array2<f64>, rows: &[Row]) -> Row 
     extra.insert("round_ms".into(), race.round_ms(&contenders));
     extra.insert("crate_us".into(), json!(us(crate_t)));
     extra.insert("ndarray_us".into(), json!(us(nd_t)));
-    extra.insert(
-        "speedup_vs_ndarray_of_medians".into(),
-        json!(nd_t.as_secs_f64() / crate_t.as_secs_f64()),
-    );
-    // Round by round, as the other rows' ratios.
-    let speedup = race.paired(0, &[1]);
+    let speedup = nd_t.as_secs_f64() / crate_t.as_secs_f64();
     extra.insert("speedup_vs_ndarray".into(), json!(speedup));
+    // Round by round, as the other rows' per-round ratios.
+    extra.insert("per_round_speedup_vs_ndarray".into(), json!(race.paired(0, &[1])));
     extra.insert("in_2_thread_pool_us".into(), json!(us(in_pool)));
     extra.insert("calls_counted".into(), json!(calls));
     extra.insert("calling_thread_waits".into(), json!(blocks));
@@ -1325,8 +1317,8 @@ fn print_header(cfg: &Config) {
     println!("crate kernels on this CPU: {}", centering::__kernel_tier());
     println!(
         "mode: {} (sizes ÷ {}), {} timed rounds + 1 warm-up; GB/s = input bytes (N·D·size_of F) / median time, \
-         1 GB = 1e9 B, for crate, limit and ndarray alike; ratio = the median over rounds of the limit's time \
-         in a round over the crate's in that round (ratio of medians: of the GB/s columns)\n",
+         1 GB = 1e9 B, for crate, limit and ndarray alike; ratio = crate GB/s / limit GB/s; per-round ratio = \
+         the median over rounds of the limit's time in a round over the crate's in that round\n",
         if cfg.quick { "QUICK" } else { "full" },
         cfg.scale,
         cfg.rounds
@@ -1358,7 +1350,7 @@ fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let opt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}"));
     s.push_str(
-        "| workload | op | dtype | shape | crate GB/s | limit GB/s (variant) | ratio | ratio of medians | ndarray GB/s | ndarray ratio | notes |\n",
+        "| workload | op | dtype | shape | crate GB/s | limit GB/s (variant) | ratio | per-round ratio | ndarray GB/s | ndarray ratio | notes |\n",
     );
     s.push_str("|---|---|---|---|---:|---|---:|---:|---:|---:|---|\n");
     for r in rows {
@@ -1376,7 +1368,7 @@ fn table(rows: &[Row]) -> String {
             r.dtype,
             r.gbps,
             opt(r.ratio()),
-            opt(r.medians_ratio()),
+            opt(r.per_round_ratio()),
             r.ndarray_gbps,
             opt(r.ndarray_ratio()),
             r.note
