@@ -600,27 +600,18 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     let wt = |r: usize| if WEIGHTED { w[r].widen() } else { 1.0 };
     // Checked here, not implied by `FMA`: the body is a safe function.
     let avx = FMA && avx_f64::<T>();
-    // `f64` and `f32` columns on AVX2, without bitmaps or, unweighted under
-    // `Ignore` (the only calls that pass them), with: the whole tiles of
-    // [`STRIPS`] strips at once by the intrinsics kernel, then each leaf's
-    // last `rows % TILE` samples of them ([`strip_groups`]); the other
-    // columns below. The shared weight chain (if any) has the first
-    // `tiled(a, b)` rows of leaf `a..b` summed by the strips.
+    // Columns of the types the strips take ([`strips_take`]) on AVX2,
+    // without bitmaps or, unweighted under `Ignore` (the only calls that
+    // pass them), with: the whole tiles of [`STRIPS`] strips at once by the
+    // intrinsics kernel, then each leaf's last `rows % TILE` samples of them
+    // ([`strip_groups`]); the other columns below. The shared weight chain
+    // (if any) has the first `tiled(a, b)` rows of leaf `a..b` summed by
+    // the strips.
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut striped = 0;
     #[cfg(target_arch = "x86_64")]
-    if (IGNORE && !WEIGHTED) || valid.iter().all(Option::is_none) {
-        if avx {
-            // SAFETY: `T` is `f64` (`avx_f64`), so the slices are the same type.
-            let cols = unsafe { &*(std::ptr::from_ref::<[&[T]]>(columns) as *const [&[f64]]) };
-            striped =
-                strip_groups::<T, f64, W, WEIGHTED, IGNORE, FMA, AVX512>(columns, cols, valid, w, cuts, accs, avx);
-        } else if FMA && avx_f32::<T>() {
-            // SAFETY: `T` is `f32` (`avx_f32`), so the slices are the same type.
-            let cols = unsafe { &*(std::ptr::from_ref::<[&[T]]>(columns) as *const [&[f32]]) };
-            striped =
-                strip_groups::<T, f32, W, WEIGHTED, IGNORE, FMA, AVX512>(columns, cols, valid, w, cuts, accs, avx);
-        }
+    if FMA && ((IGNORE && !WEIGHTED) || valid.iter().all(Option::is_none)) && strips_take::<T>() {
+        striped = strip_groups::<T, W, WEIGHTED, IGNORE, FMA, AVX512>(columns, valid, w, cuts, accs, avx);
     }
     let tiled = |a: usize, b: usize| if striped > 0 { (b - a) / TILE * TILE } else { 0 };
     for (g, group) in columns[striped..].chunks(TILE).enumerate() {
@@ -637,32 +628,24 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     }
 }
 
-/// The strips of [`columns_body`]: its columns as `E` (`T`, `f64` or
-/// `f32`: `cols` is `columns` retyped; `f32` columns, widened as they are
-/// loaded, read twice as fast as through the per-value loop: W10F / W11F
+/// The strips of [`columns_body`], for the column types of
+/// [`strips_take`], each widened as it is loaded ([`simd::Four`]; `f32`
+/// columns read twice as fast as through the per-value loop: W10F / W11F
 /// shapes as `f32`, AMD EPYC Zen 4, two threads, three alternations,
-/// medians 10.5–10.7 → 20.8–21.7 and 11.5–11.6 → 18.0–18.7 GB/s), every
+/// medians 10.5–10.7 → 20.8–21.7 and 11.5–11.6 → 18.0–18.7 GB/s): every
 /// whole group of
 /// [`TILE`]` · `[`STRIPS`] columns by the intrinsics kernel, leaf by leaf,
 /// each leaf's last `rows % TILE` samples of them right after; returns
 /// how many columns it took. `avx` is `columns_body`'s: `T` is `f64` (for
-/// `f32` it is false, and the tails' `leaf_rest` reads them with `tile`).
+/// other types it is false, and the tails' `leaf_rest` reads them with
+/// `tile`).
 ///
 /// Takes nothing (returns 0) unless the CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn strip_groups<
-    T: Input,
-    E: simd::Four,
-    W: Input,
-    const WEIGHTED: bool,
-    const IGNORE: bool,
-    const FMA: bool,
-    const AVX512: bool,
->(
+fn strip_groups<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, const FMA: bool, const AVX512: bool>(
     columns: &[&[T]],
-    cols: &[&[E]],
     valid: &[Option<Validity<'_>>],
     w: &[W],
     cuts: &[usize],
@@ -676,19 +659,19 @@ fn strip_groups<
     }
     let rows = columns.first().map_or(0, |c| c.len());
     let leaves = || cuts.windows(2).map(|c| (c[0], c[1]));
-    // (`f32` columns advance 4 bytes a row to the weights' 8: half a page
-    // apart at the first row only. Not measured apart.)
-    let staged = match cols.first() {
-        Some(c) if WEIGHTED && cols.len() >= WIDTH => staged_weights(&w[..rows], c.as_ptr().cast::<f64>()),
+    // (Narrower columns advance fewer bytes a row than the weights' 8:
+    // half a page apart at the first row only. Not measured apart.)
+    let staged = match columns.first() {
+        Some(c) if WEIGHTED && columns.len() >= WIDTH => staged_weights(&w[..rows], c.as_ptr().cast::<f64>()),
         _ => Staged::default(),
     };
     // Checked here too: this is a safe function.
     let avx512 = AVX512 && simd::has_avx512();
-    for (g, group) in cols.chunks_exact(WIDTH).enumerate() {
+    for (g, group) in columns.chunks_exact(WIDTH).enumerate() {
         // The first group carries the shared weight chain, if any.
         let (j0, first) = (g * WIDTH, g == 0);
         for ((a, b), acc) in leaves().zip(accs.iter_mut()) {
-            let part: [&[E]; WIDTH] = std::array::from_fn(|k| &group[k][a..b]);
+            let part: [&[T]; WIDTH] = std::array::from_fn(|k| &group[k][a..b]);
             let ws = if WEIGHTED { &staged.get()[a..b] } else { &[][..] };
             // The leaf's rows of the columns' bitmaps (unweighted, under
             // `Ignore`: checked above), if any.
@@ -891,11 +874,27 @@ fn avx_f64<T: 'static>() -> bool {
     false
 }
 
-/// Whether the strips may take `T`'s columns as `f32`: `T` is `f32` and
-/// the CPU has AVX2 and FMA.
+/// Whether the intrinsics strips take `T`'s columns: the CPU has AVX2 and
+/// FMA, and `T` is a type [`simd::Four`] loads four at a time and widens
+/// exactly by its instructions — the floats and the integers of 32 bits
+/// or fewer (not the 64-bit integers, whose `widen` rounds and whose
+/// weighted sums go by `widen_pair`, nor `f16`/`bf16`, whose conversions
+/// need F16C, not part of the strips' build).
 #[cfg(target_arch = "x86_64")]
-fn avx_f32<T: 'static>() -> bool {
-    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && simd::has_avx2_fma()
+fn strips_take<T: 'static>() -> bool {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    let types = [
+        TypeId::of::<f64>(),
+        TypeId::of::<f32>(),
+        TypeId::of::<i32>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<i16>(),
+        TypeId::of::<u16>(),
+        TypeId::of::<i8>(),
+        TypeId::of::<u8>(),
+    ];
+    types.contains(&t) && simd::has_avx2_fma()
 }
 
 /// Samples `r..r + TILE` of the `TILE` columns `cols`, widened, sample by
@@ -1021,7 +1020,7 @@ pub(super) fn column_range_sums<T: Input>(
 #[cfg(target_arch = "x86_64")]
 mod simd {
 
-    use super::{Acc, Dd, Validity};
+    use super::{Acc, Dd, Input, Validity};
     pub(super) use crate::kernels::contiguous::{has_avx2 as has_avx2_fma, has_avx512};
 
     /// The 4×4 tile of `f64`s at `cols` (four values each), transposed:
@@ -1040,7 +1039,8 @@ mod simd {
     }
 
     /// Features `j0..j0 + TILE·STRIPS` of the columns kernel, `group` their
-    /// columns (`f64`, or `f32` widened as they are loaded: [`Four`]):
+    /// columns (`f64`, or another type of `super::strips_take` widened as
+    /// it is loaded: [`Four`]):
     /// [`STRIPS`](super::STRIPS) four-feature vectors stepped
     /// side by side, four samples per transposed tile, by `super::step`'s
     /// arithmetic written as intrinsics (the compiler's vectorisation of two
@@ -1360,25 +1360,61 @@ mod simd {
         unsafe fn four(p: *const Self) -> std::arch::x86_64::__m256d;
     }
 
-    impl Four for f64 {
+    /// Every input type, one body: a type the strips take
+    /// ([`super::strips_take`]) is loaded and converted by its instructions
+    /// — the `TypeId` tests are constants, so each build keeps one branch —
+    /// any other widened value by value. One body, not an `impl` per type,
+    /// so that `columns_body` instantiates the strips once per input type
+    /// (with an `impl` per type, a run-time test per type in the generic
+    /// body instantiated them all for every input type).
+    impl<T: Input> Four for T {
         // Built with AVX, as an intrinsic is: inlined into the kernels
         // (which are), its loads inlined into it.
         #[inline]
         #[target_feature(enable = "avx")]
-        unsafe fn four(p: *const f64) -> std::arch::x86_64::__m256d {
-            // SAFETY: the caller's contract (an unaligned load).
-            unsafe { std::arch::x86_64::_mm256_loadu_pd(p) }
-        }
-    }
-
-    impl Four for f32 {
-        // Built with AVX, as an intrinsic is: inlined into the kernels
-        // (which are), its loads inlined into it.
-        #[inline]
-        #[target_feature(enable = "avx")]
-        unsafe fn four(p: *const f32) -> std::arch::x86_64::__m256d {
-            // SAFETY: the caller's contract (an unaligned load of 16 bytes).
-            unsafe { std::arch::x86_64::_mm256_cvtps_pd(std::arch::x86_64::_mm_loadu_ps(p)) }
+        unsafe fn four(p: *const T) -> std::arch::x86_64::__m256d {
+            use std::any::TypeId;
+            use std::arch::x86_64::{
+                _CMP_LT_OQ, _mm_cvtepi8_epi32, _mm_cvtepi16_epi32, _mm_cvtepu8_epi32, _mm_cvtepu16_epi32,
+                _mm_cvtsi32_si128, _mm_loadl_epi64, _mm_loadu_ps, _mm_loadu_si128, _mm256_add_pd, _mm256_and_pd,
+                _mm256_cmp_pd, _mm256_cvtepi32_pd, _mm256_cvtps_pd, _mm256_loadu_pd, _mm256_set1_pd, _mm256_setr_pd,
+                _mm256_setzero_pd,
+            };
+            let is = |t: TypeId| TypeId::of::<T>() == t;
+            // SAFETY (every load): the caller's contract — four readable
+            // values of `T` at `p` (16 bytes of a 4-byte type, 8 of a
+            // 2-byte one, 4 of a byte), unaligned loads; each branch reads
+            // `p` as the type its test has just found `T` to be.
+            unsafe {
+                if is(TypeId::of::<f64>()) {
+                    _mm256_loadu_pd(p.cast())
+                } else if is(TypeId::of::<f32>()) {
+                    _mm256_cvtps_pd(_mm_loadu_ps(p.cast()))
+                } else if is(TypeId::of::<i32>()) {
+                    _mm256_cvtepi32_pd(_mm_loadu_si128(p.cast()))
+                } else if is(TypeId::of::<u32>()) {
+                    // Read as `i32`: a value of 2³¹ or more comes out 2³²
+                    // too small, and gets it back (both steps exact).
+                    let v = _mm256_cvtepi32_pd(_mm_loadu_si128(p.cast()));
+                    let negative = _mm256_cmp_pd::<_CMP_LT_OQ>(v, _mm256_setzero_pd());
+                    _mm256_add_pd(v, _mm256_and_pd(negative, _mm256_set1_pd(4_294_967_296.0)))
+                } else if is(TypeId::of::<i16>()) {
+                    _mm256_cvtepi32_pd(_mm_cvtepi16_epi32(_mm_loadl_epi64(p.cast())))
+                } else if is(TypeId::of::<u16>()) {
+                    _mm256_cvtepi32_pd(_mm_cvtepu16_epi32(_mm_loadl_epi64(p.cast())))
+                } else if is(TypeId::of::<i8>()) {
+                    _mm256_cvtepi32_pd(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(p.cast::<i32>().read_unaligned())))
+                } else if is(TypeId::of::<u8>()) {
+                    _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(p.cast::<i32>().read_unaligned())))
+                } else {
+                    _mm256_setr_pd(
+                        (*p).widen(),
+                        (*p.add(1)).widen(),
+                        (*p.add(2)).widen(),
+                        (*p.add(3)).widen(),
+                    )
+                }
+            }
         }
     }
 
@@ -1756,6 +1792,30 @@ mod tests {
         }
     }
 
+    /// `(weighted, ignore, bitmaps)`: the calls the strips take.
+    const STRIP_CASES: [(bool, bool, bool); 5] = [
+        (true, false, false),
+        (true, true, false),
+        (false, true, false),
+        (false, true, true),
+        (false, false, false),
+    ];
+
+    /// `d` bitmaps of `n` rows (read from offset 2), some rows null in each.
+    fn strip_bitmaps(n: usize, d: usize) -> Vec<Vec<u8>> {
+        (0..d)
+            .map(|j| (0..n / 8 + 3).map(|i| (i * 37 + j * 11) as u8 | 0x42).collect())
+            .collect()
+    }
+
+    /// `maps` as validity at offset 2, every third column without one.
+    fn strip_validity(maps: &[Vec<u8>]) -> Vec<Option<Validity<'_>>> {
+        maps.iter()
+            .enumerate()
+            .map(|(j, m)| (j % 3 != 1).then(|| Validity::new(m, 2)))
+            .collect()
+    }
+
     /// `f32` columns through the strips (widened as they are loaded):
     /// weighted, NaN-skipping, weighted and NaN-skipping, and with validity
     /// bitmaps, across leaves — the baseline body's bits (which widens value
@@ -1777,21 +1837,9 @@ mod tests {
             let finite = x.mapv(|v| if v.is_nan() { 0.25 } else { v });
             let w = ndarray::Array1::from_shape_fn(n, |i| [0.0f32, 0.5, 3.0, 1e-3, 7.25][i % 5]);
             let cuts = [0, 5, 6, 6, n / 2, n / 2 + 3, n];
-            let maps: Vec<Vec<u8>> = (0..d)
-                .map(|j| (0..n / 8 + 3).map(|i| (i * 37 + j * 11) as u8 | 0x42).collect())
-                .collect();
-            let bitmaps: Vec<Option<Validity<'_>>> = maps
-                .iter()
-                .enumerate()
-                .map(|(j, m)| (j % 3 != 1).then(|| Validity::new(m, 2)))
-                .collect();
-            for (weighted, ig, masked) in [
-                (true, false, false),
-                (true, true, false),
-                (false, true, false),
-                (false, true, true),
-                (false, false, false),
-            ] {
+            let maps = strip_bitmaps(n, d);
+            let bitmaps = strip_validity(&maps);
+            for (weighted, ig, masked) in STRIP_CASES {
                 let x = if ig { &x } else { &finite };
                 let cols: Vec<&[f32]> = (0..d).map(|j| x.column(j).to_slice().expect("Fortran order")).collect();
                 let ws: &[f32] = if weighted { w.as_slice().unwrap() } else { &[] };
@@ -1802,13 +1850,81 @@ mod tests {
             // The strips take them (not the per-value loop on all paths).
             #[cfg(target_arch = "x86_64")]
             if simd::has_avx2_fma() {
-                assert!(avx_f32::<T>() && !avx_f64::<T>());
+                assert!(strips_take::<T>() && !avx_f64::<T>());
                 let cols: Vec<&[f32]> = (0..d).map(|j| x.column(j).to_slice().expect("Fortran order")).collect();
                 let mut accs: Vec<Acc> = (1..cuts.len()).map(|_| Acc::new(d, false)).collect();
-                let taken =
-                    strip_groups::<T, f32, W, false, true, true, true>(&cols, &cols, &[], &[], &cuts, &mut accs, false);
+                let taken = strip_groups::<T, W, false, true, true, true>(&cols, &[], &[], &cuts, &mut accs, false);
                 assert_eq!(taken, d / 8 * 8, "{n}×{d}");
             }
+        }
+    }
+
+    /// Integer columns of 32 bits or fewer take the strips too, each type
+    /// widened by its own conversion (`u32` through `i32` and back): the
+    /// baseline body's bits, dispatched and AVX2, weighted and not, with
+    /// bitmaps and without, across leaves — at each type's extremes. The
+    /// 64-bit integers and `f16` stay with the per-value loop.
+    #[test]
+    fn integer_columns_through_the_strips_are_the_per_value_bits() {
+        fn check<T: Input>(value: impl Fn(u64) -> T, extremes: [T; 2], name: &str) {
+            type W = f64;
+            for (n, d) in [(203, 8), (101, 19), (64, 32)] {
+                let mut z = 0x9E37_79B9_7F4A_7C15u64 ^ (n * d) as u64;
+                let cols: Vec<Vec<T>> = (0..d)
+                    .map(|j| {
+                        (0..n)
+                            .map(|i| {
+                                z ^= z << 13;
+                                z ^= z >> 7;
+                                z ^= z << 17;
+                                match (i + j) % 11 {
+                                    3 => extremes[0],
+                                    7 => extremes[1],
+                                    _ => value(z),
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let cols: Vec<&[T]> = cols.iter().map(Vec::as_slice).collect();
+                let w: Vec<W> = (0..n).map(|i| [0.0, 0.5, 3.0, 1e-3, 7.25][i % 5]).collect();
+                let cuts = [0, 5, 6, 6, n / 2, n / 2 + 3, n];
+                let maps = strip_bitmaps(n, d);
+                let bitmaps = strip_validity(&maps);
+                for (weighted, ig, masked) in STRIP_CASES {
+                    let ws: &[W] = if weighted { &w } else { &[] };
+                    let valid: &[Option<Validity<'_>>] = if masked { &bitmaps } else { &[] };
+                    let case = format!("{name} {n}×{d}, weighted {weighted}, ignore {ig}, bitmaps {masked}");
+                    let sums = columns_bodies_agree::<T, W>(&cols, valid, ws, (weighted, ig), &cuts, &case);
+                    // Against the values themselves: an unweighted leaf's
+                    // sum is exact (integers far below 2⁵³ in total).
+                    if !weighted && !masked {
+                        for (j, col) in cols.iter().enumerate() {
+                            let want: f64 = col[cuts[3]..cuts[4]].iter().map(|v| v.widen()).sum();
+                            assert_eq!(sums[3].sum[j].hi, want, "{case}, feature {j}");
+                        }
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                if simd::has_avx2_fma() {
+                    assert!(strips_take::<T>() && !avx_f64::<T>(), "{name}");
+                    let mut accs: Vec<Acc> = (1..cuts.len()).map(|_| Acc::new(d, false)).collect();
+                    let taken = strip_groups::<T, W, false, true, true, true>(&cols, &[], &[], &cuts, &mut accs, false);
+                    assert_eq!(taken, d / 8 * 8, "{name} {n}×{d}");
+                }
+            }
+        }
+        check(|z| z as i32, [i32::MIN, i32::MAX], "i32");
+        check(|z| z as u32, [u32::MAX, 1 << 31], "u32");
+        check(|z| z as i16, [i16::MIN, i16::MAX], "i16");
+        check(|z| z as u16, [u16::MAX, 0], "u16");
+        check(|z| z as i8, [i8::MIN, i8::MAX], "i8");
+        check(|z| z as u8, [u8::MAX, 0], "u8");
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(!strips_take::<i64>() && !strips_take::<u64>());
+            #[cfg(feature = "half")]
+            assert!(!strips_take::<half::f16>() && !strips_take::<half::bf16>());
         }
     }
 
