@@ -640,7 +640,8 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
 /// other types it is false, and the tails' `leaf_rest` reads them with
 /// `tile`).
 ///
-/// Takes nothing (returns 0) unless the CPU has AVX2 and FMA.
+/// Takes nothing (returns 0) unless the CPU has AVX2 and FMA and
+/// [`strips_take`] takes `T`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -653,8 +654,9 @@ fn strip_groups<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     avx: bool,
 ) -> usize {
     const WIDTH: usize = TILE * STRIPS;
-    // Checked here, as `columns_body` does: this is a safe function.
-    if !simd::has_avx2_fma() {
+    // Checked here, as `columns_body` does: this is a safe function, and
+    // [`simd::Four`] widens exactly only the types `strips_take` names.
+    if !strips_take::<T>() {
         return 0;
     }
     let rows = columns.first().map_or(0, |c| c.len());
@@ -850,8 +852,9 @@ impl Staged {
 /// 24.0 GB/s (weights moved by 2 KiB in the caller's buffer instead: 21.3–
 /// 21.8 → 23.1–25.9); one thread in L2 (1024 rows, the weights allocated
 /// apart from the columns, off their set): 19.3 → 19.8. (`f64` columns:
-/// an `f32` column's rows advance half as fast as the weights', so only
-/// its first row sits half a page away.)
+/// the rows of a narrower column (`f32`, the integers of
+/// [`strips_take`]) advance more slowly than the weights', so only its
+/// first row sits half a page away.)
 #[cfg(target_arch = "x86_64")]
 fn staged_weights<W: Input>(w: &[W], column: *const f64) -> Staged {
     const PAGE: usize = 4096;
@@ -1350,7 +1353,8 @@ mod simd {
     }
 
     /// A column element the strips read: four at a time, widened to `f64`
-    /// (exactly, as `Input::widen` does).
+    /// as `Input::widen` does (exactly, for the types `super::strips_take`
+    /// names: the only ones the strips take).
     pub(super) trait Four: Copy + 'static {
         /// The four values at `p`, as `f64`s.
         ///

@@ -4,7 +4,7 @@
 //! ndarray's own baseline.
 //!
 //! ```text
-//! cargo bench -p centering-bench --bench roofline                          # full sizes (1 GiB inputs), 5–10 minutes
+//! cargo bench -p centering-bench --bench roofline                          # full sizes (1 GiB inputs), 10–15 minutes
 //! CENTERING_BENCH_QUICK=1 cargo bench -p centering-bench --bench roofline  # sizes ÷ 64, fewer rounds: a smoke check
 //! CENTERING_BENCH_ONLY=W9,W12 cargo bench -p centering-bench --bench roofline  # just these workloads
 //! CENTERING_BENCH_ROUNDS=9 cargo bench -p centering-bench --bench roofline     # timed rounds per operation (7; quick: 3)
@@ -93,8 +93,8 @@
 //! memory throughput changes within a second: a slow spell that spans two
 //! or three rounds of both sides cancels in the per-round ratio (an AMD
 //! EPYC Zen 4 VM, a five-round run: W12's fit read 13, 19, 18, 11, 19 ms
-//! where the limit read 13, 18, 16, 10, 13 ms — ratio 0.75, per-round
-//! 0.91), but a fast spell of the limit's alone does not (W10's read limit
+//! where the limit read 13, 18, 16, 10, 13 ms, rounded — ratio 0.75,
+//! per-round 0.91), but a fast spell of the limit's alone does not (W10's read limit
 //! at 22–23 ms in three rounds of seven and 31–35 in the others, the crate
 //! at 30–36 throughout: ratio 0.93, per-round 0.81); and neither helps
 //! against lone slow calls (a `transform` whose fresh pages the host is
@@ -233,10 +233,13 @@ impl Config {
         let only = std::env::var("CENTERING_BENCH_ONLY")
             .ok()
             .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
-        let rounds = std::env::var("CENTERING_BENCH_ROUNDS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .filter(|&r: &usize| r > 0);
+        let rounds = std::env::var("CENTERING_BENCH_ROUNDS").ok().and_then(|v| {
+            let r = v.trim().parse().ok().filter(|&r: &usize| r > 0);
+            if r.is_none() {
+                eprintln!("CENTERING_BENCH_ROUNDS={v:?} is not a positive count: the default rounds run");
+            }
+            r
+        });
         Config {
             quick,
             scale: if quick { 64 } else { 1 },
