@@ -610,7 +610,7 @@ fn columns_body<T: Input, W: Input, const WEIGHTED: bool, const IGNORE: bool, co
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut striped = 0;
     #[cfg(target_arch = "x86_64")]
-    if FMA && ((IGNORE && !WEIGHTED) || valid.iter().all(Option::is_none)) && strips_take::<T>() {
+    if FMA && ((IGNORE && !WEIGHTED) || valid.iter().all(Option::is_none)) {
         striped = strip_groups::<T, W, WEIGHTED, IGNORE, FMA, AVX512>(columns, valid, w, cuts, accs, avx);
     }
     let tiled = |a: usize, b: usize| if striped > 0 { (b - a) / TILE * TILE } else { 0 };
@@ -1796,6 +1796,21 @@ mod tests {
         }
     }
 
+    /// Where the CPU has AVX2 and FMA: the strips take `T` (not only the
+    /// per-value loop, which gives the same bits), every whole group of
+    /// eight of `cols`, and `T`'s tails are not read as `f64` tiles.
+    fn assert_strips_take<T: Input>(cols: &[&[T]], cuts: &[usize], what: &str) {
+        #[cfg(target_arch = "x86_64")]
+        if simd::has_avx2_fma() {
+            let d = cols.len();
+            assert!(strips_take::<T>() && !avx_f64::<T>(), "{what}");
+            let mut accs: Vec<Acc> = (1..cuts.len()).map(|_| Acc::new(d, false)).collect();
+            let taken = strip_groups::<T, f64, false, true, true, true>(cols, &[], &[], cuts, &mut accs, false);
+            assert_eq!(taken, d / 8 * 8, "{what}");
+        }
+        let _ = (cols, cuts, what);
+    }
+
     /// `(weighted, ignore, bitmaps)`: the calls the strips take.
     const STRIP_CASES: [(bool, bool, bool); 5] = [
         (true, false, false),
@@ -1852,14 +1867,8 @@ mod tests {
                 columns_bodies_agree::<T, W>(&cols, valid, ws, (weighted, ig), &cuts, &case);
             }
             // The strips take them (not the per-value loop on all paths).
-            #[cfg(target_arch = "x86_64")]
-            if simd::has_avx2_fma() {
-                assert!(strips_take::<T>() && !avx_f64::<T>());
-                let cols: Vec<&[f32]> = (0..d).map(|j| x.column(j).to_slice().expect("Fortran order")).collect();
-                let mut accs: Vec<Acc> = (1..cuts.len()).map(|_| Acc::new(d, false)).collect();
-                let taken = strip_groups::<T, W, false, true, true, true>(&cols, &[], &[], &cuts, &mut accs, false);
-                assert_eq!(taken, d / 8 * 8, "{n}×{d}");
-            }
+            let cols: Vec<&[f32]> = (0..d).map(|j| x.column(j).to_slice().expect("Fortran order")).collect();
+            assert_strips_take(&cols, &cuts, &format!("f32 {n}×{d}"));
         }
     }
 
@@ -1909,13 +1918,7 @@ mod tests {
                         }
                     }
                 }
-                #[cfg(target_arch = "x86_64")]
-                if simd::has_avx2_fma() {
-                    assert!(strips_take::<T>() && !avx_f64::<T>(), "{name}");
-                    let mut accs: Vec<Acc> = (1..cuts.len()).map(|_| Acc::new(d, false)).collect();
-                    let taken = strip_groups::<T, W, false, true, true, true>(&cols, &[], &[], &cuts, &mut accs, false);
-                    assert_eq!(taken, d / 8 * 8, "{name} {n}×{d}");
-                }
+                assert_strips_take(&cols, &cuts, &format!("{name} {n}×{d}"));
             }
         }
         check(|z| z as i32, [i32::MIN, i32::MAX], "i32");
