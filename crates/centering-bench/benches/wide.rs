@@ -22,10 +22,13 @@
 //! estimator's first call right after another's was dropped ("pages just
 //! freed"): the first call's own cost. The first one takes pages the
 //! process never had, and a VM that hands freed memory back to its host
-//! (virtio-balloon free page reporting) makes their first touch cost up to
-//! ten times the call's work: on the reference VM, 800 MB touched in a new
-//! process took 2.2–3.8 s, right after the same was freed 0.10–0.12 s, and
-//! after six idle seconds 1.0–2.4 s.
+//! (virtio-balloon free page reporting) makes their first touch cost many
+//! times the call's work: on the reference VM (AMD EPYC Zen 4), 800 MB of
+//! huge pages touched in a new process took 2.2–3.8 s, right after the same
+//! amount was freed 0.10–0.12 s, and after six idle seconds 1.0–2.4 s.
+//! Below glibc's 32 MiB ceiling for its mmap threshold (D = 10⁶: 8 MB of
+//! state) the freed state may stay in the heap, so the second first call
+//! takes no page faults at all there.
 
 mod common;
 use common::cpu_model;
@@ -57,7 +60,7 @@ fn main() {
         cpu_model()
     );
     println!(
-        "\n| D | first call (ns/feature) | first call, pages just freed (ns/feature) | its extra peak / input | later calls, median (ns/feature) | first mean read (ns/feature) | later reads, median (ns/feature) | extra peak memory (bytes/feature) | extra / input | load: extra peak (bytes/feature) |"
+        "\n| D | first call (ns/feature) | its extra peak / input | first call, pages just freed (ns/feature) | later calls, median (ns/feature) | first mean read (ns/feature) | later reads, median (ns/feature) | extra peak memory (bytes/feature) | extra / input | load: extra peak (bytes/feature) |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let me = std::env::current_exe().expect("no path to this binary");
@@ -147,8 +150,8 @@ fn child(d: usize) {
     // estimator's first call freed its state: the state's pages are then
     // memory the host has just backed. The first call above takes pages
     // this process never had, and on a VM that hands freed memory back to
-    // the host (virtio-balloon free page reporting, as on the reference
-    // VMs) their first touch can cost ten times the call's own work.
+    // the host (virtio-balloon free page reporting, as on the reference VM)
+    // their first touch can cost many times the call's own work.
     drop(saved);
     let mut throwaway = estimator();
     throwaway.partial_fit(&x).expect("partial_fit failed");
@@ -159,7 +162,7 @@ fn child(d: usize) {
     let reused = per(t.elapsed().as_secs_f64());
     assert_eq!(again.n_features(), Some(d));
     println!(
-        "| {d} | {first:.1} | {reused:.1} | {:.1}× | {:.1} | {read:.1} | {:.1} | {:.0} | {:.1}× | {load} |",
+        "| {d} | {first:.1} | {:.1}× | {reused:.1} | {:.1} | {read:.1} | {:.1} | {:.0} | {:.1}× | {load} |",
         first_extra / input,
         later[LATER / 2],
         reads[LATER / 2],
