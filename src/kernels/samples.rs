@@ -1492,12 +1492,18 @@ mod tests {
     use super::*;
     use crate::kernels::general;
 
+    /// The next value of the tests' xorshift generator, state `z`.
+    fn xorshift(z: &mut u64) -> u64 {
+        *z ^= *z << 13;
+        *z ^= *z >> 7;
+        *z ^= *z << 17;
+        *z
+    }
+
     fn data(n: usize, d: usize, fortran: bool) -> Array2<f64> {
         let mut z = 0x2545_F491_4F6C_DD1Du64;
         Array2::from_shape_fn((n, d).set_f(fortran), |(i, j)| {
-            z ^= z << 13;
-            z ^= z >> 7;
-            z ^= z << 17;
+            let z = xorshift(&mut z);
             if z.is_multiple_of(7) {
                 f64::NAN
             } else {
@@ -1764,9 +1770,7 @@ mod tests {
                 .map(|_| {
                     (0..n / 8 + 3)
                         .map(|_| {
-                            z ^= z << 13;
-                            z ^= z >> 7;
-                            z ^= z << 17;
+                            let z = xorshift(&mut z);
                             (z as u8) | (z >> 8) as u8
                         })
                         .collect()
@@ -1887,13 +1891,11 @@ mod tests {
                     .map(|j| {
                         (0..n)
                             .map(|i| {
-                                z ^= z << 13;
-                                z ^= z >> 7;
-                                z ^= z << 17;
+                                let r = xorshift(&mut z);
                                 match (i + j) % 11 {
                                     3 => extremes[0],
                                     7 => extremes[1],
-                                    _ => value(z),
+                                    _ => value(r),
                                 }
                             })
                             .collect()
